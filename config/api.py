@@ -1,0 +1,96 @@
+"""The agent API (`/api/v1/`): one NinjaAPI, the routers of each app, and the error shape.
+
+Every error is JSON `{"error": code, "detail": ...}`; bad input is never a 500.
+"""
+
+import json
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.parser import Parser
+
+from deployments.api import router as deployment_router
+from deployments.errors import DomainError
+from reviews.api import router as actions_router
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+class StrictJsonParser(Parser):
+    """JSON only: NaN and Infinity are refused, and so is anything that is not UTF-8."""
+
+    def parse_body(self, request: HttpRequest) -> Any:
+        try:
+            return json.loads(request.body.decode("utf-8"), parse_constant=_refuse_constant)
+        except RequestDataTooBig:
+            raise
+        except (ValueError, RecursionError) as exc:
+            raise HttpError(400, f"the body is not valid JSON: {exc}") from None
+
+
+api = NinjaAPI(
+    title="Trustladder agent API",
+    version="1.0.0",
+    description="Propose actions, learn what to do with them, report results. See the README.",
+    urls_namespace="api",
+    parser=StrictJsonParser(),
+    docs_url="/docs",
+)
+api.add_router("/", actions_router)
+api.add_router("/", deployment_router)
+
+
+def _error(request: HttpRequest, status: int, code: str, detail: Any, **extra: Any) -> HttpResponse:
+    return api.create_response(request, {"error": code, "detail": detail, **extra}, status=status)
+
+
+def _field_name(loc: list[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "payload_in", "data")]
+    return ".".join(parts) or "body"
+
+
+@api.exception_handler(ValidationError)
+def on_validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    errors = [
+        {"field": _field_name(list(e.get("loc", []))), "message": e.get("msg", "invalid")} for e in exc.errors
+    ]
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
+    return _error(request, 422, "validation_error", detail, errors=errors)
+
+
+@api.exception_handler(AuthenticationError)
+def on_auth_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    response = _error(
+        request,
+        401,
+        "unauthorized",
+        "send 'Authorization: Bearer <key>' with an active API key of your deployment",
+    )
+    response["WWW-Authenticate"] = 'Bearer realm="trustladder"'
+    return response
+
+
+@api.exception_handler(HttpError)
+def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    codes = {400: "bad_request", 403: "forbidden", 404: "not_found", 409: "conflict", 429: "rate_limited"}
+    return _error(request, exc.status_code, codes.get(exc.status_code, "error"), exc.message)
+
+
+@api.exception_handler(Http404)
+def on_not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return _error(request, 404, "not_found", str(exc) or "not found")
+
+
+@api.exception_handler(DomainError)
+def on_domain_error(request: HttpRequest, exc: DomainError) -> HttpResponse:
+    return _error(request, exc.http_status, exc.code, exc.detail)
+
+
+@api.exception_handler(RequestDataTooBig)
+def on_too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    return _error(request, 413, "payload_too_large", "the request body is over the 256 KiB limit")

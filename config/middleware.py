@@ -1,0 +1,34 @@
+"""Request guards that must run before any view parses a body."""
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+
+class ApiBodyLimitMiddleware:
+    """Refuse agent-API bodies over API_MAX_BODY_BYTES with 413 and the API's error shape.
+
+    Bodies without a Content-Length (chunked) are caught later: Django raises
+    RequestDataTooBig on read, which the API's exception handler turns into 413 as well.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith("/api/"):
+            try:
+                length = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0
+            if length > settings.API_MAX_BODY_BYTES:
+                return JsonResponse(
+                    {
+                        "error": "payload_too_large",
+                        "detail": f"request body is {length} bytes; the limit is "
+                        f"{settings.API_MAX_BODY_BYTES} bytes",
+                    },
+                    status=413,
+                )
+        return self.get_response(request)

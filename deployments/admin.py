@@ -1,0 +1,48 @@
+from django.contrib import admin
+
+from deployments.models import ApiKey, AuditEvent, Deployment, Member
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(admin.ModelAdmin):
+    list_display = ["slug", "name", "stage", "paused", "breaker_tripped_at"]
+    search_fields = ["slug", "name"]
+    # Stage, pause and breaker change only through the promotion workflow and its audit trail.
+    readonly_fields = [
+        "stage",
+        "stage_entered_at",
+        "paused",
+        "breaker_tripped_at",
+        "breaker_reason",
+        "webhook_secret",
+    ]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["prefix", "deployment", "name", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["prefix", "hashed_key", "created_at", "created_by", "last_used_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # keys are created with `manage.py create_api_key` so the raw key is shown once
+
+
+@admin.register(Member)
+class MemberAdmin(admin.ModelAdmin):
+    list_display = ["user", "role"]
+    filter_horizontal = ["deployments"]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "actor_label", "verb", "deployment", "object_type", "object_id"]
+    list_filter = ["verb"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_add_permission(self, request) -> bool:
+        return False

@@ -1,0 +1,84 @@
+"""Agent API: authentication by bearer key, and the key's deployment."""
+
+from datetime import datetime, timedelta
+
+from django.http import HttpRequest
+from django.utils import timezone
+from ninja import Router, Schema
+from ninja.security import HttpBearer
+
+from deployments.models import ApiKey, Deployment
+from deployments.services import api_key_authenticate
+
+LAST_USED_RESOLUTION = timedelta(minutes=5)
+
+
+class ApiKeyAuth(HttpBearer):
+    """`Authorization: Bearer <key>`; `request.auth` becomes the ApiKey (with its deployment)."""
+
+    def authenticate(self, request: HttpRequest, token: str) -> ApiKey | None:
+        key = api_key_authenticate(token)
+        if key is not None and (
+            key.last_used_at is None or timezone.now() - key.last_used_at > LAST_USED_RESOLUTION
+        ):
+            # Throttled so that the hot path does not write the key row on every request.
+            ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
+        return key
+
+
+bearer = ApiKeyAuth()
+router = Router(auth=bearer, tags=["deployment"])
+
+
+class ThresholdsOut(Schema):
+    auto_max_risk: float
+    auto_min_confidence: float
+    review_max_risk: float
+    audit_sample_rate: float
+
+
+class DeploymentOut(Schema):
+    slug: str
+    name: str
+    stage: str
+    next_stage: str | None
+    stage_entered_at: datetime
+    stage_caps: dict[str, str]
+    thresholds: ThresholdsOut
+    review_sla_seconds: int
+    senior_sla_seconds: int
+    paused: bool
+    breaker_tripped: bool
+    breaker_tripped_at: datetime | None
+    fail_closed: bool
+
+
+def deployment_representation(deployment: Deployment) -> dict:
+    from deployments.policy import Stage
+
+    next_stage = Stage(deployment.stage).next
+    return {
+        "slug": deployment.slug,
+        "name": deployment.name,
+        "stage": deployment.stage,
+        "next_stage": next_stage.value if next_stage else None,
+        "stage_entered_at": deployment.stage_entered_at,
+        "stage_caps": deployment.stage_caps or {},
+        "thresholds": {
+            "auto_max_risk": deployment.auto_max_risk,
+            "auto_min_confidence": deployment.auto_min_confidence,
+            "review_max_risk": deployment.review_max_risk,
+            "audit_sample_rate": deployment.audit_sample_rate,
+        },
+        "review_sla_seconds": int(deployment.review_sla.total_seconds()),
+        "senior_sla_seconds": int(deployment.senior_sla.total_seconds()),
+        "paused": deployment.paused,
+        "breaker_tripped": deployment.breaker_tripped,
+        "breaker_tripped_at": deployment.breaker_tripped_at,
+        "fail_closed": deployment.fail_closed,
+    }
+
+
+@router.get("/deployment", response=DeploymentOut, summary="The deployment of this API key")
+def deployment_detail(request: HttpRequest) -> dict:
+    return deployment_representation(request.auth.deployment)

@@ -1,0 +1,175 @@
+"""Agent API: propose actions, read them back, report execution results (SPEC §5)."""
+
+from typing import Annotated, Any, Literal
+
+from django.db import transaction
+from django.http import HttpRequest, JsonResponse
+from ninja import Field, Header, Path, Router, Schema, Status
+from pydantic import AnyHttpUrl, field_validator
+
+from deployments.api import bearer
+from reviews.canonical import payload_sha256
+from reviews.idempotency import idempotency_claim, idempotency_complete, idempotency_release
+from reviews.representation import action_representation
+from reviews.selectors import action_get_for_deployment
+from reviews.services import proposed_action_create, proposed_action_report_result
+
+router = Router(auth=bearer, tags=["actions"])
+# Ids past a 64-bit integer are a 422, not a database error.
+ActionId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
+def _no_nul(value: Any, path: str = "payload") -> None:
+    """PostgreSQL text and jsonb cannot hold U+0000; refuse it as bad input, not a 500."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"{path} contains a NUL character")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _no_nul(k, path)
+            _no_nul(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _no_nul(v, f"{path}[{i}]")
+
+
+class ActionIn(Schema):
+    action_type: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-/]+$")
+    payload: dict[str, Any]
+    risk_score: float = Field(ge=0.0, le=1.0)
+    confidence: float = Field(ge=0.0, le=1.0)
+    external_id: str = Field("", max_length=200)
+    model_version: str = Field("", max_length=100)
+    rationale: str = Field("", max_length=20_000)
+    needs_human: bool = False
+    callback_url: AnyHttpUrl | None = Field(None, max_length=2000)
+
+    @field_validator("payload", "external_id", "model_version", "rationale")
+    @classmethod
+    def no_nul(cls, value: Any) -> Any:
+        _no_nul(value)
+        return value
+
+
+class ComparisonOut(Schema):
+    agree: bool
+    diff: Any
+
+
+class ActionOut(Schema):
+    id: int
+    deployment: str
+    action_type: str
+    external_id: str | None
+    status: str
+    route: Literal["shadow", "auto", "review", "senior"]
+    stage: str
+    decision: Literal["execute", "wait", "shadow", "reject", "expired"]
+    payload: dict[str, Any]
+    final_payload: dict[str, Any] | None
+    payload_sha256: str | None
+    risk_score: float
+    confidence: float
+    needs_human: bool
+    model_version: str | None
+    reason: str | None
+    created_at: str = Field(description="ISO 8601, UTC")
+    decided_at: str | None
+    executed_at: str | None
+    error: str | None
+    comparison: ComparisonOut | None = None
+
+
+class ErrorOut(Schema):
+    error: str
+    detail: Any
+
+
+class ResultIn(Schema):
+    status: Literal["executed", "failed"]
+    payload_sha256: str = Field(min_length=64, max_length=64, pattern=r"^[0-9a-f]{64}$")
+    error: str = Field("", max_length=20_000)
+
+    @field_validator("error")
+    @classmethod
+    def no_nul(cls, value: str) -> str:
+        _no_nul(value, "error")
+        return value
+
+
+ERRORS = {400: ErrorOut, 401: ErrorOut, 404: ErrorOut, 409: ErrorOut, 413: ErrorOut, 422: ErrorOut}
+
+
+@router.post(
+    "/actions",
+    response={201: ActionOut, **ERRORS},
+    summary="Propose an action",
+    description="Routes the action by the deployment's stage. `decision` says what to do now: "
+    "`execute`, `wait` (a person decides) or `shadow` (do not execute). Send an `Idempotency-Key` "
+    "header to make retries safe.",
+)
+def action_create(
+    request: HttpRequest,
+    data: ActionIn,
+    idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=255, min_length=1),
+) -> Any:
+    key = request.auth
+    deployment = key.deployment
+    fields = data.model_dump(mode="json")
+    record = None
+    if idempotency_key is not None:
+        record = idempotency_claim(
+            deployment=deployment, key=idempotency_key, fingerprint=payload_sha256(fields)
+        )
+        if not record.in_flight:
+            return JsonResponse(
+                record.response_body, status=record.response_status, headers={"Idempotent-Replayed": "true"}
+            )
+    try:
+        with transaction.atomic():
+            action = proposed_action_create(
+                deployment=deployment,
+                action_type=data.action_type,
+                payload=data.payload,
+                risk_score=data.risk_score,
+                confidence=data.confidence,
+                external_id=data.external_id,
+                model_version=data.model_version,
+                rationale=data.rationale,
+                needs_human=data.needs_human,
+                callback_url=fields["callback_url"] or "",
+                idempotency_key=idempotency_key,
+                actor_label=f"api-key:{key.prefix}",
+            )
+            body = action_representation(action, deployment_slug=deployment.slug)
+            if record is not None:
+                idempotency_complete(record=record, status=201, body=body)
+    except BaseException:
+        if record is not None:
+            idempotency_release(record=record)
+        raise
+    return Status(201, body)
+
+
+@router.get("/actions/{action_id}", response={200: ActionOut, **ERRORS}, summary="Read an action")
+def action_detail(request: HttpRequest, action_id: ActionId) -> Any:
+    action = action_get_for_deployment(deployment=request.auth.deployment, action_id=action_id)
+    return action_representation(action)
+
+
+@router.post(
+    "/actions/{action_id}/result",
+    response={200: ActionOut, **ERRORS},
+    summary="Report the execution result",
+    description="Allowed once the action is approved, with the SHA-256 of its final payload (409 otherwise).",
+)
+def action_result(request: HttpRequest, action_id: ActionId, data: ResultIn) -> Any:
+    action = action_get_for_deployment(deployment=request.auth.deployment, action_id=action_id)
+    action = proposed_action_report_result(
+        action_id=action.pk,
+        status=data.status,
+        payload_hash=data.payload_sha256,
+        error=data.error,
+        actor_label=f"api-key:{request.auth.prefix}",
+    )
+    return action_representation(action, deployment_slug=request.auth.deployment.slug)

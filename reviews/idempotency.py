@@ -1,0 +1,83 @@
+"""Idempotency-Key for POST /api/v1/actions (IETF httpapi "Idempotency-Key" draft).
+
+- same key, same body: the first response is replayed (with `Idempotent-Replayed: true`);
+- same key, another body: 422;
+- same key while the first request is still in flight: 409.
+
+The key is claimed in its own short transaction so that concurrent requests see it; the
+response is stored in the transaction that does the work (`idempotency_complete`).
+"""
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from deployments.errors import Conflict, DomainError
+from deployments.models import Deployment
+from reviews.models import IdempotencyRecord
+
+
+class IdempotencyKeyReused(DomainError):
+    code = "idempotency_key_reused"
+    http_status = 422
+
+
+class IdempotencyKeyInFlight(Conflict):
+    code = "idempotency_key_in_flight"
+
+
+def idempotency_claim(*, deployment: Deployment, key: str, fingerprint: str) -> IdempotencyRecord:
+    """Claim `key` for this request, or return the finished record to replay.
+
+    Returns a record with `in_flight=True` when the caller now owns the key and must do the
+    work, or a finished record whose response the caller replays. Raises
+    IdempotencyKeyReused (422) or IdempotencyKeyInFlight (409).
+    """
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            return IdempotencyRecord.objects.create(
+                deployment=deployment, key=key, request_sha256=fingerprint
+            )
+    except IntegrityError:
+        pass
+    record = IdempotencyRecord.objects.get(deployment=deployment, key=key)
+    if record.request_sha256 != fingerprint:
+        raise IdempotencyKeyReused("this Idempotency-Key was already used with a different request body")
+    if not record.in_flight:
+        if now - record.created_at <= settings.IDEMPOTENCY_KEY_TTL:
+            return record
+        # Past its retention: the key starts afresh.
+        taken = IdempotencyRecord.objects.filter(pk=record.pk, in_flight=False, created_at=record.created_at)
+    else:
+        if now - record.created_at < settings.IDEMPOTENCY_IN_FLIGHT_TIMEOUT:
+            raise IdempotencyKeyInFlight(
+                "a request with this Idempotency-Key is still being processed; retry later"
+            )
+        # The first request died without finishing: take the key over.
+        taken = IdempotencyRecord.objects.filter(pk=record.pk, in_flight=True, created_at=record.created_at)
+    if taken.update(in_flight=True, created_at=now, response_status=None, response_body=None) != 1:
+        raise IdempotencyKeyInFlight(
+            "a request with this Idempotency-Key is still being processed; retry later"
+        )
+    record.refresh_from_db()
+    return record
+
+
+def idempotency_complete(*, record: IdempotencyRecord, status: int, body: dict) -> None:
+    """Store the response; call inside the transaction that did the work."""
+    IdempotencyRecord.objects.filter(pk=record.pk).update(
+        in_flight=False, response_status=status, response_body=body
+    )
+
+
+def idempotency_release(*, record: IdempotencyRecord) -> None:
+    """Give the key back after the work failed, so a retry is processed afresh."""
+    IdempotencyRecord.objects.filter(pk=record.pk, in_flight=True).delete()
+
+
+def idempotency_purge(*, now=None) -> int:
+    """Delete keys past their retention. Safe to repeat."""
+    cutoff = (now or timezone.now()) - settings.IDEMPOTENCY_KEY_TTL
+    deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
+    return deleted

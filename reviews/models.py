@@ -1,0 +1,218 @@
+"""Proposed actions, their lifecycle (SPEC §4), human decisions and idempotency records."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from deployments.models import Deployment
+from deployments.policy import Route, Stage
+from reviews.querysets import ProposedActionQuerySet
+
+
+class ProposedAction(models.Model):
+    """An action an agent wants to take. Status changes only through reviews.services."""
+
+    class Status(models.TextChoices):
+        LOGGED = "logged"  # shadow: waiting for the human outcome
+        COMPARED = "compared"  # shadow: compared with the human outcome
+        PENDING_REVIEW = "pending_review"
+        PENDING_SENIOR = "pending_senior"
+        APPROVED = "approved"  # by a person or by policy; the agent may execute
+        REJECTED = "rejected"
+        EXPIRED = "expired"
+        EXECUTED = "executed"
+        FAILED = "failed"
+
+    class RouteChoices(models.TextChoices):
+        SHADOW = Route.SHADOW.value
+        AUTO = Route.AUTO.value
+        REVIEW = Route.REVIEW.value
+        SENIOR = Route.SENIOR.value
+
+    PENDING_STATUSES = (Status.PENDING_REVIEW, Status.PENDING_SENIOR)
+    TERMINAL_STATUSES = (Status.COMPARED, Status.REJECTED, Status.EXPIRED, Status.EXECUTED, Status.FAILED)
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.PROTECT, related_name="actions")
+    action_type = models.CharField(max_length=100)
+    external_id = models.CharField(max_length=200, blank=True)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+
+    payload = models.JSONField()
+    # SHA-256 of the proposed payload: finds "the same proposal" for the rejected-stays-rejected rule.
+    proposal_sha256 = models.CharField(max_length=64)
+    final_payload = models.JSONField(null=True, blank=True)
+    payload_sha256 = models.CharField(max_length=64, blank=True)
+
+    risk_score = models.FloatField()
+    confidence = models.FloatField()
+    model_version = models.CharField(max_length=100, blank=True)
+    rationale = models.TextField(blank=True)
+    needs_human = models.BooleanField(default=False)
+    callback_url = models.URLField(max_length=2000, blank=True)
+
+    stage = models.CharField(max_length=16, choices=Deployment.StageChoices.choices)
+    route = models.CharField(max_length=8, choices=RouteChoices.choices)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    reason = models.TextField(blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    executed_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    result_error = models.TextField(blank=True)
+
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    claimed_at = models.DateTimeField(null=True, blank=True)
+
+    # Stages 3 and 4: a random share of auto-executed actions is reviewed after the fact.
+    audit_sample = models.BooleanField(default=False)
+    audit_verdict = models.CharField(max_length=16, blank=True)  # "", "correct", "incorrect"
+
+    # Shadow: the comparison with what the human did, once made.
+    comparison = models.JSONField(null=True, blank=True)
+
+    objects = ProposedActionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            # One action per Idempotency-Key and deployment, a database fact.
+            models.UniqueConstraint(
+                fields=["deployment", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="action_unique_idempotency_key",
+            ),
+            models.CheckConstraint(
+                condition=Q(risk_score__gte=0, risk_score__lte=1, confidence__gte=0, confidence__lte=1),
+                name="action_scores_in_unit_interval",
+            ),
+        ]
+        indexes = [
+            # Review and senior queues: oldest pending first, keyset-paged on (created_at, id).
+            models.Index(
+                fields=["status", "created_at", "id"],
+                condition=Q(status__in=["pending_review", "pending_senior"]),
+                name="action_queue",
+            ),
+            # Queues filtered by deployment (and the nav's queue counts per deployment).
+            models.Index(
+                fields=["deployment", "status", "created_at", "id"],
+                condition=Q(status__in=["pending_review", "pending_senior"]),
+                name="action_queue_by_deployment",
+            ),
+            # Expiry sweep: pending actions whose SLA deadline has passed.
+            models.Index(
+                fields=["expires_at"],
+                condition=Q(status__in=["pending_review", "pending_senior"]),
+                name="action_expiry",
+            ),
+            # Audit queue: auto-executed samples awaiting a verdict, oldest first.
+            models.Index(
+                fields=["created_at", "id"],
+                condition=Q(audit_sample=True, audit_verdict=""),
+                name="action_audit_queue",
+            ),
+            # Shadow matching and rejected-stays-rejected: one deployment's actions by external_id.
+            models.Index(fields=["deployment", "external_id"], name="action_by_external_id"),
+            # Deployment dashboards: recent actions of one deployment.
+            models.Index(fields=["deployment", "-created_at"], name="action_by_deployment_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.action_type} ({self.status})"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status in self.PENDING_STATUSES
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in self.TERMINAL_STATUSES
+
+    @property
+    def decision(self) -> str:
+        """What the agent should do now: execute, wait, shadow, reject or expired."""
+        s = self.Status
+        if self.route == Route.SHADOW:
+            return "shadow"
+        if self.status in (s.PENDING_REVIEW, s.PENDING_SENIOR):
+            return "wait"
+        if self.status == s.REJECTED:
+            return "reject"
+        if self.status == s.EXPIRED:
+            return "expired"
+        return "execute"  # approved, executed, failed
+
+    @property
+    def effective_stage(self) -> Stage:
+        return Stage(self.stage)
+
+
+class Decision(models.Model):
+    """One decision on an action, by a person, by policy or by the clock. Never changed."""
+
+    class Verb(models.TextChoices):
+        AUTO_APPROVE = "auto_approve"
+        APPROVE = "approve"
+        EDIT = "edit"  # approved with an edited payload
+        REJECT = "reject"
+        ESCALATE = "escalate"
+        EXPIRE = "expire"
+        AUDIT_CORRECT = "audit_correct"
+        AUDIT_INCORRECT = "audit_incorrect"
+
+    action = models.ForeignKey(ProposedAction, on_delete=models.PROTECT, related_name="decisions")
+    verb = models.CharField(max_length=20, choices=Verb.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    from_status = models.CharField(max_length=16)
+    to_status = models.CharField(max_length=16)
+    reason = models.TextField(blank=True)
+    payload_before = models.JSONField(null=True, blank=True)
+    payload_after = models.JSONField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    seconds_to_decide = models.FloatField(null=True, blank=True)  # from claim (or creation) to decision
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [
+            # A reviewer's recent decisions (dashboards, per-reviewer rates).
+            models.Index(fields=["actor", "-created_at"], name="decision_by_actor"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.verb} #{self.action_id}"
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise ValueError("Decisions are immutable.")
+        super().save(*args, **kwargs)
+
+
+class IdempotencyRecord(models.Model):
+    """An Idempotency-Key seen on POST /api/v1/actions (IETF httpapi idempotency draft).
+
+    Claimed in its own short transaction before the work starts (state `in_flight`), then
+    completed with the response in the same transaction as the work. Kept for at least
+    IDEMPOTENCY_KEY_TTL.
+    """
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    request_sha256 = models.CharField(max_length=64)
+    in_flight = models.BooleanField(default=True)
+    response_status = models.PositiveSmallIntegerField(null=True)
+    response_body = models.JSONField(null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["deployment", "key"], name="idempotency_unique_key")]
+        # Purge of expired keys.
+        indexes = [models.Index(fields=["created_at"], name="idempotency_by_age")]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({'in flight' if self.in_flight else self.response_status})"
