@@ -56,9 +56,7 @@ def _field_name(loc: list[Any]) -> str:
 
 @api.exception_handler(ValidationError)
 def on_validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
-    errors = [
-        {"field": _field_name(list(e.get("loc", []))), "message": e.get("msg", "invalid")} for e in exc.errors
-    ]
+    errors = [{"field": _field_name(list(e.get("loc", []))), "message": e.get("msg", "invalid")} for e in exc.errors]
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
     return _error(request, 422, "validation_error", detail, errors=errors)
 

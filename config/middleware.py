@@ -26,8 +26,7 @@ class ApiBodyLimitMiddleware:
                 return JsonResponse(
                     {
                         "error": "payload_too_large",
-                        "detail": f"request body is {length} bytes; the limit is "
-                        f"{settings.API_MAX_BODY_BYTES} bytes",
+                        "detail": f"request body is {length} bytes; the limit is {settings.API_MAX_BODY_BYTES} bytes",
                     },
                     status=413,
                 )

@@ -18,9 +18,7 @@ class ApiKeyAuth(HttpBearer):
 
     def authenticate(self, request: HttpRequest, token: str) -> ApiKey | None:
         key = api_key_authenticate(token)
-        if key is not None and (
-            key.last_used_at is None or timezone.now() - key.last_used_at > LAST_USED_RESOLUTION
-        ):
+        if key is not None and (key.last_used_at is None or timezone.now() - key.last_used_at > LAST_USED_RESOLUTION):
             # Throttled so that the hot path does not write the key row on every request.
             ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
         return key

@@ -107,9 +107,7 @@ def api_key_revoke(*, key_id: int, actor: AbstractBaseUser | None = None) -> Api
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
-        audit_event_record(
-            verb="deployments.api_key.revoked", actor=actor, deployment=key.deployment_id, obj=key
-        )
+        audit_event_record(verb="deployments.api_key.revoked", actor=actor, deployment=key.deployment_id, obj=key)
     return key
 
 

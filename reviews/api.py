@@ -118,9 +118,7 @@ def action_create(
     fields = data.model_dump(mode="json")
     record = None
     if idempotency_key is not None:
-        record = idempotency_claim(
-            deployment=deployment, key=idempotency_key, fingerprint=payload_sha256(fields)
-        )
+        record = idempotency_claim(deployment=deployment, key=idempotency_key, fingerprint=payload_sha256(fields))
         if not record.in_flight:
             return JsonResponse(
                 record.response_body, status=record.response_status, headers={"Idempotent-Replayed": "true"}

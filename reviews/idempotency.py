@@ -36,9 +36,7 @@ def idempotency_claim(*, deployment: Deployment, key: str, fingerprint: str) -> 
     now = timezone.now()
     try:
         with transaction.atomic():
-            return IdempotencyRecord.objects.create(
-                deployment=deployment, key=key, request_sha256=fingerprint
-            )
+            return IdempotencyRecord.objects.create(deployment=deployment, key=key, request_sha256=fingerprint)
     except IntegrityError:
         pass
     record = IdempotencyRecord.objects.get(deployment=deployment, key=key)
@@ -51,24 +49,18 @@ def idempotency_claim(*, deployment: Deployment, key: str, fingerprint: str) -> 
         taken = IdempotencyRecord.objects.filter(pk=record.pk, in_flight=False, created_at=record.created_at)
     else:
         if now - record.created_at < settings.IDEMPOTENCY_IN_FLIGHT_TIMEOUT:
-            raise IdempotencyKeyInFlight(
-                "a request with this Idempotency-Key is still being processed; retry later"
-            )
+            raise IdempotencyKeyInFlight("a request with this Idempotency-Key is still being processed; retry later")
         # The first request died without finishing: take the key over.
         taken = IdempotencyRecord.objects.filter(pk=record.pk, in_flight=True, created_at=record.created_at)
     if taken.update(in_flight=True, created_at=now, response_status=None, response_body=None) != 1:
-        raise IdempotencyKeyInFlight(
-            "a request with this Idempotency-Key is still being processed; retry later"
-        )
+        raise IdempotencyKeyInFlight("a request with this Idempotency-Key is still being processed; retry later")
     record.refresh_from_db()
     return record
 
 
 def idempotency_complete(*, record: IdempotencyRecord, status: int, body: dict) -> None:
     """Store the response; call inside the transaction that did the work."""
-    IdempotencyRecord.objects.filter(pk=record.pk).update(
-        in_flight=False, response_status=status, response_body=body
-    )
+    IdempotencyRecord.objects.filter(pk=record.pk).update(in_flight=False, response_status=status, response_body=body)
 
 
 def idempotency_release(*, record: IdempotencyRecord) -> None:

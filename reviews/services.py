@@ -96,8 +96,7 @@ def proposed_action_create(
         ).exists()
     ):
         raise Conflict(
-            f"this {action_type} for external_id {external_id!r} was already rejected; "
-            "a rejected action stays rejected"
+            f"this {action_type} for external_id {external_id!r} was already rejected; a rejected action stays rejected"
         )
 
     stage = deployment.effective_stage(action_type)
@@ -167,11 +166,7 @@ def _record_human_decision(
     payload_before: Any = None,
     payload_after: Any = None,
 ) -> Decision:
-    started = (
-        action.claimed_at
-        if action.claimed_at and action.claimed_by_id == getattr(actor, "pk", None)
-        else None
-    )
+    started = action.claimed_at if action.claimed_at and action.claimed_by_id == getattr(actor, "pk", None) else None
     seconds = (now - (started or action.created_at)).total_seconds()
     decision = Decision.objects.create(
         action=action,
@@ -186,9 +181,7 @@ def _record_human_decision(
         seconds_to_decide=seconds,
     )
     deployment_id, action_type = action.deployment_id, action.action_type
-    evidence_add(
-        deployment_id=deployment_id, action_type=action_type, metric=f"decision.{verb.value}", total=seconds
-    )
+    evidence_add(deployment_id=deployment_id, action_type=action_type, metric=f"decision.{verb.value}", total=seconds)
     if verb in (Decision.Verb.APPROVE, Decision.Verb.EDIT, Decision.Verb.REJECT):
         within = action.expires_at is None or now <= action.expires_at
         evidence_add(
@@ -212,9 +205,7 @@ def _record_human_decision(
         if would_route is Route.AUTO:
             evidence_add(deployment_id=deployment_id, action_type=action_type, metric="counterfactual.auto")
             if verb is not Decision.Verb.APPROVE:
-                evidence_add(
-                    deployment_id=deployment_id, action_type=action_type, metric="counterfactual.auto_changed"
-                )
+                evidence_add(deployment_id=deployment_id, action_type=action_type, metric="counterfactual.auto_changed")
     audit_event_record(
         verb=AUDIT_VERBS[verb],
         actor=actor,
@@ -237,9 +228,7 @@ def proposed_action_approve(
     """Approve a pending action, optionally with an edited payload (bound by its SHA-256)."""
     action = _lock(action_id)
     if not action.is_pending:
-        raise InvalidTransition(
-            f"action {action.pk} is {action.status}; only pending actions can be approved"
-        )
+        raise InvalidTransition(f"action {action.pk} is {action.status}; only pending actions can be approved")
     _require_can_decide(action, actor)
     if payload is not None and not isinstance(payload, dict):
         raise InvalidInput("the edited payload must be a JSON object")
@@ -274,9 +263,7 @@ def proposed_action_reject(*, action_id: int, actor: AbstractBaseUser, reason: s
         raise InvalidInput("a reason is required to reject")
     action = _lock(action_id)
     if not action.is_pending:
-        raise InvalidTransition(
-            f"action {action.pk} is {action.status}; only pending actions can be rejected"
-        )
+        raise InvalidTransition(f"action {action.pk} is {action.status}; only pending actions can be rejected")
     _require_can_decide(action, actor)
     now = timezone.now()
     from_status = action.status

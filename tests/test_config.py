@@ -78,9 +78,7 @@ def test_operator_commands(capsys):
     call_command("create_api_key", "refunds")
     raw = capsys.readouterr().out.strip().splitlines()[-1]
     assert ApiKey.objects.get(hashed_key=hash_api_key(raw)).deployment == deployment
-    call_command(
-        "create_member", "rita", "--role", "reviewer", "--deployment", "refunds", "--password", "s3cret-pw!"
-    )
+    call_command("create_member", "rita", "--role", "reviewer", "--deployment", "refunds", "--password", "s3cret-pw!")
     member = Member.objects.get(user__username="rita")
     assert member.role == "reviewer" and list(member.deployments.all()) == [deployment]
     assert member.user.check_password("s3cret-pw!")

@@ -227,11 +227,7 @@ def test_deployment_endpoint(api, deployment):
     r = api.get("/api/v1/deployment")
     assert r.status_code == 200
     body = r.json()
-    assert (
-        body["slug"] == deployment.slug
-        and body["stage"] == "supervised"
-        and body["next_stage"] == "autonomous"
-    )
+    assert body["slug"] == deployment.slug and body["stage"] == "supervised" and body["next_stage"] == "autonomous"
     assert body["thresholds"] == {
         "auto_max_risk": 0.3,
         "auto_min_confidence": 0.95,

@@ -90,9 +90,7 @@ def test_approve_unchanged_binds_the_payload_and_audits(reviewer):
 
 def test_approve_with_edit_records_before_and_after(reviewer):
     action = ProposedActionFactory(deployment=reviewer.deployments.first(), payload={"amount_cents": 900})
-    approved = proposed_action_approve(
-        action_id=action.pk, actor=reviewer.user, payload={"amount_cents": 500}
-    )
+    approved = proposed_action_approve(action_id=action.pk, actor=reviewer.user, payload={"amount_cents": 500})
     assert approved.final_payload == {"amount_cents": 500}
     assert approved.payload == {"amount_cents": 900}
     assert approved.payload_sha256 == payload_sha256({"amount_cents": 500})
@@ -150,28 +148,20 @@ def test_result_is_bound_to_the_final_payload_hash(deployment):
     action = propose(deployment)
     with pytest.raises(Conflict):
         proposed_action_report_result(action_id=action.pk, status="executed", payload_hash="0" * 64)
-    done = proposed_action_report_result(
-        action_id=action.pk, status="executed", payload_hash=action.payload_sha256
-    )
+    done = proposed_action_report_result(action_id=action.pk, status="executed", payload_hash=action.payload_sha256)
     assert done.status == S.EXECUTED and done.executed_at is not None
     # Safe to repeat: the same report again changes nothing.
-    again = proposed_action_report_result(
-        action_id=action.pk, status="executed", payload_hash=action.payload_sha256
-    )
+    again = proposed_action_report_result(action_id=action.pk, status="executed", payload_hash=action.payload_sha256)
     assert again.executed_at == done.executed_at
     with pytest.raises(InvalidTransition):
-        proposed_action_report_result(
-            action_id=action.pk, status="failed", payload_hash=action.payload_sha256
-        )
+        proposed_action_report_result(action_id=action.pk, status="failed", payload_hash=action.payload_sha256)
     assert evidence(deployment, "execution.executed.auto") == 1
 
 
 def test_result_refused_before_approval(reviewer):
     action = ProposedActionFactory(deployment=reviewer.deployments.first())
     with pytest.raises(InvalidTransition):
-        proposed_action_report_result(
-            action_id=action.pk, status="executed", payload_hash=action.proposal_sha256
-        )
+        proposed_action_report_result(action_id=action.pk, status="executed", payload_hash=action.proposal_sha256)
 
 
 def test_rejected_stays_rejected_for_the_same_external_id(reviewer):

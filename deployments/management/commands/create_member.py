@@ -14,15 +14,11 @@ class Command(BaseCommand):
         parser.add_argument("--password", default=None)
         parser.add_argument("--email", default="")
 
-    def handle(
-        self, *args, username: str, role: str, deployment: list[str], password, email, **options
-    ) -> None:
+    def handle(self, *args, username: str, role: str, deployment: list[str], password, email, **options) -> None:
         deployments = list(Deployment.objects.filter(slug__in=deployment))
         missing = set(deployment) - {d.slug for d in deployments}
         if missing:
             raise CommandError(f"no deployment {', '.join(sorted(missing))}")
-        member = member_create(
-            username=username, role=role, password=password, deployments=deployments, email=email
-        )
+        member = member_create(username=username, role=role, password=password, deployments=deployments, email=email)
         slugs = ", ".join(d.slug for d in member.deployments.all()) or "none"
         self.stdout.write(f"{username}: {member.role}; deployments: {slugs}")

@@ -33,9 +33,17 @@ PEOPLE = [
 def _payload(action_type: str, rng: random.Random) -> dict:
     n = rng.randint(1000, 99999)
     if action_type.startswith("refund"):
-        return {"order": f"ORD-{n}", "amount_cents": rng.choice([499, 1299, 4500, 12000, 80000]), "currency": "EUR"}
+        return {
+            "order": f"ORD-{n}",
+            "amount_cents": rng.choice([499, 1299, 4500, 12000, 80000]),
+            "currency": "EUR",
+        }
     if action_type.startswith("invoice"):
-        return {"invoice": f"INV-{n}", "purchase_order": f"PO-{n // 3}", "amount_cents": rng.randint(1000, 500000)}
+        return {
+            "invoice": f"INV-{n}",
+            "purchase_order": f"PO-{n // 3}",
+            "amount_cents": rng.randint(1000, 500000),
+        }
     if action_type.startswith("ticket"):
         return {"ticket": f"T-{n}", "queue": rng.choice(["billing", "tech", "sales"]), "tags": ["auto"]}
     return {"account": f"user{n}@example.com", "channel": rng.choice(["email", "sms"])}
@@ -93,5 +101,6 @@ class Command(BaseCommand):
         self.stdout.write(
             "\nTry: curl -s -X POST http://127.0.0.1:8000/api/v1/actions "
             f"-H 'Authorization: Bearer {keys['invoice-matching']}' -H 'Content-Type: application/json' "
-            """-d '{"action_type":"invoice.match","payload":{"invoice":"INV-1"},"risk_score":0.1,"confidence":0.99}'\n"""
+            """-d '{"action_type":"invoice.match","payload":{"invoice":"INV-1"},"""
+            """"risk_score":0.1,"confidence":0.99}'\n"""
         )
