@@ -10,16 +10,19 @@ import random
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from deliveries.services import delivery_create
 from deployments.errors import Conflict, InvalidInput, InvalidTransition, NotAllowed
 from deployments.models import Deployment, Member
 from deployments.policy import Route, Stage, route_for
 from deployments.services import audit_event_record, evidence_add
 from reviews.canonical import payload_sha256
 from reviews.models import Decision, ProposedAction
+from reviews.representation import action_representation
 
 Status = ProposedAction.Status
 
@@ -36,6 +39,14 @@ AUDIT_VERBS = {
     Decision.Verb.EDIT: "reviews.action.edited_and_approved",
     Decision.Verb.REJECT: "reviews.action.rejected",
     Decision.Verb.EXPIRE: "reviews.action.expired",
+}
+
+# The webhook event each human (or clock) decision sends to the action's callback_url.
+WEBHOOK_EVENTS = {
+    Decision.Verb.APPROVE: "action.approved",
+    Decision.Verb.EDIT: "action.approved",
+    Decision.Verb.REJECT: "action.rejected",
+    Decision.Verb.EXPIRE: "action.expired",
 }
 
 
@@ -214,6 +225,17 @@ def _record_human_decision(
         reason=reason,
         data={"from": from_status, "to": action.status, "seconds_to_decide": round(seconds, 3)},
     )
+    if action.callback_url:
+        # The outbox row commits (or rolls back) with the decision: the agent learns every one.
+        delivery_create(
+            deployment_id=deployment_id,
+            url=action.callback_url,
+            event_type=WEBHOOK_EVENTS[verb],
+            body=action_representation(action),
+            object_type=action._meta.label_lower,
+            object_id=str(action.pk),
+            now=now,
+        )
     return decision
 
 
@@ -390,3 +412,13 @@ def proposed_action_report_result(
         data={"error": error[:1000]} if error else {},
     )
     return action
+
+
+def proposed_action_claims_release_stale(*, now: datetime | None = None) -> int:
+    """Clear claims older than REVIEW_CLAIM_TIMEOUT on pending actions; returns how many.
+
+    One conditional UPDATE: a claim renewed meanwhile no longer matches, so it is never
+    released by mistake. Safe to repeat. Not audited: a claim is not a decision.
+    """
+    cutoff = (now or timezone.now()) - settings.REVIEW_CLAIM_TIMEOUT
+    return ProposedAction.objects.pending().filter(claimed_at__lt=cutoff).update(claimed_by=None, claimed_at=None)

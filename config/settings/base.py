@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from kombu import Queue
 
 from config.env import env, env_bool, env_list
 
@@ -33,6 +34,7 @@ INSTALLED_APPS = [
     "template_partials",
     "deployments",
     "reviews",
+    "deliveries",
 ]
 
 MIDDLEWARE = [
@@ -155,7 +157,45 @@ CELERY_ACCEPT_CONTENT = ["json"]
 # Above the longest task, so a slow task is not redelivered while it still runs.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULE: dict = {}
+# A worker started without -Q consumes every queue listed here; `-Q deliveries` gives webhook
+# deliveries (slow receivers) their own workers.
+CELERY_TASK_QUEUES = [Queue("default"), Queue("deliveries")]
+
+
+def _every(seconds: float) -> dict:
+    # A periodic message nobody picked up before the next one is due is dropped, not piled up.
+    return {"schedule": seconds, "options": {"expires": seconds}}
+
+
+# Periodic work, run by `celery -A config.celery_app beat`. Every task here is safe to repeat.
+CELERY_BEAT_SCHEDULE: dict = {
+    "expire-overdue-actions": {"task": "reviews.expire_overdue_actions", **_every(60.0)},
+    "release-stale-claims": {"task": "reviews.release_stale_claims", **_every(60.0)},
+    "sweep-webhook-outbox": {
+        "task": "deliveries.sweep",
+        **_every(float(env("TRUSTLADDER_WEBHOOK_SWEEP_SECONDS", "30"))),
+    },
+    "purge-idempotency-keys": {"task": "reviews.purge_idempotency_keys", **_every(3600.0)},
+}
+
+# ---------------------------------------------------------------------------------------
+# Webhook deliveries (deliveries app) — Standard Webhooks, https://www.standardwebhooks.com/
+# ---------------------------------------------------------------------------------------
+# A receiver must answer within this many seconds.
+WEBHOOK_TIMEOUT_SECONDS = float(env("TRUSTLADDER_WEBHOOK_TIMEOUT_SECONDS", "10"))
+# Retries: exponential from BASE, each wait capped at MAX, with jitter; given up after RETRY_FOR.
+WEBHOOK_RETRY_BASE_SECONDS = float(env("TRUSTLADDER_WEBHOOK_RETRY_BASE_SECONDS", "10"))
+WEBHOOK_RETRY_MAX_SECONDS = float(env("TRUSTLADDER_WEBHOOK_RETRY_MAX_SECONDS", "3600"))
+WEBHOOK_RETRY_FOR = timedelta(hours=float(env("TRUSTLADDER_WEBHOOK_RETRY_HOURS", "24")))
+# A worker's claim on a delivery; must exceed the timeout, so a slow live attempt is never doubled.
+WEBHOOK_LEASE_SECONDS = WEBHOOK_TIMEOUT_SECONDS + float(env("TRUSTLADDER_WEBHOOK_LEASE_MARGIN_SECONDS", "50"))
+# Waits up to this long are scheduled as a Celery countdown; longer ones are left to the sweeper
+# (kept well below the broker's visibility timeout).
+WEBHOOK_COUNTDOWN_MAX_SECONDS = 300.0
+# After a rotation the previous secret signs too (a second signature) for this long.
+WEBHOOK_SECRET_ROTATION_GRACE = timedelta(hours=24)
+# The deliveries page shows successes this recent (failures whatever their age).
+WEBHOOK_PAGE_WINDOW = timedelta(days=7)
 
 # ---------------------------------------------------------------------------------------
 # Logging

@@ -1,0 +1,1 @@
+"""Trustladder agent client."""

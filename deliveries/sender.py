@@ -1,0 +1,63 @@
+"""One delivery attempt: claim the row, POST the signed body, record the outcome.
+
+The HTTP call happens outside any database transaction; the claim before it and the record
+after it are each one short transaction.
+"""
+
+import time
+
+import httpx
+from django.conf import settings
+from django.utils import timezone
+
+from deliveries.models import Delivery
+from deliveries.selectors import webhook_signing_secrets
+from deliveries.services import delivery_attempt_finish, delivery_claim
+from deliveries.signing import sign_headers
+
+USER_AGENT = "Trustladder-Webhooks/1.0"
+EXCERPT_BYTES = 500
+
+
+def delivery_send(*, delivery_id: int) -> Delivery | None:
+    """Make one attempt at a delivery if it is due and unclaimed; return the delivery after the
+    attempt, or None when there was nothing to do (not due, done, or held by another worker).
+    Safe to repeat and to run concurrently."""
+    attempt = delivery_claim(delivery_id=delivery_id)
+    if attempt is None:
+        return None
+    delivery = attempt.delivery
+    now = timezone.now()
+    status_code: int | None = None
+    error = excerpt = ""
+    started = time.monotonic()
+    try:
+        headers = sign_headers(
+            webhook_id=delivery.webhook_id,
+            body=delivery.body,
+            secrets=webhook_signing_secrets(deployment=delivery.deployment, now=now),
+            now=now,
+        )
+        with (
+            httpx.Client(timeout=settings.WEBHOOK_TIMEOUT_SECONDS, follow_redirects=False) as client,
+            client.stream(
+                "POST",
+                delivery.url,
+                content=delivery.body.encode("utf-8"),
+                headers={**headers, "content-type": "application/json", "user-agent": USER_AGENT},
+            ) as response,
+        ):
+            status_code = response.status_code
+            for chunk in response.iter_bytes():
+                excerpt = chunk[:EXCERPT_BYTES].decode("utf-8", errors="replace")
+                break
+        if not 200 <= status_code < 300:
+            error = f"HTTP {status_code}"
+    except httpx.HTTPError as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    except ValueError as exc:  # no signing secret, or a URL httpx refuses
+        error = str(exc) or type(exc).__name__
+    latency_ms = int((time.monotonic() - started) * 1000)
+    return delivery_attempt_finish(
+        attempt=attempt, status_code=status_code, latency_ms=latency_ms, error=error, response_excerpt=excerpt
+    )

@@ -1,0 +1,41 @@
+"""Celery tasks of the webhook outbox. Thin: take ids, call the sender or a selector.
+
+Both are safe to repeat: a delivery is claimed with a conditional update, so a duplicate
+message (the sweeper and a retry at once, a redelivered message after a crash) does nothing.
+"""
+
+from celery import current_app, shared_task
+from django.conf import settings
+from django.utils import timezone
+
+from deliveries.models import Delivery
+from deliveries.selectors import delivery_due_ids
+from deliveries.sender import delivery_send
+from deliveries.services import delivery_enqueue
+
+QUEUE = "deliveries"
+
+
+@shared_task(name="deliveries.deliver", queue=QUEUE, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def deliver(delivery_id: int) -> str:
+    """One attempt at a delivery. A short wait before the next attempt is scheduled here; a long
+    one (beyond WEBHOOK_COUNTDOWN_MAX_SECONDS, kept below the broker's visibility timeout) is left
+    to the sweeper, so no message sits in a worker's memory for hours."""
+    delivery = delivery_send(delivery_id=delivery_id)
+    if delivery is None:
+        return "skipped"
+    if delivery.status == Delivery.Status.PENDING and not current_app.conf.task_always_eager:
+        wait = max((delivery.next_attempt_at - timezone.now()).total_seconds(), 0.0)
+        if wait <= settings.WEBHOOK_COUNTDOWN_MAX_SECONDS:
+            delivery_enqueue(delivery_id=delivery.pk, countdown=wait)
+    return delivery.status
+
+
+@shared_task(name="deliveries.sweep", queue=QUEUE, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def sweep() -> int:
+    """Enqueue every delivery that is due and unclaimed: those the broker never got, retries
+    with long waits, and those whose worker died mid-attempt (their lease ran out)."""
+    ids = delivery_due_ids()
+    for delivery_id in ids:
+        delivery_enqueue(delivery_id=delivery_id)
+    return len(ids)

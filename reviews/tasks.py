@@ -1,0 +1,65 @@
+"""Periodic work on proposed actions, run by Celery beat (see CELERY_BEAT_SCHEDULE).
+
+Thin: each task finds ids and calls one service per action. Every task is safe to repeat and
+to run twice at once: expiry locks the row and does nothing to an action no longer pending or
+no longer overdue; the claim release and the purge are conditional statements.
+"""
+
+from celery import shared_task
+from django.utils import timezone
+
+from reviews.idempotency import idempotency_purge
+from reviews.models import ProposedAction
+from reviews.services import proposed_action_claims_release_stale, proposed_action_expire
+
+QUEUE = "default"
+EXPIRE_BATCH = 200
+EXPIRE_MAX_BATCHES = 50  # at most 10 000 per run; the next run takes the rest
+
+
+@shared_task(
+    name="reviews.expire_overdue_actions",
+    queue=QUEUE,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def expire_overdue_actions() -> int:
+    """Expire pending actions past their SLA deadline, in batches; each expiry is audited (and,
+    with a callback_url, delivered to the agent). Returns how many this run expired."""
+    expired = 0
+    for _ in range(EXPIRE_MAX_BATCHES):
+        now = timezone.now()
+        ids = list(
+            ProposedAction.objects.overdue(now).order_by("expires_at", "id").values_list("pk", flat=True)[:EXPIRE_BATCH]
+        )
+        for action_id in ids:
+            if proposed_action_expire(action_id=action_id, now=now) is not None:
+                expired += 1
+        if len(ids) < EXPIRE_BATCH:
+            break
+    return expired
+
+
+@shared_task(
+    name="reviews.release_stale_claims",
+    queue=QUEUE,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def release_stale_claims() -> int:
+    """Clear reviewers' claims older than REVIEW_CLAIM_TIMEOUT."""
+    return proposed_action_claims_release_stale()
+
+
+@shared_task(
+    name="reviews.purge_idempotency_keys",
+    queue=QUEUE,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def purge_idempotency_keys() -> int:
+    """Delete Idempotency-Key records past IDEMPOTENCY_KEY_TTL."""
+    return idempotency_purge()
