@@ -13,4 +13,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("reviews.urls")),
     path("", include("deployments.urls")),
+    path("", include("deliveries.urls")),
 ]

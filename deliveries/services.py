@@ -35,14 +35,26 @@ def delivery_backoff(attempts: int) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
-def delivery_enqueue(*, delivery_id: int, countdown: float | None = None) -> bool:
+def broker_connection() -> Any:
+    """A broker connection that fails at once instead of retrying when the broker is down, so
+    a web request that decides an action is never held up by an unreachable Redis."""
+    from celery import current_app
+
+    options = {**current_app.conf.broker_transport_options, "max_retries": 0}
+    return current_app.connection_for_write(transport_options=options)
+
+
+def delivery_enqueue(*, delivery_id: int, countdown: float | None = None, connection: Any = None) -> bool:
     """Hand a delivery to a worker. Never raises: with the broker down the delivery stays due in
     the outbox and the sweeper enqueues it later. Returns whether the broker took it."""
     from deliveries.tasks import deliver  # tasks import this module
 
     try:
-        # retry=False: fail fast when the broker is down rather than hold the caller (a web request).
-        deliver.apply_async(args=[delivery_id], countdown=countdown, retry=False)
+        if connection is not None:
+            deliver.apply_async(args=[delivery_id], countdown=countdown, retry=False, connection=connection)
+        else:
+            with broker_connection() as own:
+                deliver.apply_async(args=[delivery_id], countdown=countdown, retry=False, connection=own)
     except Exception:  # any broker failure; the outbox row is the source of truth
         logger.warning("could not enqueue delivery %s; the sweeper will send it", delivery_id, exc_info=True)
         return False

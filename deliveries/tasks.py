@@ -11,7 +11,7 @@ from django.utils import timezone
 from deliveries.models import Delivery
 from deliveries.selectors import delivery_due_ids
 from deliveries.sender import delivery_send
-from deliveries.services import delivery_enqueue
+from deliveries.services import broker_connection, delivery_enqueue
 
 QUEUE = "deliveries"
 
@@ -36,6 +36,7 @@ def sweep() -> int:
     """Enqueue every delivery that is due and unclaimed: those the broker never got, retries
     with long waits, and those whose worker died mid-attempt (their lease ran out)."""
     ids = delivery_due_ids()
-    for delivery_id in ids:
-        delivery_enqueue(delivery_id=delivery_id)
+    with broker_connection() as connection:
+        for delivery_id in ids:
+            delivery_enqueue(delivery_id=delivery_id, connection=connection)
     return len(ids)

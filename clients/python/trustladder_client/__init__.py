@@ -1,1 +1,30 @@
-"""Trustladder agent client."""
+"""Trustladder agent client: propose actions, wait for people to decide, run only what was
+approved, and verify the decision webhooks."""
+
+from trustladder_client.client import Action, Client
+from trustladder_client.errors import (
+    ActionExpired,
+    ActionNotExecuted,
+    ActionRejected,
+    ActionShadowed,
+    ApiError,
+    DecisionTimeout,
+    TrustladderError,
+    WebhookVerificationError,
+)
+from trustladder_client.webhooks import payload_sha256, verify_webhook
+
+__all__ = [
+    "Action",
+    "ActionExpired",
+    "ActionNotExecuted",
+    "ActionRejected",
+    "ActionShadowed",
+    "ApiError",
+    "Client",
+    "DecisionTimeout",
+    "TrustladderError",
+    "WebhookVerificationError",
+    "payload_sha256",
+    "verify_webhook",
+]

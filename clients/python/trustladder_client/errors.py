@@ -1,0 +1,50 @@
+"""Exceptions raised by the client. Every one is a `TrustladderError`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trustladder_client.client import Action
+
+
+class TrustladderError(Exception):
+    """Base class of every error this package raises."""
+
+
+class ApiError(TrustladderError):
+    """The server answered with an error: `status_code`, `code` (e.g. "conflict") and `detail`."""
+
+    def __init__(self, status_code: int, code: str, detail: Any) -> None:
+        super().__init__(f"HTTP {status_code} {code}: {detail}")
+        self.status_code = status_code
+        self.code = code
+        self.detail = detail
+
+
+class ActionNotExecuted(TrustladderError):  # noqa: N818 -- reads as what happened
+    """The action may not be executed; `action` is the server's representation of it."""
+
+    def __init__(self, message: str, action: Action) -> None:
+        super().__init__(message)
+        self.action = action
+
+
+class ActionRejected(ActionNotExecuted):  # noqa: N818
+    """A person rejected the action (`action.reason` says why)."""
+
+
+class ActionExpired(ActionNotExecuted):  # noqa: N818
+    """Nobody decided before the deployment's SLA ran out."""
+
+
+class ActionShadowed(ActionNotExecuted):  # noqa: N818
+    """The deployment (or this action type) is in shadow mode: logged for comparison, never executed."""
+
+
+class DecisionTimeout(ActionNotExecuted):  # noqa: N818
+    """`wait()` gave up before a decision; the action is still pending on the server."""
+
+
+class WebhookVerificationError(TrustladderError):
+    """A webhook's signature, timestamp or headers did not verify. Answer it with 400 and ignore it."""
