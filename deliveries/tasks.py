@@ -2,6 +2,7 @@
 
 Both are safe to repeat: a delivery is claimed with a conditional update, so a duplicate
 message (the sweeper and a retry at once, a redelivered message after a crash) does nothing.
+They run on the `deliveries` queue (CELERY_TASK_ROUTES), so slow receivers never hold up other work.
 """
 
 from celery import current_app, shared_task
@@ -13,10 +14,8 @@ from deliveries.selectors import delivery_due_ids
 from deliveries.sender import delivery_send
 from deliveries.services import broker_connection, delivery_enqueue
 
-QUEUE = "deliveries"
 
-
-@shared_task(name="deliveries.deliver", queue=QUEUE, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+@shared_task(name="deliveries.deliver", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def deliver(delivery_id: int) -> str:
     """One attempt at a delivery. A short wait before the next attempt is scheduled here; a long
     one (beyond WEBHOOK_COUNTDOWN_MAX_SECONDS, kept below the broker's visibility timeout) is left
@@ -31,7 +30,7 @@ def deliver(delivery_id: int) -> str:
     return delivery.status
 
 
-@shared_task(name="deliveries.sweep", queue=QUEUE, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+@shared_task(name="deliveries.sweep", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def sweep() -> int:
     """Enqueue every delivery that is due and unclaimed: those the broker never got, retries
     with long waits, and those whose worker died mid-attempt (their lease ran out)."""

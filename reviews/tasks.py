@@ -2,7 +2,8 @@
 
 Thin: each task finds ids and calls one service per action. Every task is safe to repeat and
 to run twice at once: expiry locks the row and does nothing to an action no longer pending or
-no longer overdue; the claim release and the purge are conditional statements.
+no longer overdue; the claim release and the purge are conditional statements. They run on
+the `default` queue (CELERY_TASK_ROUTES).
 """
 
 from celery import shared_task
@@ -12,14 +13,12 @@ from reviews.idempotency import idempotency_purge
 from reviews.models import ProposedAction
 from reviews.services import proposed_action_claims_release_stale, proposed_action_expire
 
-QUEUE = "default"
 EXPIRE_BATCH = 200
 EXPIRE_MAX_BATCHES = 50  # at most 10 000 per run; the next run takes the rest
 
 
 @shared_task(
     name="reviews.expire_overdue_actions",
-    queue=QUEUE,
     acks_late=True,
     reject_on_worker_lost=True,
     ignore_result=True,
@@ -43,7 +42,6 @@ def expire_overdue_actions() -> int:
 
 @shared_task(
     name="reviews.release_stale_claims",
-    queue=QUEUE,
     acks_late=True,
     reject_on_worker_lost=True,
     ignore_result=True,
@@ -55,7 +53,6 @@ def release_stale_claims() -> int:
 
 @shared_task(
     name="reviews.purge_idempotency_keys",
-    queue=QUEUE,
     acks_late=True,
     reject_on_worker_lost=True,
     ignore_result=True,

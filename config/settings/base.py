@@ -160,6 +160,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A worker started without -Q consumes every queue listed here; `-Q deliveries` gives webhook
 # deliveries (slow receivers) their own workers.
 CELERY_TASK_QUEUES = [Queue("default"), Queue("deliveries")]
+# Each task's queue, by task name (Celery 5.7 deprecates the `queue=` task attribute).
+CELERY_TASK_ROUTES = {
+    "deliveries.*": {"queue": "deliveries"},
+    "reviews.*": {"queue": "default"},
+}
 
 
 def _every(seconds: float) -> dict:

@@ -1,0 +1,259 @@
+"""Test doubles that are real: an HTTP receiver on 127.0.0.1, Celery worker processes and a
+private redis-server, each started and stopped by the test that uses it."""
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from celery import current_app
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: bytes
+    answered: int
+
+
+@dataclass
+class Receiver:
+    """Records every POST; `respond(n)` gives the status of the n-th request (0-based) and may block."""
+
+    respond: Callable[[int], int] = lambda n: 204
+    requests: list[Received] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    server: ThreadingHTTPServer | None = None
+    arrived: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}/hooks/trustladder"
+
+    def successes(self) -> list[Received]:
+        with self.lock:
+            return [r for r in self.requests if 200 <= r.answered < 300]
+
+    def all(self) -> list[Received]:
+        with self.lock:
+            return list(self.requests)
+
+
+@contextlib.contextmanager
+def http_receiver(respond: Callable[[int], int] = lambda n: 204) -> Iterator[Receiver]:
+    receiver = Receiver(respond=respond)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 -- http.server's naming
+            body = self.rfile.read(int(self.headers.get("content-length", "0")))
+            with receiver.lock:
+                n = len(receiver.requests)
+                record = Received(headers={k.lower(): v for k, v in self.headers.items()}, body=body, answered=0)
+                receiver.requests.append(record)
+            receiver.arrived.set()
+            status = receiver.respond(n)
+            record.answered = status
+            try:
+                self.send_response(status)
+                self.send_header("content-length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+            except OSError:
+                pass  # the sender died while we were answering (the SIGKILL test)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    receiver.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    receiver.server.daemon_threads = True
+    thread = threading.Thread(target=receiver.server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        receiver.server.shutdown()
+        receiver.server.server_close()
+
+
+def test_database_url() -> str:
+    """The pytest-django test database, as a URL the worker process can use."""
+    s = connection.settings_dict
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
+    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+WORKER_ENV = {
+    "DJANGO_SETTINGS_MODULE": "config.settings.test",
+    "TRUSTLADDER_WEBHOOK_RETRY_BASE_SECONDS": "0.2",
+    "TRUSTLADDER_WEBHOOK_TIMEOUT_SECONDS": "2",
+    "TRUSTLADDER_WEBHOOK_LEASE_MARGIN_SECONDS": "1",
+    "TRUSTLADDER_WEBHOOK_SWEEP_SECONDS": "1",
+}
+
+
+class Worker:
+    """`celery -A config.celery_app worker -B` in its own process group, on the test database."""
+
+    def __init__(self, workdir: Path, broker_url: str) -> None:
+        self.workdir = workdir
+        self.broker_url = broker_url
+        self.process: subprocess.Popen | None = None
+        self.log = workdir / f"worker-{uuid.uuid4().hex[:6]}.log"
+
+    def start(self, timeout: float = 60) -> "Worker":
+        env = {**os.environ, **WORKER_ENV, "DATABASE_URL": test_database_url(), "REDIS_URL": self.broker_url}
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config.celery_app",
+            "worker",
+            "-B",
+            "--schedule",
+            str(self.workdir / "beat-schedule"),
+            "--concurrency",
+            "1",
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "-n",
+            f"test-{uuid.uuid4().hex[:8]}@%h",
+        ]
+        self.process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_for(lambda: b" ready." in self.log.read_bytes(), timeout, f"worker did not start:\n{self.output()}")
+        return self
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker: main process, pool child and embedded beat."""
+        if self.process and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+        # pool children re-parented away from the group leader are in the same session
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, message: str, interval: float = 0.1) -> object:
+    """Poll until `predicate()` is truthy; fail with `message` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(message)
+        time.sleep(interval)
+
+
+def purge_queues() -> None:
+    """Drop messages left in the test broker by earlier tests (their rows are gone)."""
+    current_app.control.purge()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PrivateRedis:
+    """A redis-server of this test alone, so stopping it touches nobody else's broker."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is not installed"
+        subprocess.run(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "yes",
+                "--dir",
+                str(self.workdir),
+                "--pidfile",
+                str(self.workdir / "redis.pid"),
+                "--logfile",
+                str(self.workdir / "redis.log"),
+            ],
+            check=True,
+        )
+        wait_for(self.ping, 20, "private redis-server did not start")
+
+    def ping(self) -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis(port=self.port, socket_connect_timeout=0.5).ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        import redis
+
+        with contextlib.suppress(redis.RedisError):
+            redis.Redis(port=self.port, socket_connect_timeout=0.5).shutdown(nosave=True)
+        wait_for(lambda: not self.ping(), 20, "private redis-server did not stop")
+
+
+@contextlib.contextmanager
+def celery_broker(url: str) -> Iterator[None]:
+    """Point this process's Celery app at another broker for the duration (test-only)."""
+    app = current_app
+    old = app.conf.broker_url
+
+    def switch(to: str) -> None:
+        if app._pool is not None:
+            app._pool.force_close_all()
+        app.conf.broker_url = to
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    switch(url)
+    try:
+        yield
+    finally:
+        switch(old)
+
+
+def redis_available() -> bool:
+    return bool(settings.REDIS_URL)
