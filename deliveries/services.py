@@ -190,6 +190,16 @@ def delivery_redeliver(*, delivery_id: int, actor: AbstractBaseUser) -> Delivery
     return delivery
 
 
+def delivery_purge_old(*, now: datetime | None = None) -> int:
+    """Delete finished deliveries (delivered or given up), and their attempts, older than
+    WEBHOOK_RETENTION; returns how many. Pending ones are never purged. Safe to repeat."""
+    cutoff = (now or timezone.now()) - settings.WEBHOOK_RETENTION
+    old = Delivery.objects.filter(created_at__lt=cutoff).exclude(status=Delivery.Status.PENDING)
+    DeliveryAttempt.objects.filter(delivery__in=old).delete()
+    deleted, _ = old.delete()
+    return deleted
+
+
 @transaction.atomic
 def deployment_webhook_secret_rotate(
     *, deployment_id: int, actor: AbstractBaseUser | None = None, actor_label: str = ""

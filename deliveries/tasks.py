@@ -12,10 +12,13 @@ from django.utils import timezone
 from deliveries.models import Delivery
 from deliveries.selectors import delivery_due_ids
 from deliveries.sender import delivery_send
-from deliveries.services import broker_connection, delivery_enqueue
+from deliveries.services import broker_connection, delivery_enqueue, delivery_purge_old
+
+# acks_late + reject_on_worker_lost: a worker killed mid-task leaves the message to be redelivered.
+TASK_OPTIONS = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result": True}
 
 
-@shared_task(name="deliveries.deliver", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+@shared_task(name="deliveries.deliver", **TASK_OPTIONS)
 def deliver(delivery_id: int) -> str:
     """One attempt at a delivery. A short wait before the next attempt is scheduled here; a long
     one (beyond WEBHOOK_COUNTDOWN_MAX_SECONDS, kept below the broker's visibility timeout) is left
@@ -30,7 +33,7 @@ def deliver(delivery_id: int) -> str:
     return delivery.status
 
 
-@shared_task(name="deliveries.sweep", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+@shared_task(name="deliveries.sweep", **TASK_OPTIONS)
 def sweep() -> int:
     """Enqueue every delivery that is due and unclaimed: those the broker never got, retries
     with long waits, and those whose worker died mid-attempt (their lease ran out)."""
@@ -39,3 +42,9 @@ def sweep() -> int:
         for delivery_id in ids:
             delivery_enqueue(delivery_id=delivery_id, connection=connection)
     return len(ids)
+
+
+@shared_task(name="deliveries.purge", **TASK_OPTIONS)
+def purge() -> int:
+    """Delete finished deliveries older than WEBHOOK_RETENTION."""
+    return delivery_purge_old()

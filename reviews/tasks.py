@@ -13,16 +13,13 @@ from reviews.idempotency import idempotency_purge
 from reviews.models import ProposedAction
 from reviews.services import proposed_action_claims_release_stale, proposed_action_expire
 
+# Also the project-wide defaults (config/settings/base.py); said here so the guarantee is local.
+TASK_OPTIONS = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result": True}
 EXPIRE_BATCH = 200
 EXPIRE_MAX_BATCHES = 50  # at most 10 000 per run; the next run takes the rest
 
 
-@shared_task(
-    name="reviews.expire_overdue_actions",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
-)
+@shared_task(name="reviews.expire_overdue_actions", **TASK_OPTIONS)
 def expire_overdue_actions() -> int:
     """Expire pending actions past their SLA deadline, in batches; each expiry is audited (and,
     with a callback_url, delivered to the agent). Returns how many this run expired."""
@@ -40,23 +37,13 @@ def expire_overdue_actions() -> int:
     return expired
 
 
-@shared_task(
-    name="reviews.release_stale_claims",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
-)
+@shared_task(name="reviews.release_stale_claims", **TASK_OPTIONS)
 def release_stale_claims() -> int:
     """Clear reviewers' claims older than REVIEW_CLAIM_TIMEOUT."""
     return proposed_action_claims_release_stale()
 
 
-@shared_task(
-    name="reviews.purge_idempotency_keys",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
-)
+@shared_task(name="reviews.purge_idempotency_keys", **TASK_OPTIONS)
 def purge_idempotency_keys() -> int:
     """Delete Idempotency-Key records past IDEMPOTENCY_KEY_TTL."""
     return idempotency_purge()

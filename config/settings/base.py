@@ -181,6 +181,7 @@ CELERY_BEAT_SCHEDULE: dict = {
         **_every(float(env("TRUSTLADDER_WEBHOOK_SWEEP_SECONDS", "30"))),
     },
     "purge-idempotency-keys": {"task": "reviews.purge_idempotency_keys", **_every(3600.0)},
+    "purge-old-deliveries": {"task": "deliveries.purge", **_every(3600.0)},
 }
 
 # ---------------------------------------------------------------------------------------
@@ -201,6 +202,8 @@ WEBHOOK_COUNTDOWN_MAX_SECONDS = 300.0
 WEBHOOK_SECRET_ROTATION_GRACE = timedelta(hours=24)
 # The deliveries page shows successes this recent (failures whatever their age).
 WEBHOOK_PAGE_WINDOW = timedelta(days=7)
+# Delivered and given-up deliveries (with their attempts) are deleted after this long.
+WEBHOOK_RETENTION = timedelta(days=int(env("TRUSTLADDER_WEBHOOK_RETENTION_DAYS", "30")))
 
 # ---------------------------------------------------------------------------------------
 # Logging

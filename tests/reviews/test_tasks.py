@@ -7,7 +7,7 @@ from celery import current_app
 from django.utils import timezone
 
 from deliveries.models import Delivery
-from deliveries.tasks import deliver, sweep
+from deliveries.tasks import deliver, purge, sweep
 from deployments.models import AuditEvent
 from reviews.models import IdempotencyRecord, ProposedAction
 from reviews.tasks import expire_overdue_actions, purge_idempotency_keys, release_stale_claims
@@ -99,6 +99,19 @@ def test_sweep_twice_sends_each_due_delivery_once(deployment, eager_celery):
         assert sorted(r.headers["webhook-id"] for r in receiver.all()) == sorted(d.webhook_id for d in due)
 
 
+def test_purge_deletes_only_old_finished_deliveries(settings):
+    old = timezone.now() - settings.WEBHOOK_RETENTION - timedelta(days=1)
+    for status in Delivery.Status.values:
+        delivery = DeliveryFactory(status=status)
+        delivery.attempt_log.create(number=1, started_at=old)
+        Delivery.objects.filter(pk=delivery.pk).update(created_at=old)
+    recent = DeliveryFactory(status=Delivery.Status.DELIVERED)
+    assert purge() == 2
+    assert purge() == 0
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"pending", "delivered"}
+    assert Delivery.objects.filter(pk=recent.pk).exists()
+
+
 def test_every_beat_entry_is_a_registered_task_on_a_consumed_queue(settings):
     current_app.loader.import_default_modules()
     consumed = {queue.name for queue in settings.CELERY_TASK_QUEUES}
@@ -108,6 +121,7 @@ def test_every_beat_entry_is_a_registered_task_on_a_consumed_queue(settings):
         "reviews.release_stale_claims",
         "deliveries.sweep",
         "reviews.purge_idempotency_keys",
+        "deliveries.purge",
     } <= names
     for name in names | {"deliveries.deliver"}:
         assert name in current_app.tasks, name
