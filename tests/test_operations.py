@@ -66,6 +66,7 @@ def test_compose_has_the_production_stack_with_health_checks():
     for name in ("web", "worker", "postgres", "redis"):
         assert "healthcheck" in services[name], name
     assert "pgdata" in _compose()["volumes"]
+    assert services["web"]["environment"]["PROMETHEUS_MULTIPROC_DIR"]
     for name in ("web", "worker", "beat"):
         depends = services[name]["depends_on"]
         assert depends["migrate"]["condition"] == "service_completed_successfully"
@@ -86,7 +87,9 @@ def test_every_compose_command_points_at_something_that_exists():
             continue
         program = command[0]
         if program == "gunicorn":
-            module, _, attr = command[1].partition(":")
+            if "-c" in command:
+                assert (ROOT / command[command.index("-c") + 1]).exists(), name
+            module, _, attr = command[-1].partition(":")
             assert hasattr(importlib.import_module(module), attr), name
         elif program == "celery":
             module = command[command.index("-A") + 1]
