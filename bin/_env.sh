@@ -19,7 +19,7 @@ if [ ! -x .venv/bin/python ]; then
   "$(find_python)" -m venv .venv
 fi
 stamp=.venv/.trustladder-installed
-want=$(cat pyproject.toml clients/python/pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
+want=$(cat pyproject.toml clients/python/pyproject.toml 2>/dev/null | sha256sum | cut -c1-16 || true)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "Installing Trustladder and its dependencies into .venv ..." >&2
   .venv/bin/python -m pip install --quiet --upgrade pip
