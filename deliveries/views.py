@@ -13,6 +13,7 @@ from deliveries.services import delivery_redeliver, deployment_webhook_secret_ro
 from deployments.errors import DomainError
 from deployments.models import Deployment, Member
 from deployments.permissions import role_required
+from deployments.selectors import deployments_visible_to
 
 
 def _list_url(slug: str | None) -> str:
@@ -22,7 +23,7 @@ def _list_url(slug: str | None) -> str:
 
 @role_required(Member.Role.ADMIN)
 def delivery_list_view(request: HttpRequest) -> HttpResponse:
-    deployments = list(Deployment.objects.order_by("slug"))
+    deployments = list(deployments_visible_to(request.member).order_by("slug"))
     slug = request.GET.get("deployment") or None
     selected = next((d for d in deployments if d.slug == slug), None)
     if slug and selected is None:

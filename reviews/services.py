@@ -234,7 +234,6 @@ def _record_human_decision(
             body=action_representation(action),
             object_type=action._meta.label_lower,
             object_id=str(action.pk),
-            now=now,
         )
     return decision
 

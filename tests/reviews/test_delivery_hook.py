@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import transaction
+from django.utils import timezone
 
 from deliveries.models import Delivery
 from reviews.representation import action_representation
@@ -64,6 +65,8 @@ def test_rejection_and_expiry_are_delivered(reviewer):
     proposed_action_expire(action_id=expired.pk, now=expired.expires_at + timedelta(seconds=1))
     assert json.loads(only_delivery(expired).body)["decision"] == "expired"
     assert only_delivery(expired).event_type == "action.expired"
+    # Due now by the wall clock, whatever logical time the expiry was computed at.
+    assert only_delivery(expired).next_attempt_at <= timezone.now()
 
 
 def test_escalation_auto_approval_and_actions_without_callback_deliver_nothing(reviewer, deployment):
