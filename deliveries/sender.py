@@ -32,12 +32,10 @@ def delivery_send(*, delivery_id: int) -> Delivery | None:
     error = excerpt = ""
     started = time.monotonic()
     try:
-        headers = sign_headers(
-            webhook_id=delivery.webhook_id,
-            body=delivery.body,
-            secrets=webhook_signing_secrets(deployment=delivery.deployment, now=now),
-            now=now,
-        )
+        secrets = webhook_signing_secrets(deployment=delivery.deployment, now=now)
+        if not secrets:
+            raise ValueError("the deployment has no signing secret; an admin creates one with Rotate on /deliveries/")
+        headers = sign_headers(webhook_id=delivery.webhook_id, body=delivery.body, secrets=secrets, now=now)
         with (
             httpx.Client(timeout=settings.WEBHOOK_TIMEOUT_SECONDS, follow_redirects=False) as client,
             client.stream(
