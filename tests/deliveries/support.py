@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
 from celery import current_app
-from django.conf import settings
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -255,5 +255,11 @@ def celery_broker(url: str) -> Iterator[None]:
         switch(old)
 
 
-def redis_available() -> bool:
-    return bool(settings.REDIS_URL)
+@pytest.fixture
+def eager_celery():
+    """Run enqueued tasks in this process (Celery's own eager mode, as without REDIS_URL)."""
+    conf = current_app.conf
+    before = conf.task_always_eager
+    conf.task_always_eager = True
+    yield
+    conf.task_always_eager = before

@@ -17,6 +17,7 @@ from reviews.services import (
     proposed_action_expire,
     proposed_action_reject,
 )
+from tests.deliveries.support import eager_celery, http_receiver  # noqa: F401 -- a fixture
 from tests.factories import ProposedActionFactory
 
 pytestmark = pytest.mark.django_db
@@ -91,3 +92,15 @@ def test_a_decision_rolled_back_delivers_nothing(reviewer):
         proposed_action_approve(action_id=action.pk, actor=reviewer.user)
         raise RuntimeError("the surrounding work failed")
     assert not Delivery.objects.exists()
+
+
+@pytest.mark.usefixtures("eager_celery")
+def test_in_process_mode_delivers_as_soon_as_the_decision_commits(reviewer, django_capture_on_commit_callbacks):
+    deployment = reviewer.deployments.first()
+    with http_receiver() as receiver:
+        action = ProposedActionFactory(deployment=deployment, callback_url=receiver.url)
+        with django_capture_on_commit_callbacks(execute=True):
+            proposed_action_reject(action_id=action.pk, actor=reviewer.user, reason="no")
+        (request,) = receiver.all()
+    assert request.headers["webhook-id"] == only_delivery(action).webhook_id
+    assert only_delivery(action).status == Delivery.Status.DELIVERED

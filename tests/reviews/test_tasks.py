@@ -12,21 +12,11 @@ from deployments.models import AuditEvent
 from reviews.models import IdempotencyRecord, ProposedAction
 from reviews.tasks import expire_overdue_actions, purge_idempotency_keys, release_stale_claims
 from tests.deliveries.factories import DeliveryFactory
-from tests.deliveries.support import http_receiver
+from tests.deliveries.support import eager_celery, http_receiver  # noqa: F401 -- a fixture
 from tests.factories import ProposedActionFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 S = ProposedAction.Status
-
-
-@pytest.fixture
-def eager_celery():
-    """Run enqueued tasks in this process (Celery's own eager mode), whatever the broker."""
-    conf = current_app.conf
-    before = conf.task_always_eager
-    conf.task_always_eager = True
-    yield
-    conf.task_always_eager = before
 
 
 def test_expire_overdue_actions_expires_only_overdue_ones_once(deployment):
@@ -89,7 +79,8 @@ def test_deliver_twice_sends_once(deployment):
         assert len(receiver.all()) == 1
 
 
-def test_sweep_twice_sends_each_due_delivery_once(deployment, eager_celery):
+@pytest.mark.usefixtures("eager_celery")
+def test_sweep_twice_sends_each_due_delivery_once(deployment):
     with http_receiver() as receiver:
         due = DeliveryFactory.create_batch(2, deployment=deployment, url=receiver.url)
         DeliveryFactory(deployment=deployment, url=receiver.url, next_attempt_at=timezone.now() + timedelta(hours=1))
