@@ -5,8 +5,10 @@ The client runs in a thread (it only speaks HTTP); the people's decisions are ma
 test's own thread through the services, as the browser would.
 """
 
+import json
 import threading
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from trustladder_client import (
@@ -178,3 +180,56 @@ def test_api_errors_carry_code_and_detail(make_client, live_server):
     with pytest.raises(ApiError) as unauthorized, Client(live_server.url, "tl_wrong") as stranger:
         stranger.get(action.id)
     assert unauthorized.value.status_code == 401
+
+
+class FlakyServer:
+    """A real HTTP server that answers GET with 503 `failures` times, then with a decided action."""
+
+    def __init__(self, failures: int, final_status: int = 200) -> None:
+        self.calls = 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 -- http.server's naming
+                server.calls += 1
+                if server.calls <= failures:
+                    status, body = 503, {"error": "unavailable", "detail": "restarting"}
+                elif final_status == 200:
+                    status, body = 200, {"id": 7, "status": "approved", "decision": "execute"}
+                else:
+                    status, body = final_status, {"error": "not_found", "detail": "no action 7"}
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.django_db(transaction=False)
+def test_wait_keeps_polling_through_a_brief_outage_but_not_through_a_4xx():
+    flaky = FlakyServer(failures=3)
+    try:
+        with Client(flaky.url, "tl_x", retries=0) as client:
+            assert client.wait(7, timeout=30, initial_interval=0.01).decision == "execute"
+        assert flaky.calls == 4
+    finally:
+        flaky.close()
+    gone = FlakyServer(failures=1, final_status=404)
+    try:
+        with Client(gone.url, "tl_x", retries=0) as client, pytest.raises(ApiError) as error:
+            client.wait(7, timeout=30, initial_interval=0.01)
+        assert error.value.status_code == 404 and gone.calls == 2
+    finally:
+        gone.close()

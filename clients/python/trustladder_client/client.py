@@ -173,16 +173,27 @@ class Client:
     ) -> Action:
         """Poll until the decision is no longer `wait`, backing off (with jitter) from
         `initial_interval` to `max_interval` seconds. Returns the action (decision execute,
-        reject, expired or shadow); raises `DecisionTimeout` after `timeout` seconds (None: never)."""
+        reject, expired or shadow); raises `DecisionTimeout` after `timeout` seconds (None: never).
+        A server that is briefly unreachable (or answers 5xx) does not end the wait; a 4xx does."""
         deadline = None if timeout is None else time.monotonic() + timeout
         interval = initial_interval
+        action: Action | None = None
         while True:
-            action = self.get(action_id)
-            if action.decision != "wait":
-                return action
+            try:
+                action = self.get(action_id)
+            except ApiError as exc:
+                if exc.status_code < 500:
+                    raise
+            except TrustladderError:
+                pass  # the server is unreachable for now: keep polling until the deadline
+            else:
+                if action.decision != "wait":
+                    return action
             if deadline is not None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
+                    if action is None:
+                        action = self.get(action_id)  # raises the outage's error if it lasts
                     raise DecisionTimeout(f"no decision on action {action_id} within {timeout} s", action)
                 time.sleep(min(interval * random.uniform(0.8, 1.0), remaining))
             else:
