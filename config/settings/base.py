@@ -163,32 +163,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 # Above the longest task, so a slow task is not redelivered while it still runs.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# A worker started without -Q consumes every queue listed here; `-Q deliveries` gives webhook
-# deliveries (slow receivers) their own workers.
-CELERY_TASK_QUEUES = [Queue("default"), Queue("deliveries")]
-# Each task's queue, by task name (Celery 5.7 deprecates the `queue=` task attribute).
-CELERY_TASK_ROUTES = {
-    "deliveries.*": {"queue": "deliveries"},
-    "reviews.*": {"queue": "default"},
-}
-
-
-def _every(seconds: float) -> dict:
-    # A periodic message nobody picked up before the next one is due is dropped, not piled up.
-    return {"schedule": seconds, "options": {"expires": seconds}}
-
-
-# Periodic work, run by `celery -A config.celery_app beat`. Every task here is safe to repeat.
-CELERY_BEAT_SCHEDULE: dict = {
-    "expire-overdue-actions": {"task": "reviews.expire_overdue_actions", **_every(60.0)},
-    "release-stale-claims": {"task": "reviews.release_stale_claims", **_every(60.0)},
-    "sweep-webhook-outbox": {
-        "task": "deliveries.sweep",
-        **_every(float(env("TRUSTLADDER_WEBHOOK_SWEEP_SECONDS", "30"))),
-    },
-    "purge-idempotency-keys": {"task": "reviews.purge_idempotency_keys", **_every(3600.0)},
-    "purge-old-deliveries": {"task": "deliveries.purge", **_every(3600.0)},
-}
+CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_TASK_ROUTES: dict = {}
 
 # ---------------------------------------------------------------------------------------
 # Webhook deliveries (deliveries app) — Standard Webhooks, https://www.standardwebhooks.com/
@@ -210,6 +186,28 @@ WEBHOOK_SECRET_ROTATION_GRACE = timedelta(hours=24)
 WEBHOOK_PAGE_WINDOW = timedelta(days=7)
 # Delivered and given-up deliveries (with their attempts) are deleted after this long.
 WEBHOOK_RETENTION = timedelta(days=int(env("TRUSTLADDER_WEBHOOK_RETENTION_DAYS", "30")))
+
+
+def _every(seconds: float) -> dict:
+    # A periodic message nobody picked up before the next one is due is dropped, not piled up.
+    return {"schedule": seconds, "options": {"expires": seconds}}
+
+
+# Queues: a worker started without -Q consumes every queue listed here; `-Q deliveries` gives
+# webhook deliveries (slow receivers) workers of their own. Tasks are routed by name
+# (CELERY_TASK_ROUTES; Celery 5.7 deprecates the `queue=` task attribute).
+CELERY_TASK_QUEUES = [Queue("default"), Queue("deliveries")]
+CELERY_TASK_ROUTES["deliveries.*"] = {"queue": "deliveries"}
+# Periodic work of reviews and the outbox, run by `celery -A config.celery_app beat`. Each task is
+# safe to repeat.
+CELERY_BEAT_SCHEDULE["expire-overdue-actions"] = {"task": "reviews.expire_overdue_actions", **_every(60.0)}
+CELERY_BEAT_SCHEDULE["release-stale-claims"] = {"task": "reviews.release_stale_claims", **_every(60.0)}
+CELERY_BEAT_SCHEDULE["purge-idempotency-keys"] = {"task": "reviews.purge_idempotency_keys", **_every(3600.0)}
+CELERY_BEAT_SCHEDULE["sweep-webhook-outbox"] = {
+    "task": "deliveries.sweep",
+    **_every(float(env("TRUSTLADDER_WEBHOOK_SWEEP_SECONDS", "30"))),
+}
+CELERY_BEAT_SCHEDULE["purge-old-deliveries"] = {"task": "deliveries.purge", **_every(3600.0)}
 
 # ---------------------------------------------------------------------------------------
 # Logging — structured (JSON) with a request id that follows an action from the API into
