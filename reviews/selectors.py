@@ -95,12 +95,13 @@ def queue_page(
     deployment_id: int | None = None,
     action_type: str = "",
     cursor: str = "",
-    limit: int = PAGE_SIZE,
+    limit: int | None = None,
 ) -> QueuePage:
     """One page of a queue, keyset-paged on (created_at, id): two queries whatever the table size.
 
     No OFFSET and no COUNT: the page reads `limit + 1` rows to know whether there is a next one.
     """
+    limit = limit or PAGE_SIZE
     deployments = list(deployments_visible_to(member).only("id", "slug", "name"))
     deployment_ids = None if member.is_admin else [d.pk for d in deployments]
     qs = queue_queryset(
