@@ -1,7 +1,6 @@
 """Review pages: queues, action page, decisions, audit verdicts (server side; the browser
 flow is in tests/browser)."""
 
-import json
 from datetime import timedelta
 
 import pytest
