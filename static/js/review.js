@@ -116,12 +116,25 @@
   }
 
   // Live updates replace the rows: keep the selection on the same item when it is still there.
+  // After a decision the next item is shown: start it with no field focused. Blurring before
+  // the swap stops htmx from putting the focus back into the same-id reason field.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var active = document.activeElement;
+    var xhr = event.detail && event.detail.xhr;
+    if (xhr && xhr.status < 300 && typing(active) && active.closest("[data-action-detail]")) active.blur();
+  });
+
   document.addEventListener("htmx:afterSettle", function () {
     if (selectedId === null) return;
     var index = selectedIndex();
     if (index >= 0) select(index);
   });
 
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", arrive);
-  else arrive();
+  function ready() {
+    arrive();
+    document.body.setAttribute("data-keys-ready", "");  // tests wait for this before typing
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", ready);
+  else ready();
 })();
