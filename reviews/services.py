@@ -417,6 +417,7 @@ def proposed_action_claim_next(
     deployment_id: int | None = None,
     action_type: str = "",
     skip_ids: tuple[int, ...] | list[int] = (),
+    member: Member | None = None,
 ) -> ProposedAction | None:
     """Claim the oldest unclaimed item of `queue` (within the filters) for `actor`; None when
     nothing is left.
@@ -424,13 +425,16 @@ def proposed_action_claim_next(
     A person holds at most one live claim: if `actor` already holds one in this queue (and it
     is not in `skip_ids`), that item is returned again; any other claim of theirs is released.
     On PostgreSQL the candidate row is taken with `SELECT ... FOR UPDATE SKIP LOCKED`, so
-    concurrent reviewers never block on, or receive, the same item.
+    concurrent reviewers never block on, or receive, the same item. `member` is the actor's
+    Member row when the caller has already loaded it (saves a query).
     """
     from django.db import connection
 
     from reviews.selectors import member_deployment_ids, queue_queryset
 
-    member = _require_can_work_queue(_member(actor), queue)
+    if member is None or member.user_id != actor.pk:
+        member = _member(actor)
+    member = _require_can_work_queue(member, queue)
     now = timezone.now()
     candidates = queue_queryset(
         queue=queue,

@@ -125,6 +125,7 @@ def claim_next(request: HttpRequest) -> HttpResponse:
         queue=queue,
         deployment_id=_int_or_none(request.POST.get("deployment")),
         action_type=request.POST.get("action_type", "").strip()[:100],
+        member=request.member,
     )
     if action is None:
         messages.info(request, "Nothing left to claim in this queue.")
@@ -200,7 +201,7 @@ def _next_item(request: HttpRequest, queue: str | None, notice: str) -> HttpResp
     pushed URL; otherwise a redirect), or go back to the queue when it is empty."""
     action = None
     if queue and _may_work(request.member, queue):
-        action = proposed_action_claim_next(actor=request.user, queue=queue)
+        action = proposed_action_claim_next(actor=request.user, queue=queue, member=request.member)
     queue_url = reverse(QUEUE_URLS[queue]) if queue and _may_work(request.member, queue) else reverse("reviews:queue")
     if action is None:
         messages.success(request, f"{notice} That was the last item.")
