@@ -100,7 +100,7 @@ def load(n: int) -> None:
                 st.s, '', now() - make_interval(secs => {n} - i), NULL, NULL,
                 CASE WHEN st.s LIKE 'pending%' THEN now() + interval '24 hours' END, '', NULL, NULL,
                 (st.s = 'executed' AND i % 20 = 2), '', NULL
-            FROM generate_series(1, {n}) AS i
+            FROM generate_series(1::bigint, {n}) AS i
             CROSS JOIN LATERAL (SELECT CASE WHEN i % 10 = 0 THEN 'pending_review'
                                             WHEN i % 50 = 1 THEN 'pending_senior'
                                             WHEN i % 10 = 3 THEN 'rejected'

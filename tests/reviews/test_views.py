@@ -432,3 +432,24 @@ def test_audit_verdict_from_the_page(sc, deployment):
     assert evidence_totals(deployment_id=deployment.pk)[("refund.issue", "audit.incorrect")] == 1
     again = sc.post(reverse("reviews:audit_verdict", args=[sample.pk]), {"verdict": "correct"})
     assert again.status_code == 409 and "already has the audit verdict" in again.content.decode()
+
+
+def test_action_page_query_count_does_not_grow_with_history(rc, sc, deployment, django_assert_max_num_queries):
+    actions = [ProposedActionFactory(deployment=deployment) for _ in range(4)]
+    target = actions[1]
+    with django_assert_max_num_queries(10):
+        assert rc.get(reverse("reviews:action_detail", args=[target.pk])).status_code == 200
+    decide(rc, target, decision="escalate", reason="needs a senior")
+    for other in actions[2:]:
+        decide(rc, other, decision="escalate", reason="also")
+    with django_assert_max_num_queries(10):
+        html = sc.get(reverse("reviews:action_detail", args=[target.pk])).content.decode()
+    assert "reviews.action.escalated" in html and "needs a senior" in html
+    assert "data-next" in html  # neighbours in the senior queue
+
+
+def test_claim_next_view_query_count(rc, deployment, django_assert_max_num_queries):
+    for _ in range(20):
+        ProposedActionFactory(deployment=deployment)
+    with django_assert_max_num_queries(10):
+        assert rc.post(reverse("reviews:claim_next"), {"queue": "review"}).status_code == 302
