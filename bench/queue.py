@@ -2,10 +2,13 @@
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/tl_bench_queue .venv/bin/python bench/queue.py
 
-Uses its own PostgreSQL database (created if missing; default tl_bench_queue), migrates it,
-bulk-loads actions with one INSERT ... SELECT generate_series per size, and times requests
-through Django's test client in-process (middleware, views, templates and SQL: the server's
-share of a request, without network). Prints p50/p95 and the SQL query count of each page.
+Uses one PostgreSQL database per size, named after DATABASE_URL's (default tl_bench_queue):
+tl_bench_queue_1000 and tl_bench_queue_1000000, created if missing and migrated. Bulk-loads
+the actions with one INSERT ... SELECT generate_series (--reuse keeps a database that already
+holds n actions) and times requests through Django's test client in-process (middleware,
+views, templates and SQL: the server's share of a request, without network), alternating the
+sizes round by round so load from other processes affects both alike. Prints p50/p95 and the
+SQL query count of each page.
 Target: at 1M rows no more than 1.5x the 1k time, at most 10 queries a page.
 """
 
@@ -22,6 +25,7 @@ os.environ.setdefault("DJANGO_DEBUG", "false")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/tl_bench_queue")
 
 import argparse  # noqa: E402
+import re  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 
@@ -42,17 +46,27 @@ from deployments.services import deployment_create, member_create  # noqa: E402
 from reviews.models import ProposedAction  # noqa: E402
 
 DEPLOYMENTS = 5
-ASSIGNED = 3  # the reviewer works 3 of the 5 deployments
+ASSIGNED = 5  # the reviewer is assigned to all 5 (the filter still runs), so page 2 is full at 1k too
 
 
-def ensure_database() -> None:
+BASE_NAME = settings.DATABASES["default"]["NAME"]
+
+
+def use_database(name: str) -> None:
+    """Point the default connection at another database (reconnects on the next query)."""
+    connection.close()
+    connection.settings_dict["NAME"] = name
+
+
+def ensure_database(name: str) -> None:
     db = settings.DATABASES["default"]
     if db["ENGINE"] != "django.db.backends.postgresql":
         sys.exit("bench/queue.py needs PostgreSQL: set DATABASE_URL")
     dsn = f"host={db['HOST'] or '127.0.0.1'} port={db['PORT'] or 5432} user={db['USER']} dbname=postgres"
     with psycopg.connect(dsn, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]]).fetchone():
-            conn.execute(f'CREATE DATABASE "{db["NAME"]}"')
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+    use_database(name)
     call_command("migrate", verbosity=0)
 
 
@@ -112,87 +126,90 @@ def load(n: int) -> None:
     print(f"loaded {n:,} actions ({pending:,} pending review) in {time.perf_counter() - started:.1f} s")
 
 
-def measure(label: str, call, runs: int, after=None) -> dict:
-    for _ in range(5):
-        call()
-        if after:
-            after()
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        response = call()
-        times.append((time.perf_counter() - started) * 1000)
-        assert response.status_code in (200, 302), (label, response.status_code)
-        if after:
-            after()
-    with CaptureQueriesContext(connection) as ctx:
-        call()
-    if after:
-        after()
-    times.sort()
-    return {
-        "page": label,
-        "p50": statistics.median(times),
-        "p95": times[int(len(times) * 0.95) - 1],
-        "queries": len(ctx.captured_queries),
-    }
+PAGES = [
+    "reviewer queue, first page",
+    "reviewer queue, page 2 (keyset cursor)",
+    '"claim next" (POST /queue/next)',
+    "nav queue counts (GET /queue/counts)",
+    "admin changelist of ProposedAction",
+]
 
 
-def run(n: int, runs: int, reviewer: Member, admin) -> list[dict]:
-    load(n)
-    rc = Client()
-    rc.force_login(reviewer.user)
-    ac = Client()
-    ac.force_login(admin)
-    first = rc.get("/queue/")
-    assert first.content.count(b"<tr data-id=") == 50, "the first page should be full"
+class Scenario:
+    """One database with n actions, and signed-in clients for it."""
 
-    def release():
-        ProposedAction.objects.filter(claimed_by=reviewer.user).update(claimed_by=None, claimed_at=None)
+    def __init__(self, n: int, reuse: bool) -> None:
+        self.n = n
+        self.db = f"{BASE_NAME}_{n}"
+        ensure_database(self.db)
+        self.reviewer, admin = people()
+        if not (reuse and ProposedAction.objects.count() == n):
+            load(n)
+        with connection.cursor() as cursor:
+            cursor.execute("CHECKPOINT")  # flush the bulk load now, not while measuring
+        self.rc = Client()
+        self.rc.force_login(self.reviewer.user)
+        self.ac = Client()
+        self.ac.force_login(admin)
+        first = self.rc.get("/queue/")
+        assert first.content.count(b"<tr data-id=") == 50, "the first page should be full"
+        self.cursor = re.search(r'after=([^"&]+)', first.content.decode()).group(1)
+        self.calls = [
+            lambda: self.rc.get("/queue/"),
+            lambda: self.rc.get("/queue/?after=" + self.cursor.replace("&amp;", "&")),
+            lambda: self.rc.post("/queue/next", {"queue": "review"}),
+            lambda: self.rc.get("/queue/counts"),
+            lambda: self.ac.get("/admin/reviews/proposedaction/"),
+        ]
+        self.times: list[list[float]] = [[] for _ in PAGES]
+        self.queries: list[int] = []
 
-    return [
-        measure("reviewer queue, first page", lambda: rc.get("/queue/"), runs),
-        measure("reviewer queue, page 100 (keyset)", lambda: rc.get("/queue/", {"after": cursor_at(reviewer)}), runs),
-        measure('"claim next" (POST /queue/next)', lambda: rc.post("/queue/next", {"queue": "review"}), runs, release),
-        measure("nav queue counts", lambda: rc.get("/queue/counts"), runs),
-        measure("admin changelist of ProposedAction", lambda: ac.get("/admin/reviews/proposedaction/"), runs),
-    ]
+    def release(self) -> None:
+        ProposedAction.objects.filter(claimed_by=self.reviewer.user).update(claimed_by=None, claimed_at=None)
 
+    def round(self, timed: bool) -> None:
+        use_database(self.db)
+        for i, call in enumerate(self.calls):
+            started = time.perf_counter()
+            response = call()
+            elapsed = (time.perf_counter() - started) * 1000
+            assert response.status_code in (200, 302), (PAGES[i], response.status_code)
+            if timed:
+                self.times[i].append(elapsed)
+            self.release()
 
-_cursor_cache: dict = {}
-
-
-def cursor_at(reviewer: Member) -> str:
-    """A cursor 5,000 items into the reviewer's queue (or the last item, if fewer)."""
-    key = ProposedAction.objects.count()
-    if key not in _cursor_cache:
-        from reviews.selectors import cursor_encode, member_deployment_ids, queue_queryset
-
-        qs = queue_queryset(queue="review", deployment_ids=member_deployment_ids(reviewer))
-        depth = min(5000, qs.count() - 1)
-        _cursor_cache[key] = cursor_encode(qs[depth])
-    return _cursor_cache[key]
+    def count_queries(self) -> None:
+        use_database(self.db)
+        for call in self.calls:
+            with CaptureQueriesContext(connection) as ctx:
+                call()
+            self.queries.append(len(ctx.captured_queries))
+            self.release()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,1000000", help="comma-separated numbers of actions")
-    parser.add_argument("--runs", type=int, default=25)
+    parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--reuse", action="store_true", help="keep a database that already has n actions")
     args = parser.parse_args()
-    ensure_database()
-    reviewer, admin = people()
-    sizes = [int(s) for s in args.sizes.split(",")]
-    results = {n: run(n, args.runs, reviewer, admin) for n in sizes}
+    scenarios = [Scenario(int(n), args.reuse) for n in args.sizes.split(",")]
+    # Interleave the sizes round by round, so load from other processes hits them alike.
+    for r in range(args.runs + 5):
+        for scenario in scenarios:
+            scenario.round(timed=r >= 5)
+    for scenario in scenarios:
+        scenario.count_queries()
     print()
-    header = f"{'page':40} " + " ".join(f"{f'{n:,} p50 ms':>14} {'p95':>7} {'SQL':>4}" for n in sizes)
-    print(header + (f" {'ratio':>6}" if len(sizes) > 1 else ""))
-    for i, row in enumerate(results[sizes[0]]):
-        cells = []
-        for n in sizes:
-            r = results[n][i]
-            cells.append(f"{r['p50']:14.1f} {r['p95']:7.1f} {r['queries']:4d}")
-        ratio = results[sizes[-1]][i]["p50"] / row["p50"] if len(sizes) > 1 else None
-        print(f"{row['page']:40} " + " ".join(cells) + (f" {ratio:6.2f}x" if ratio else ""))
+    print(f"{'page':42}" + "".join(f"{f'{s.n:,} p50 ms':>15} {'p95':>7} {'SQL':>4}" for s in scenarios) + "  ratio")
+    for i, page in enumerate(PAGES):
+        cells, p50s = "", []
+        for s in scenarios:
+            t = sorted(s.times[i])
+            p50s.append(statistics.median(t))
+            cells += f"{p50s[-1]:15.1f} {t[int(len(t) * 0.95) - 1]:7.1f} {s.queries[i]:4d}"
+        print(f"{page:42}{cells}  {p50s[-1] / p50s[0]:5.2f}x")
+    print("\nSQL counts include BEGIN/COMMIT of a transaction; times are in-process (Django test client).")
 
 
 if __name__ == "__main__":
