@@ -453,3 +453,24 @@ def test_claim_next_view_query_count(rc, deployment, django_assert_max_num_queri
         ProposedActionFactory(deployment=deployment)
     with django_assert_max_num_queries(10):
         assert rc.post(reverse("reviews:claim_next"), {"queue": "review"}).status_code == 302
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"after": "garbage"},
+        {"after": "2026-01-01T00:00:00~notanid"},
+        {"after": "2026-01-01T00:00:00~5"},  # no time zone
+        {"after": "2026-01-01T00:00:00+00:00~99999999999999999999999"},
+        {"deployment": "99999999999999999999999"},
+        {"action_type": "x" * 5000},
+    ],
+)
+def test_bad_queue_parameters_are_not_errors(rc, deployment, params):
+    ProposedActionFactory(deployment=deployment)
+    assert rc.get(reverse("reviews:queue"), params).status_code == 200
+
+
+def test_huge_action_ids_are_404(rc):
+    assert rc.get("/actions/99999999999999999999999/").status_code == 404
+    assert rc.post("/actions/99999999999999999999999/decide", {"decision": "approve"}).status_code == 404
