@@ -67,10 +67,10 @@ def cursor_decode(raw: str) -> tuple[datetime, int] | None:
         return None
     stamp, _, pk = raw.rpartition("~")
     try:
-        created_at = datetime.fromisoformat(stamp.replace(" ", "+"))
-        return (created_at, int(pk)) if created_at.tzinfo else None
+        created_at, pk_value = datetime.fromisoformat(stamp.replace(" ", "+")), int(pk)
     except ValueError:
         return None
+    return (created_at, pk_value) if created_at.tzinfo and 0 <= pk_value < 2**63 else None
 
 
 @dataclass

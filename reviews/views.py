@@ -43,10 +43,12 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 def _int_or_none(raw: str | None) -> int | None:
+    """A positive 64-bit id from a query parameter, or None (ignored) for anything else."""
     try:
-        return int(raw) if raw else None
+        value = int(raw) if raw else None
     except ValueError:
         return None
+    return value if value is not None and 0 < value < 2**63 else None
 
 
 def _may_work(member: Member, queue: str | None) -> bool:
