@@ -31,3 +31,36 @@ class ProposedActionQuerySet(models.QuerySet):
 
     def overdue(self, now=None) -> "ProposedActionQuerySet":
         return self.pending().filter(expires_at__lte=now or timezone.now())
+
+    def claimed_by_other(self, user, now=None) -> "ProposedActionQuerySet":
+        """Held by someone other than `user` with a claim that has not timed out."""
+        from django.conf import settings
+
+        now = now or timezone.now()
+        return self.filter(claimed_at__gte=now - settings.REVIEW_CLAIM_TIMEOUT).exclude(claimed_by=user)
+
+    def held_by(self, user, now=None) -> "ProposedActionQuerySet":
+        """The live (not timed out) claims of `user`."""
+        from django.conf import settings
+
+        now = now or timezone.now()
+        return self.filter(claimed_by=user, claimed_at__gte=now - settings.REVIEW_CLAIM_TIMEOUT)
+
+    def in_queue(self, queue: str) -> "ProposedActionQuerySet":
+        """One of the three browser queues: "review", "senior" or "audit"."""
+        if queue == "review":
+            return self.in_review_queue()
+        if queue == "senior":
+            return self.in_senior_queue()
+        if queue == "audit":
+            return self.in_audit_queue()
+        raise ValueError(f"unknown queue {queue!r}")
+
+    def after(self, created_at, pk: int) -> "ProposedActionQuerySet":
+        """Keyset: rows after (created_at, id) in queue order. The `>=` bound lets the
+        (…, created_at, id) indexes start the scan at the cursor instead of filtering."""
+        return self.filter(created_at__gte=created_at).filter(Q(created_at__gt=created_at) | Q(pk__gt=pk))
+
+    def before(self, created_at, pk: int) -> "ProposedActionQuerySet":
+        """Keyset: rows before (created_at, id) in queue order."""
+        return self.filter(created_at__lte=created_at).filter(Q(created_at__lt=created_at) | Q(pk__lt=pk))

@@ -1,9 +1,25 @@
 """Reads that pages and the API need."""
 
-from django.http import Http404
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from deployments.models import Deployment
-from reviews.models import ProposedAction
+from django.conf import settings
+from django.db.models import QuerySet
+from django.http import Http404
+from django.utils import timezone
+
+from deployments.models import AuditEvent, Deployment, Member
+from deployments.selectors import deployments_visible_to
+from reviews.models import Decision, ProposedAction
+
+QUEUES = ("review", "senior", "audit")
+# Senior and audit queues are for seniors (and admins) only.
+SENIOR_QUEUES = ("senior", "audit")
+PAGE_SIZE = 50
+# The nav shows "1000+" past this: counting is bounded, never a COUNT(*) over a whole queue.
+COUNT_CAP = 1000
 
 
 def action_get_for_deployment(*, deployment: Deployment, action_id: int) -> ProposedAction:
@@ -13,3 +29,234 @@ def action_get_for_deployment(*, deployment: Deployment, action_id: int) -> Prop
         raise Http404(f"no action {action_id} in this deployment")
     action.deployment = deployment
     return action
+
+
+def member_deployment_ids(member: Member) -> list[int] | None:
+    """Ids of the deployments the member works on; None means all of them (admins)."""
+    if member.is_admin:
+        return None
+    return list(member.deployments.values_list("id", flat=True))
+
+
+def queue_queryset(
+    *,
+    queue: str,
+    deployment_ids: list[int] | None,
+    deployment_id: int | None = None,
+    action_type: str = "",
+) -> QuerySet[ProposedAction]:
+    """The items of one queue that someone assigned to `deployment_ids` (None: all) may see,
+    filtered, in queue order (oldest first)."""
+    qs = ProposedAction.objects.in_queue(queue)
+    if deployment_ids is not None:
+        qs = qs.for_deployments(deployment_ids)
+    if deployment_id is not None:
+        qs = qs.filter(deployment_id=deployment_id)
+    if action_type:
+        qs = qs.filter(action_type=action_type)
+    return qs.order_by("created_at", "id")
+
+
+def cursor_encode(action: ProposedAction) -> str:
+    return f"{action.created_at.isoformat()}~{action.pk}"
+
+
+def cursor_decode(raw: str) -> tuple[datetime, int] | None:
+    """(created_at, id) of a cursor, or None when it is missing or malformed."""
+    if not raw or "~" not in raw:
+        return None
+    stamp, _, pk = raw.rpartition("~")
+    try:
+        created_at, pk_value = datetime.fromisoformat(stamp.replace(" ", "+")), int(pk)
+    except ValueError:
+        return None
+    return (created_at, pk_value) if created_at.tzinfo and 0 <= pk_value < 2**63 else None
+
+
+@dataclass
+class QueueRow:
+    action: ProposedAction
+    summary: str
+    claimed_by_other: bool
+    claimed_by_me: bool
+
+
+@dataclass
+class QueuePage:
+    rows: list[QueueRow]
+    next_cursor: str
+    deployments: list[Deployment]
+
+
+def queue_page(
+    *,
+    member: Member,
+    queue: str,
+    deployment_id: int | None = None,
+    action_type: str = "",
+    cursor: str = "",
+    limit: int | None = None,
+) -> QueuePage:
+    """One page of a queue, keyset-paged on (created_at, id): two queries whatever the table size.
+
+    No OFFSET and no COUNT: the page reads `limit + 1` rows to know whether there is a next one.
+    """
+    limit = limit or PAGE_SIZE
+    deployments = list(deployments_visible_to(member).only("id", "slug", "name"))
+    deployment_ids = None if member.is_admin else [d.pk for d in deployments]
+    qs = queue_queryset(
+        queue=queue, deployment_ids=deployment_ids, deployment_id=deployment_id, action_type=action_type
+    )
+    position = cursor_decode(cursor)
+    if position is not None:
+        qs = qs.after(*position)
+    actions = list(
+        qs.select_related("deployment", "claimed_by").defer(
+            "rationale", "comparison", "final_payload", "callback_url", "result_error"
+        )[: limit + 1]
+    )
+    next_cursor = cursor_encode(actions[limit - 1]) if len(actions) > limit else ""
+    now = timezone.now()
+    cutoff = now - settings.REVIEW_CLAIM_TIMEOUT
+    rows = []
+    for action in actions[:limit]:
+        live = action.claimed_at is not None and action.claimed_at >= cutoff
+        rows.append(
+            QueueRow(
+                action=action,
+                summary=payload_summary(action.payload),
+                claimed_by_other=live and action.claimed_by_id != member.user_id,
+                claimed_by_me=live and action.claimed_by_id == member.user_id,
+            )
+        )
+    return QueuePage(rows=rows, next_cursor=next_cursor, deployments=deployments)
+
+
+def queue_counts(*, member: Member, cap: int = COUNT_CAP) -> dict[str, int]:
+    """Items per queue the member may work, each count bounded by `cap` (read over the
+    queue's partial index, LIMIT cap). Reviewers get only the reviewer queue."""
+    deployment_ids = member_deployment_ids(member)
+    queues = QUEUES if member.is_senior else ("review",)
+    counts = {}
+    for queue in queues:
+        qs = queue_queryset(queue=queue, deployment_ids=deployment_ids).order_by()
+        counts[queue] = qs.values("id")[:cap].count()
+    return counts
+
+
+def action_get_visible(*, member: Member, action_id: int) -> ProposedAction:
+    """The action if the member is assigned to its deployment (admins: any); else 404, so
+    another deployment's actions are not even confirmed to exist."""
+    qs = ProposedAction.objects.select_related("deployment", "claimed_by").filter(pk=action_id)
+    if not member.is_admin:
+        qs = qs.filter(deployment__members=member)
+    action = qs.first()
+    if action is None:
+        raise Http404("no such action")
+    return action
+
+
+def action_queue(action: ProposedAction) -> str | None:
+    """The queue an action is in now, if any."""
+    if action.status == ProposedAction.Status.PENDING_REVIEW:
+        return "review"
+    if action.status == ProposedAction.Status.PENDING_SENIOR:
+        return "senior"
+    if action.audit_sample and not action.audit_verdict:
+        return "audit"
+    return None
+
+
+def action_neighbours(
+    *, action: ProposedAction, member: Member, queue: str
+) -> tuple[ProposedAction | None, ProposedAction | None]:
+    """The items before and after `action` in its queue (for j/k on the detail page)."""
+    qs = queue_queryset(queue=queue, deployment_ids=member_deployment_ids(member)).only("id")
+    previous = qs.before(action.created_at, action.pk).order_by("-created_at", "-id").first()
+    following = qs.after(action.created_at, action.pk).first()
+    return previous, following
+
+
+@dataclass
+class HistoryEntry:
+    at: datetime
+    who: str
+    what: str
+    reason: str
+    detail: dict
+
+
+def action_history(action: ProposedAction) -> list[HistoryEntry]:
+    """What happened to the action, oldest first: its decisions and its audit events."""
+    entries = [
+        HistoryEntry(
+            at=d.created_at,
+            who=d.actor.get_username() if d.actor else "system",
+            what=f"decision: {d.get_verb_display().lower()} ({d.from_status} → {d.to_status})",
+            reason=d.reason,
+            detail={"seconds_to_decide": round(d.seconds_to_decide, 1)} if d.seconds_to_decide is not None else {},
+        )
+        for d in Decision.objects.filter(action=action).select_related("actor")
+    ]
+    events = AuditEvent.objects.filter(object_type=ProposedAction._meta.label_lower, object_id=str(action.pk)).order_by(
+        "created_at", "id"
+    )
+    entries += [
+        HistoryEntry(at=e.created_at, who=e.actor_label, what=e.verb, reason=e.reason, detail=e.data) for e in events
+    ]
+    entries.sort(key=lambda e: e.at)
+    return entries
+
+
+def payload_summary(payload: Any, width: int = 120) -> str:
+    """One line: the payload's top-level fields as `key=value`, shortened to `width`."""
+    if isinstance(payload, dict):
+        parts = []
+        for key, value in payload.items():
+            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+            parts.append(f"{key}={text}")
+        line = " · ".join(parts)
+    else:
+        line = json.dumps(payload, ensure_ascii=False)
+    line = " ".join(line.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def _flatten(value: Any, path: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        flat: dict[str, Any] = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, f"{path}.{key}" if path else str(key)))
+        return flat
+    if isinstance(value, list) and value:
+        flat = {}
+        for index, item in enumerate(value):
+            flat.update(_flatten(item, f"{path}[{index}]"))
+        return flat
+    return {path or "(root)": value}
+
+
+@dataclass
+class DiffLine:
+    path: str
+    change: str  # "added", "removed", "changed"
+    before: str
+    after: str
+
+
+def payload_diff(before: Any, after: Any) -> list[DiffLine]:
+    """Field-by-field difference of two JSON values, by dotted path."""
+    old, new = _flatten(before), _flatten(after)
+
+    def show(value: Any) -> str:
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+    lines = []
+    for path in sorted(set(old) | set(new)):
+        if path not in new:
+            lines.append(DiffLine(path, "removed", show(old[path]), ""))
+        elif path not in old:
+            lines.append(DiffLine(path, "added", "", show(new[path])))
+        elif old[path] != new[path] or type(old[path]) is not type(new[path]):
+            lines.append(DiffLine(path, "changed", show(old[path]), show(new[path])))
+    return lines

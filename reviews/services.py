@@ -421,3 +421,199 @@ def proposed_action_claims_release_stale(*, now: datetime | None = None) -> int:
     """
     cutoff = (now or timezone.now()) - settings.REVIEW_CLAIM_TIMEOUT
     return ProposedAction.objects.pending().filter(claimed_at__lt=cutoff).update(claimed_by=None, claimed_at=None)
+# ---------------------------------------------------------------------------------------
+# Claims: a reviewer's short lease on a queue item (REVIEW_CLAIM_TIMEOUT), so two people do
+# not work the same item. A claim is not a state transition: it is not audited, and a
+# decision clears it.
+# ---------------------------------------------------------------------------------------
+
+
+def _require_can_work_queue(member: Member | None, queue: str) -> Member:
+    if member is None:
+        raise NotAllowed("only members may work the queues")
+    if queue not in ("review", "senior", "audit"):
+        raise InvalidInput(f"unknown queue {queue!r}")
+    if queue != "review" and not member.is_senior:
+        raise NotAllowed(f"only senior reviewers may work the {queue} queue")
+    return member
+
+
+@transaction.atomic
+def proposed_action_claim_next(
+    *,
+    actor: AbstractBaseUser,
+    queue: str = "review",
+    deployment_id: int | None = None,
+    action_type: str = "",
+    skip_ids: tuple[int, ...] | list[int] = (),
+    member: Member | None = None,
+) -> ProposedAction | None:
+    """Claim the oldest unclaimed item of `queue` (within the filters) for `actor`; None when
+    nothing is left.
+
+    A person holds at most one live claim: if `actor` already holds one in this queue (and it
+    is not in `skip_ids`), that item is returned again; any other claim of theirs is released.
+    On PostgreSQL the candidate row is taken with `SELECT ... FOR UPDATE SKIP LOCKED`, so
+    concurrent reviewers never block on, or receive, the same item. `member` is the actor's
+    Member row when the caller has already loaded it (saves a query).
+    """
+    from django.db import connection
+
+    from reviews.selectors import member_deployment_ids, queue_queryset
+
+    if member is None or member.user_id != actor.pk:
+        member = _member(actor)
+    member = _require_can_work_queue(member, queue)
+    now = timezone.now()
+    candidates = queue_queryset(
+        queue=queue,
+        deployment_ids=member_deployment_ids(member),
+        deployment_id=deployment_id,
+        action_type=action_type,
+    )
+    held = candidates.held_by(actor, now).exclude(pk__in=list(skip_ids)).first()
+    if held is not None:
+        return held
+    ProposedAction.objects.filter(claimed_by=actor).update(claimed_by=None, claimed_at=None)
+    qs = candidates.unclaimed(now).exclude(pk__in=list(skip_ids))
+    if connection.features.has_select_for_update_skip_locked:
+        qs = qs.select_for_update(skip_locked=True)
+    action = qs.first()
+    if action is None:
+        return None
+    action.claimed_by, action.claimed_at = actor, now
+    action.save(update_fields=["claimed_by", "claimed_at"])
+    return action
+
+
+@transaction.atomic
+def proposed_action_claim(*, action_id: int, actor: AbstractBaseUser) -> ProposedAction:
+    """Claim one item for `actor` (renewing their own claim). Conflict when someone else holds
+    a live claim on it; InvalidTransition when it is in no queue any more. Releases the actor's
+    other claims (one live claim per person). Safe to repeat."""
+    from reviews.selectors import action_queue
+
+    action = _lock(action_id)
+    queue = action_queue(action)
+    if queue is None:
+        raise InvalidTransition(f"action {action.pk} is {action.status}; it is in no queue")
+    member = _require_can_work_queue(_member(actor), queue)
+    if not member.is_admin and not member.deployments.filter(pk=action.deployment_id).exists():
+        raise NotAllowed("you are not assigned to this deployment")
+    now = timezone.now()
+    _refuse_if_claimed_by_other(action, actor, now)
+    ProposedAction.objects.filter(claimed_by=actor).exclude(pk=action.pk).update(claimed_by=None, claimed_at=None)
+    action.claimed_by, action.claimed_at = actor, now
+    action.save(update_fields=["claimed_by", "claimed_at"])
+    return action
+
+
+@transaction.atomic
+def proposed_action_release(*, action_id: int, actor: AbstractBaseUser) -> ProposedAction:
+    """Give back `actor`'s claim on an item. Safe to repeat; someone else's claim is left alone."""
+    action = _lock(action_id)
+    if action.claimed_by_id == actor.pk:
+        action.claimed_by, action.claimed_at = None, None
+        action.save(update_fields=["claimed_by", "claimed_at"])
+    return action
+
+
+def _refuse_if_claimed_by_other(action: ProposedAction, actor: AbstractBaseUser, now: datetime) -> None:
+    """Caller holds the row lock."""
+    from django.conf import settings
+
+    if (
+        action.claimed_by_id is not None
+        and action.claimed_by_id != actor.pk
+        and action.claimed_at is not None
+        and action.claimed_at >= now - settings.REVIEW_CLAIM_TIMEOUT
+    ):
+        until = action.claimed_at + settings.REVIEW_CLAIM_TIMEOUT
+        raise Conflict(f"{action.claimed_by} is working on this item (claimed until {until:%H:%M:%S} UTC)")
+
+
+@transaction.atomic
+def proposed_action_decide(
+    *,
+    action_id: int,
+    actor: AbstractBaseUser,
+    decision: str,
+    reason: str = "",
+    payload: dict[str, Any] | None = None,
+) -> ProposedAction:
+    """A person's decision from the browser: approve (optionally with an edited payload),
+    reject or escalate. Refuses (Conflict) while someone else holds a live claim on the item,
+    then calls the one transition service for the decision. Everything else — the state check,
+    the Decision row, evidence and audit — is that service's."""
+    action = _lock(action_id)
+    _refuse_if_claimed_by_other(action, actor, timezone.now())
+    if decision == "approve":
+        return proposed_action_approve(action_id=action_id, actor=actor, payload=payload, reason=reason)
+    if decision == "reject":
+        return proposed_action_reject(action_id=action_id, actor=actor, reason=reason)
+    if decision == "escalate":
+        return proposed_action_escalate(action_id=action_id, actor=actor, reason=reason)
+    raise InvalidInput("decision must be approve, reject or escalate")
+
+
+AUDIT_VERDICTS = {"correct": Decision.Verb.AUDIT_CORRECT, "incorrect": Decision.Verb.AUDIT_INCORRECT}
+
+
+@transaction.atomic
+def proposed_action_audit_verdict(
+    *, action_id: int, actor: AbstractBaseUser, verdict: str, reason: str = ""
+) -> ProposedAction:
+    """A senior's after-the-fact verdict on an auto-executed audit sample (SPEC §1).
+
+    Preconditions: `actor` is a senior (or admin) assigned to the deployment; the action is an
+    audit sample without a verdict; `verdict` is "correct" or "incorrect" (the latter needs a
+    reason). Writes a Decision (audit_correct / audit_incorrect), the `audit.<verdict>`
+    evidence counter the gate and breakers read, and the audit event, in one transaction.
+    A second verdict raises InvalidTransition and changes nothing.
+    """
+    if verdict not in AUDIT_VERDICTS:
+        raise InvalidInput("verdict must be 'correct' or 'incorrect'")
+    reason = (reason or "").strip()
+    if verdict == "incorrect" and not reason:
+        raise InvalidInput("a reason is required for an 'incorrect' verdict")
+    action = _lock(action_id)
+    member = _member(actor)
+    if member is None or not member.is_senior:
+        raise NotAllowed("only senior reviewers may give audit verdicts")
+    if not member.is_admin and not member.deployments.filter(pk=action.deployment_id).exists():
+        raise NotAllowed("you are not assigned to this deployment")
+    if not action.audit_sample:
+        raise InvalidTransition(f"action {action.pk} is not an audit sample")
+    if action.audit_verdict:
+        raise InvalidTransition(f"action {action.pk} already has the audit verdict {action.audit_verdict!r}")
+    now = timezone.now()
+    started = action.claimed_at if action.claimed_at and action.claimed_by_id == actor.pk else None
+    seconds = (now - (started or action.created_at)).total_seconds()
+    action.audit_verdict = verdict
+    action.claimed_by, action.claimed_at = None, None
+    action.save(update_fields=["audit_verdict", "claimed_by", "claimed_at"])
+    Decision.objects.create(
+        action=action,
+        verb=AUDIT_VERDICTS[verdict],
+        actor=actor,
+        from_status=action.status,
+        to_status=action.status,
+        reason=reason,
+        claimed_at=started,
+        seconds_to_decide=seconds,
+    )
+    evidence_add(
+        deployment_id=action.deployment_id,
+        action_type=action.action_type,
+        metric=f"audit.{verdict}",
+        total=seconds,
+    )
+    audit_event_record(
+        verb="reviews.action.audit_verdict",
+        actor=actor,
+        deployment=action.deployment_id,
+        obj=action,
+        reason=reason,
+        data={"verdict": verdict, "status": action.status, "route": action.route},
+    )
+    return action

@@ -1,8 +1,307 @@
+"""Browser pages of the review queues (SPEC §6): queues, action detail, decisions, claims.
+
+Thin: read through reviews.selectors, write through one reviews.services call, render a page
+or, for htmx requests, a partial. Domain errors become a message, never a 500.
+"""
+
+import json
+
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from deployments.errors import DomainError, InvalidTransition
+from deployments.models import Member
+from deployments.permissions import role_required
+from reviews import selectors
+from reviews.models import ProposedAction
+from reviews.services import (
+    proposed_action_audit_verdict,
+    proposed_action_claim,
+    proposed_action_claim_next,
+    proposed_action_decide,
+    proposed_action_release,
+)
+
+QUEUE_URLS = {"review": "reviews:queue", "senior": "reviews:senior_queue", "audit": "reviews:audit_queue"}
+QUEUE_TITLES = {"review": "Reviewer queue", "senior": "Senior queue", "audit": "Audit queue"}
+DONE = {"approve": "Approved", "reject": "Rejected", "escalate": "Escalated to the senior queue"}
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
+    """Members land on their reviewer queue; people without a role see how to get one."""
+    if Member.objects.filter(user=request.user).exists():
+        return redirect("reviews:queue")
     return render(request, "home.html")
+
+
+def _int_or_none(raw: str | None) -> int | None:
+    """A positive 64-bit id from a query parameter, or None (ignored) for anything else."""
+    try:
+        value = int(raw) if raw else None
+    except ValueError:
+        return None
+    return value if value is not None and 0 < value < 2**63 else None
+
+
+def _may_work(member: Member, queue: str | None) -> bool:
+    return queue == "review" or (queue in selectors.SENIOR_QUEUES and member.is_senior)
+
+
+# ---------------------------------------------------------------------------------------
+# Queues
+# ---------------------------------------------------------------------------------------
+
+
+def _queue(request: HttpRequest, queue: str) -> HttpResponse:
+    deployment_id = _int_or_none(request.GET.get("deployment"))
+    action_type = request.GET.get("action_type", "").strip()[:100]
+    page = selectors.queue_page(
+        member=request.member,
+        queue=queue,
+        deployment_id=deployment_id,
+        action_type=action_type,
+        cursor=request.GET.get("after", ""),
+    )
+    context = {
+        "queue": queue,
+        "title": QUEUE_TITLES[queue],
+        "page": page,
+        "deployment_id": deployment_id,
+        "action_type": action_type,
+        "first_page": not request.GET.get("after"),
+        "now": timezone.now(),
+        "claim_timeout_minutes": int(settings.REVIEW_CLAIM_TIMEOUT.total_seconds() // 60),
+    }
+    template = "reviews/queue.html"
+    if request.htmx and request.htmx.target == "queue-rows":
+        template += "#rows"
+    return render(request, template, context)
+
+
+@role_required(Member.Role.REVIEWER)
+@require_GET
+def queue(request: HttpRequest) -> HttpResponse:
+    return _queue(request, "review")
+
+
+@role_required(Member.Role.SENIOR)
+@require_GET
+def senior_queue(request: HttpRequest) -> HttpResponse:
+    return _queue(request, "senior")
+
+
+@role_required(Member.Role.SENIOR)
+@require_GET
+def audit_queue(request: HttpRequest) -> HttpResponse:
+    return _queue(request, "audit")
+
+
+@role_required(Member.Role.REVIEWER)
+@require_GET
+def nav_counts(request: HttpRequest) -> HttpResponse:
+    """The queue counts of the nav, as htmx out-of-band swaps (polled)."""
+    counts = selectors.queue_counts(member=request.member)
+    return render(request, "partials/nav_counts.html", {"counts": counts, "cap": selectors.COUNT_CAP})
+
+
+@role_required(Member.Role.REVIEWER)
+@require_POST
+def claim_next(request: HttpRequest) -> HttpResponse:
+    """Claim the oldest unclaimed item of a queue and open it."""
+    queue = request.POST.get("queue", "review")
+    if queue not in selectors.QUEUES:
+        messages.error(request, "Unknown queue.")
+        return redirect("reviews:queue")
+    if not _may_work(request.member, queue):
+        raise PermissionDenied("only senior reviewers may work this queue")
+    action = proposed_action_claim_next(
+        actor=request.user,
+        queue=queue,
+        deployment_id=_int_or_none(request.POST.get("deployment")),
+        action_type=request.POST.get("action_type", "").strip()[:100],
+        member=request.member,
+    )
+    if action is None:
+        messages.info(request, "Nothing left to claim in this queue.")
+        return redirect(QUEUE_URLS[queue])
+    return redirect("reviews:action_detail", action_id=action.pk)
+
+
+# ---------------------------------------------------------------------------------------
+# One action
+# ---------------------------------------------------------------------------------------
+
+
+def _detail_context(request: HttpRequest, action: ProposedAction, **extra) -> dict:
+    member = request.member
+    queue = selectors.action_queue(action)
+    may_work = _may_work(member, queue)
+    previous = following = None
+    if may_work:
+        previous, following = selectors.action_neighbours(action=action, member=member, queue=queue)
+    timeout = settings.REVIEW_CLAIM_TIMEOUT
+    live_claim = action.claimed_at is not None and action.claimed_at >= timezone.now() - timeout
+    context = {
+        "action": action,
+        "queue": queue,
+        "queue_title": QUEUE_TITLES.get(queue or "", ""),
+        "queue_url": reverse(QUEUE_URLS[queue]) if may_work else reverse("reviews:queue"),
+        "may_work": may_work,
+        "can_decide": may_work and queue in ("review", "senior"),
+        "can_escalate": may_work and queue == "review",
+        "can_audit": may_work and queue == "audit",
+        "claimed_by_me": live_claim and action.claimed_by_id == request.user.pk,
+        "claimed_by_other": live_claim and action.claimed_by_id != request.user.pk,
+        "claim_until": action.claimed_at + timeout if live_claim else None,
+        "previous": previous,
+        "following": following,
+        "history": selectors.action_history(action),
+        "payload_json": json.dumps(action.payload, indent=2, ensure_ascii=False, sort_keys=True),
+        "final_payload_changed": action.final_payload is not None and action.final_payload != action.payload,
+    }
+    context.update(extra)
+    return context
+
+
+def _render_detail(request: HttpRequest, action: ProposedAction, *, status: int = 200, **extra) -> HttpResponse:
+    template = "reviews/action_detail.html"
+    if request.htmx:
+        template += "#panel"
+    return render(request, template, _detail_context(request, action, **extra), status=status)
+
+
+@role_required(Member.Role.REVIEWER)
+@require_GET
+def action_detail(request: HttpRequest, action_id: int) -> HttpResponse:
+    action = selectors.action_get_visible(member=request.member, action_id=action_id)
+    return _render_detail(request, action)
+
+
+def _refused(request: HttpRequest, action_id: int, error: DomainError, **extra) -> HttpResponse:
+    """Re-show the item (as it is now) with the reason nothing was changed."""
+    action = selectors.action_get_visible(member=request.member, action_id=action_id)
+    if isinstance(error, InvalidTransition):
+        detail = f"Nothing was changed: this item is already {action.get_status_display().lower()}"
+        if action.audit_verdict:
+            detail += f" (audit verdict: {action.audit_verdict})"
+        detail += f". {error.detail}"
+    else:
+        detail = f"Nothing was changed: {error.detail}"
+    return _render_detail(request, action, status=error.http_status, error=detail, **extra)
+
+
+def _next_item(request: HttpRequest, queue: str | None, notice: str) -> HttpResponse:
+    """After a decision: claim and show the next item of the same queue (htmx: a partial and a
+    pushed URL; otherwise a redirect), or go back to the queue when it is empty."""
+    action = None
+    if queue and _may_work(request.member, queue):
+        action = proposed_action_claim_next(actor=request.user, queue=queue, member=request.member)
+    queue_url = reverse(QUEUE_URLS[queue]) if queue and _may_work(request.member, queue) else reverse("reviews:queue")
+    if action is None:
+        messages.success(request, f"{notice} That was the last item.")
+        if request.htmx:
+            response = HttpResponse(status=204)
+            response["HX-Redirect"] = queue_url
+            return response
+        return redirect(queue_url)
+    if request.htmx:
+        response = _render_detail(request, action, notice=notice)
+        response["HX-Push-Url"] = reverse("reviews:action_detail", args=[action.pk])
+        return response
+    messages.success(request, notice)
+    return redirect("reviews:action_detail", action_id=action.pk)
+
+
+@role_required(Member.Role.REVIEWER)
+@require_POST
+def decide(request: HttpRequest, action_id: int) -> HttpResponse:
+    """POST decision=approve|reject|escalate, reason, optional payload (edited JSON).
+
+    An edited payload is validated and its diff shown for confirmation (confirm=1) first."""
+    action = selectors.action_get_visible(member=request.member, action_id=action_id)
+    decision = request.POST.get("decision", "")
+    reason = request.POST.get("reason", "").strip()
+    raw_payload = request.POST.get("payload", "").strip()
+    form = {"reason": reason, "payload": raw_payload, "decision": decision}
+    if decision not in DONE:
+        return _render_detail(request, action, status=422, error="Choose approve, reject or escalate.", form=form)
+    if decision in ("reject", "escalate") and not reason:
+        return _render_detail(request, action, status=422, error=f"A reason is required to {decision}.", form=form)
+    payload = None
+    if raw_payload:
+        try:
+            payload = json.loads(raw_payload)
+        except json.JSONDecodeError as exc:
+            error = f"The edited payload is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
+            return _render_detail(request, action, status=422, error=error, form=form)
+        if not isinstance(payload, dict):
+            return _render_detail(
+                request, action, status=422, error="The edited payload must be a JSON object.", form=form
+            )
+        if decision != "approve":
+            return _render_detail(
+                request, action, status=422, error="An edited payload can only be approved.", form=form
+            )
+        if payload == action.payload:
+            payload = None
+        elif request.POST.get("confirm") != "1":
+            template = "reviews/confirm_edit.html" + ("#confirm" if request.htmx else "")
+            context = {
+                "action": action,
+                "diff": selectors.payload_diff(action.payload, payload),
+                "payload": json.dumps(payload, ensure_ascii=False, sort_keys=True),
+                "reason": reason,
+            }
+            return render(request, template, context)
+    queue = selectors.action_queue(action)
+    try:
+        proposed_action_decide(
+            action_id=action.pk, actor=request.user, decision=decision, reason=reason, payload=payload
+        )
+    except DomainError as exc:
+        return _refused(request, action.pk, exc, form=form)
+    done = DONE[decision] + (" with your edits" if payload is not None else "")
+    return _next_item(request, queue, f"{done}: #{action.pk} {action.action_type}.")
+
+
+@role_required(Member.Role.SENIOR)
+@require_POST
+def audit_verdict(request: HttpRequest, action_id: int) -> HttpResponse:
+    """POST verdict=correct|incorrect, reason: a senior's verdict on an audit sample."""
+    action = selectors.action_get_visible(member=request.member, action_id=action_id)
+    verdict = request.POST.get("verdict", "")
+    reason = request.POST.get("reason", "").strip()
+    try:
+        proposed_action_audit_verdict(action_id=action.pk, actor=request.user, verdict=verdict, reason=reason)
+    except DomainError as exc:
+        return _refused(request, action.pk, exc, form={"reason": reason})
+    return _next_item(request, "audit", f"Audit verdict “{verdict}” recorded: #{action.pk} {action.action_type}.")
+
+
+@role_required(Member.Role.REVIEWER)
+@require_POST
+def claim(request: HttpRequest, action_id: int) -> HttpResponse:
+    action = selectors.action_get_visible(member=request.member, action_id=action_id)
+    try:
+        proposed_action_claim(action_id=action.pk, actor=request.user)
+    except DomainError as exc:
+        messages.error(request, f"Not claimed: {exc.detail}")
+    return redirect("reviews:action_detail", action_id=action.pk)
+
+
+@role_required(Member.Role.REVIEWER)
+@require_POST
+def release(request: HttpRequest, action_id: int) -> HttpResponse:
+    action = selectors.action_get_visible(member=request.member, action_id=action_id)
+    proposed_action_release(action_id=action.pk, actor=request.user)
+    messages.info(request, f"Released #{action.pk}; others may take it now.")
+    queue = selectors.action_queue(action)
+    return redirect(QUEUE_URLS[queue] if _may_work(request.member, queue) else "reviews:queue")
