@@ -2,6 +2,8 @@
 
 import random
 import secrets
+from collections import defaultdict
+from collections.abc import Iterable
 from datetime import date
 
 from django.contrib.auth import get_user_model
@@ -179,4 +181,35 @@ def evidence_add(
             DO UPDATE SET n = {table}.n + excluded.n, total = {table}.total + excluded.total
             """,  # noqa: S608 -- the table name is ours, every value is a parameter
             [deployment_id, day, action_type, metric, random.randrange(EvidenceCount.SHARDS), n, total],
+        )
+
+
+def evidence_add_many(rows: Iterable[tuple[int, date, str, str, int]]) -> None:
+    """Add many evidence counters at once, in the caller's transaction: one statement.
+
+    `rows` are (deployment_id, day, action_type, metric, n); n may be negative (a recompute or
+    an adjudication moves a pair from one metric to another). Equal keys are summed first and
+    rows are written in key order on one random shard, so concurrent batches never deadlock.
+    """
+    sums: dict[tuple[int, date, str, str], int] = defaultdict(int)
+    for deployment_id, day, action_type, metric, n in rows:
+        sums[(deployment_id, day, action_type, metric)] += n
+    items = sorted((key, n) for key, n in sums.items() if n)
+    if not items:
+        return
+    table = EvidenceCount._meta.db_table
+    shard = random.randrange(EvidenceCount.SHARDS)
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s, 0)"] * len(items))
+    params: list = []
+    for (deployment_id, day, action_type, metric), n in items:
+        params += [deployment_id, day, action_type, metric, shard, n]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {table} (deployment_id, day, action_type, metric, shard, n, total)
+            VALUES {values}
+            ON CONFLICT (deployment_id, day, action_type, metric, shard)
+            DO UPDATE SET n = {table}.n + excluded.n
+            """,  # noqa: S608 -- the table name is ours, every value is a parameter
+            params,
         )

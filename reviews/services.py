@@ -20,6 +20,7 @@ from deployments.policy import Route, Stage, route_for
 from deployments.services import audit_event_record, evidence_add
 from reviews.canonical import payload_sha256
 from reviews.models import Decision, ProposedAction
+from reviews.shadow.services import shadow_action_logged
 
 Status = ProposedAction.Status
 
@@ -136,6 +137,8 @@ def proposed_action_create(
     elif route is Route.SENIOR:
         action.expires_at = now + deployment.senior_sla
     action.save()
+    if route is Route.SHADOW:
+        shadow_action_logged(action=action)  # its outcome may have arrived first
 
     evidence_add(deployment_id=deployment.pk, action_type=action_type, metric=f"proposed.{route.value}")
     audit_event_record(

@@ -1,0 +1,44 @@
+import pytest
+
+from tests.conftest import ApiClient
+from tests.factories import DeploymentFactory
+
+
+@pytest.fixture
+def deployment(db):
+    return DeploymentFactory(stage="shadow")
+
+
+class CommittingApi:
+    """The JSON API client, with on-commit callbacks (the enqueued compare tasks, eager without
+    Redis) run when each request's transaction commits, as they do outside the test transaction."""
+
+    def __init__(self, client: ApiClient, capture) -> None:
+        self.client, self.capture = client, capture
+
+    def post(self, *args, **kwargs):
+        with self.capture(execute=True):
+            return self.client.post(*args, **kwargs)
+
+    def get(self, *args, **kwargs):
+        return self.client.get(*args, **kwargs)
+
+
+@pytest.fixture
+def api(api_key, django_capture_on_commit_callbacks) -> CommittingApi:
+    return CommittingApi(ApiClient(api_key), django_capture_on_commit_callbacks)
+
+
+@pytest.fixture(autouse=True)
+def eager_celery(request):
+    """Tasks run in-process here (as with no REDIS_URL); the worker test opts out with the
+    `real_worker` marker and talks to a real Celery worker process."""
+    from config.celery_app import app
+
+    if request.node.get_closest_marker("real_worker"):
+        yield
+        return
+    before = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = before
