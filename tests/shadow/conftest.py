@@ -32,10 +32,10 @@ def api(api_key, django_capture_on_commit_callbacks) -> CommittingApi:
 @pytest.fixture(autouse=True)
 def eager_celery(request):
     """Tasks run in-process here (as with no REDIS_URL); the worker test opts out with the
-    `real_worker` marker and talks to a real Celery worker process."""
+    `broker` marker: its tasks go to Redis (and a real worker, where it starts one)."""
     from config.celery_app import app
 
-    if request.node.get_closest_marker("real_worker"):
+    if request.node.get_closest_marker("broker"):
         yield
         return
     before = app.conf.task_always_eager
