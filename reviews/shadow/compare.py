@@ -104,24 +104,43 @@ class Rules:
             sets_paths=tuple(sets) if isinstance(sets, list) else (),
         )
 
+    def __post_init__(self) -> None:
+        # Answers per path, memoised: payloads of one deployment share their shape, so each
+        # path is resolved against the rules once per batch, not once per pair.
+        object.__setattr__(self, "_memo", {})
+
+    def _cached(self, kind: str, path: str, compute) -> Any:
+        memo = self._memo  # type: ignore[attr-defined]
+        key = (kind, path)
+        if key not in memo:
+            memo[key] = compute(path)
+        return memo[key]
+
     def ignored(self, path: str) -> bool:
-        return bool(self.ignore) and _covers(self.ignore, path)
+        return bool(self.ignore) and self._cached("i", path, lambda p: _covers(self.ignore, p))
 
     def case_insensitive(self, path: str) -> bool:
-        return self.ci_all or (bool(self.ci_paths) and _covers(self.ci_paths, path))
+        return self.ci_all or (bool(self.ci_paths) and self._cached("c", path, lambda p: _covers(self.ci_paths, p)))
 
     def as_set(self, path: str) -> bool:
-        return self.sets_all or (bool(self.sets_paths) and _covers(self.sets_paths, path))
+        if self.sets_all:
+            return True
+        return bool(self.sets_paths) and self._cached("s", path, lambda p: _covers(self.sets_paths, p))
 
     def tolerance_for(self, path: str) -> float:
-        if self.field_tolerances:
-            best, best_len = None, -1
-            for p, tol in self.field_tolerances.items():
-                if (path == p or path.startswith(p + ".")) and len(p) > best_len:
-                    best, best_len = tol, len(p)
-            if best is not None:
-                return best
-        return self.tolerance
+        if not self.field_tolerances:
+            return self.tolerance
+        return self._cached("t", path, self._tolerance_for)
+
+    def _tolerance_for(self, path: str) -> float:
+        best, best_len = None, -1
+        for p, tol in self.field_tolerances.items():
+            if (path == p or path.startswith(p + ".")) and len(p) > best_len:
+                best, best_len = tol, len(p)
+        return self.tolerance if best is None else best
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def _is_number(value: Any) -> bool:
@@ -150,6 +169,9 @@ def _normalise(value: Any, rule_path: str, rules: Rules) -> Any:
 
 
 def _walk(ai: Any, human: Any, path: str, rule_path: str, rules: Rules, diff: list[dict[str, Any]]) -> None:
+    kind = type(ai)
+    if kind is type(human) and kind in _SCALARS and ai == human:
+        return  # equal leaves of the same type: no rule can make them differ
     if rule_path and rules.ignored(rule_path):
         return
     if ai is MISSING or human is MISSING:

@@ -18,7 +18,7 @@ import random
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
@@ -91,10 +91,11 @@ class _Counts:
         self.evidence: list[tuple[int, date, str, str, int]] = []
         self.tally: dict[TallyKey, list[int]] = defaultdict(lambda: [0, 0])
 
-    def add(self, action: ProposedAction, human_type: str, agree: bool, sign: int = 1) -> None:
-        day = _day(action.created_at)
-        self.evidence.append((action.deployment_id, day, action.action_type, AGREE if agree else DISAGREE, sign))
-        key = (action.deployment_id, day, action.action_type, human_type, action.model_version)
+    def add(self, pair: "Pair | ProposedAction", human_type: str, agree: bool, sign: int = 1) -> None:
+        """Count one pair (+1, or -1 to take a count back) as agreeing or not."""
+        day = _day(pair.created_at)
+        self.evidence.append((pair.deployment_id, day, pair.action_type, AGREE if agree else DISAGREE, sign))
+        key = (pair.deployment_id, day, pair.action_type, human_type, pair.model_version)
         self.tally[key][0 if agree else 1] += sign
 
     def write(self) -> None:
@@ -116,6 +117,72 @@ def _lock_deployments_shared(deployment_ids: Iterable[int]) -> dict[int, dict]:
             )
             return {pk: (json.loads(r) if isinstance(r, str) else r) or {} for pk, r in cursor.fetchall()}
     return dict(Deployment.objects.filter(pk__in=ids).values_list("pk", "comparison_rules"))
+
+
+class Pair(NamedTuple):
+    """A logged shadow action with the human outcome of the same external_id."""
+
+    id: int
+    deployment_id: int
+    action_type: str
+    payload: Any
+    model_version: str
+    created_at: datetime
+    human_type: str
+    human_payload: Any
+
+
+PAIRS_SQL = """
+SELECT a.id, a.deployment_id, a.action_type, a.payload, a.model_version, a.created_at, o.action_type, o.payload
+FROM {actions} a
+JOIN {outcomes} o ON o.deployment_id = a.deployment_id AND o.external_id = a.external_id
+WHERE a.route = 'shadow' AND a.status = 'logged' AND {where}
+ORDER BY a.id {limit}
+FOR UPDATE OF a SKIP LOCKED
+"""
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _lock_pairs(*, where: str, params: list, limit: int | None = None) -> list[Pair]:
+    """Logged shadow actions matching `where` that have an outcome, locked (SKIP LOCKED), with
+    the outcome. One statement on PostgreSQL."""
+    sql = PAIRS_SQL.format(
+        actions=ProposedAction._meta.db_table,
+        outcomes=ShadowOutcome._meta.db_table,
+        where=where,
+        limit="LIMIT %s" if limit else "",
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, limit] if limit else params)
+        return [
+            Pair(pk, dep, t, _json(p), mv, created, ht, _json(hp))
+            for pk, dep, t, p, mv, created, ht, hp in cursor.fetchall()
+        ]
+
+
+def _pairs_portable(actions: list[ProposedAction]) -> list[Pair]:
+    """The same pairs through the ORM (SQLite: no row locks, one writer at a time anyway)."""
+    outcomes = _outcomes_for(actions)
+    pairs = []
+    for a in actions:
+        o = outcomes.get((a.deployment_id, a.external_id))
+        if o is not None:
+            pairs.append(
+                Pair(
+                    a.pk,
+                    a.deployment_id,
+                    a.action_type,
+                    a.payload,
+                    a.model_version,
+                    a.created_at,
+                    o.action_type,
+                    o.payload,
+                )
+            )
+    return pairs
 
 
 def _outcomes_for(actions: list[ProposedAction]) -> dict[tuple[int, str], ShadowOutcome]:
@@ -140,12 +207,13 @@ def _write_comparisons(updates: list[tuple[int, dict]], *, status: str | None = 
         table = ProposedAction._meta.db_table
         set_status = "status = %s, " if status else ""
         params: list[Any] = [status] if status else []
-        params += [[pk for pk, _ in updates], [json.dumps(c) for _, c in updates]]
+        # One JSON document as the only big parameter: cheap to bind, unpacked by the server.
+        params.append(json.dumps([{"id": pk, "c": c} for pk, c in updates]))
         with connection.cursor() as cursor:
             cursor.execute(
                 f"""
-                UPDATE {table} AS a SET {set_status}comparison = v.c::jsonb
-                FROM unnest(%s::bigint[], %s::text[]) AS v(id, c) WHERE a.id = v.id
+                UPDATE {table} AS a SET {set_status}comparison = v.c
+                FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, c jsonb) WHERE a.id = v.id
                 """,  # noqa: S608 -- the table name is ours, every value is a parameter
                 params,
             )
@@ -264,48 +332,66 @@ def shadow_action_logged(*, action: ProposedAction) -> None:
 # ---------------------------------------------------------------------------------------
 # Comparison
 # ---------------------------------------------------------------------------------------
+PAIR_FIELDS = ("id", "deployment_id", "action_type", "external_id", "payload", "model_version", "created_at")
+
+
 @transaction.atomic
 def shadow_compare_actions(*, action_ids: list[int]) -> dict[str, int]:
     """Compare the given shadow actions with their outcomes: status `compared`, comparison
-    stored, counters added, one audit event per deployment. Set-based: a handful of
+    stored, counters added, one audit event per deployment. Set-based: the same handful of
     statements whatever the batch size.
 
     Safe to repeat and to run in parallel: actions no longer `logged`, without an outcome, or
     locked by another worker (SKIP LOCKED) are left alone.
     """
-    qs = ProposedAction.objects.filter(
-        pk__in=action_ids, route=Route.SHADOW, status=Status.LOGGED, external_id__gt=""
-    ).only("id", "deployment_id", "action_type", "external_id", "payload", "model_version", "created_at")
-    candidates = list(qs.order_by("id").select_for_update(skip_locked=True))
-    return _compare_locked(candidates)
-
-
-def _compare_locked(actions: list[ProposedAction]) -> dict[str, int]:
-    if not actions:
+    if not action_ids:
         return {"compared": 0, "agree": 0}
-    rules_json = _lock_deployments_shared(a.deployment_id for a in actions)
+    deployment_ids = set(
+        ProposedAction.objects.filter(pk__in=action_ids).values_list("deployment_id", flat=True).distinct()
+        if not _on_postgres()
+        else _deployment_ids_of(action_ids)
+    )
+    rules = _lock_deployments_shared(deployment_ids)
+    if _on_postgres():
+        pairs = _lock_pairs(where="a.id = ANY(%s)", params=[list(action_ids)])
+    else:
+        qs = ProposedAction.objects.filter(pk__in=action_ids, route=Route.SHADOW, status=Status.LOGGED)
+        pairs = _pairs_portable(list(qs.only(*PAIR_FIELDS).order_by("id")))
+    return _compare_locked(pairs, rules)
+
+
+def _deployment_ids_of(action_ids: list[int]) -> list[int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT DISTINCT deployment_id FROM {ProposedAction._meta.db_table} WHERE id = ANY(%s)",  # noqa: S608
+            [list(action_ids)],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _compare_locked(pairs: list[Pair], rules_json: dict[int, dict]) -> dict[str, int]:
+    """Compare locked pairs, write them back in one UPDATE, count them in two upserts.
+    The caller holds the deployments FOR SHARE (their rules are `rules_json`)."""
+    if not pairs:
+        return {"compared": 0, "agree": 0}
     rules = {pk: Rules.from_json(r) for pk, r in rules_json.items()}
-    outcomes = _outcomes_for(actions)
     counts, updates = _Counts(), []
     per_deployment: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # compared, agree, first, last
-    for a in actions:
-        outcome = outcomes.get((a.deployment_id, a.external_id))
-        if outcome is None:
-            continue
+    for pair in pairs:
         result = compare(
-            ai_type=a.action_type,
-            ai_payload=a.payload,
-            human_type=outcome.action_type,
-            human_payload=outcome.payload,
-            rules=rules[a.deployment_id],
+            ai_type=pair.action_type,
+            ai_payload=pair.payload,
+            human_type=pair.human_type,
+            human_payload=pair.human_payload,
+            rules=rules[pair.deployment_id],
         )
-        updates.append((a.pk, result))
-        counts.add(a, outcome.action_type, result["agree"])
-        stats = per_deployment[a.deployment_id]
+        updates.append((pair.id, result))
+        counts.add(pair, pair.human_type, result["agree"])
+        stats = per_deployment[pair.deployment_id]
         stats[0] += 1
         stats[1] += result["agree"]
-        stats[2] = stats[2] or a.pk
-        stats[3] = a.pk
+        stats[2] = stats[2] or pair.id
+        stats[3] = pair.id
     _write_comparisons(updates, status=Status.COMPARED)
     counts.write()
     for deployment_id, (n, agree, first_id, last_id) in per_deployment.items():
@@ -324,23 +410,25 @@ def shadow_compare_sweep(*, deployment_id: int, batch_size: int = COMPARE_BATCH)
     total, after = 0, 0
     while True:
         with transaction.atomic():
-            outcome_ids = ShadowOutcome.objects.filter(deployment_id=deployment_id).values("external_id")
-            batch = list(
-                ProposedAction.objects.filter(
+            rules = _lock_deployments_shared([deployment_id])
+            if _on_postgres():
+                pairs = _lock_pairs(
+                    where="a.deployment_id = %s AND a.id > %s", params=[deployment_id, after], limit=batch_size
+                )
+            else:
+                outcome_ids = ShadowOutcome.objects.filter(deployment_id=deployment_id).values("external_id")
+                actions = ProposedAction.objects.filter(
                     deployment_id=deployment_id,
                     route=Route.SHADOW,
                     status=Status.LOGGED,
                     external_id__in=outcome_ids,
                     pk__gt=after,
                 )
-                .only("id", "deployment_id", "action_type", "external_id", "payload", "model_version", "created_at")
-                .order_by("id")[:batch_size]
-                .select_for_update(skip_locked=True)
-            )
-            if not batch:
+                pairs = _pairs_portable(list(actions.only(*PAIR_FIELDS).order_by("id")[:batch_size]))
+            if not pairs:
                 return total
-            after = batch[-1].pk
-            total += _compare_locked(batch)["compared"]
+            after = pairs[-1].id
+            total += _compare_locked(pairs, rules)["compared"]
 
 
 # ---------------------------------------------------------------------------------------
