@@ -42,3 +42,15 @@ def eager_celery(request):
     app.conf.task_always_eager = True
     yield
     app.conf.task_always_eager = before
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """Debian's chromium (RECIPES.md); TRUSTLADDER_CHROMIUM overrides the path."""
+    import os
+
+    return {
+        **browser_type_launch_args,
+        "executable_path": os.environ.get("TRUSTLADDER_CHROMIUM", "/usr/bin/chromium"),
+        "args": [*browser_type_launch_args.get("args", []), "--disable-gpu", "--disable-quic"],
+    }
