@@ -14,7 +14,9 @@ What it does (the database named by BENCH_DATABASE_URL is DROPPED and re-created
    as the outcomes API enqueues them, wall clock from the first enqueue until no pair is
    left, and each worker's peak RSS (VmHWM);
 5. the evidence queries of the report page on the big deployment, and a check that the
-   counters equal a full scan of the compared actions.
+   counters equal a full scan of the compared actions;
+6. with --recompute, a rules change on the big deployment and the recompute it starts (one
+   task, run by one of the workers), checked against a full scan again.
 Prints every figure. Nothing is asserted on time.
 """
 
@@ -131,63 +133,110 @@ def peak_rss_mb(pid: int) -> tuple[float, float]:
     return int(fields["VmHWM"].split()[0]) / 1024, int(fields["VmRSS"].split()[0]) / 1024
 
 
-def run_workers(deployment_id: int, workers: int, chunk: int) -> dict:
-    from config.celery_app import app
+class Workers:
+    """`count` Celery worker processes (-P solo: the task runs in the process we measure)."""
+
+    def __init__(self, count: int) -> None:
+        from config.celery_app import app
+
+        self.app = app
+        app.control.purge()
+        env = {**os.environ, "DATABASE_URL": BENCH_URL}
+        self.procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "config.celery_app", "worker", "-P", "solo", "-l", "warning",
+                 "-n", f"bench{i}@%h", "--without-mingle", "--without-gossip"],
+                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            for i in range(count)
+        ]  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(app.control.ping(timeout=1.0) or []) < count:
+            pass
+        self.idle_rss = [round(peak_rss_mb(p.pid)[1], 1) for p in self.procs]
+
+    def peak_rss(self) -> list[float]:
+        return [round(peak_rss_mb(p.pid)[0], 1) for p in self.procs]
+
+    def queue_length(self) -> int:
+        with self.app.connection_for_write() as conn:
+            return conn.default_channel.client.llen("default")
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.kill()
+            p.wait(timeout=30)
+        self.app.control.purge()
+
+
+def run_compare(workers: Workers, deployment_id: int, chunk: int) -> dict:
+    """Enqueue 1,000-id tasks as the outcomes API does; wall clock until every pair is compared.
+
+    Progress is watched on the Redis queue (free) and confirmed with one count at the end: a
+    count over the actions every half second would itself load the database it measures.
+    """
     from reviews.models import ProposedAction
     from reviews.shadow.tasks import shadow_compare_actions_task
 
-    app.control.purge()
-    env = {**os.environ, "DATABASE_URL": BENCH_URL}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config.celery_app", "worker", "-P", "solo", "-l", "warning",
-             "-n", f"bench{i}@%h", "--without-mingle", "--without-gossip"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    ids = list(
+        ProposedAction.objects.filter(deployment_id=deployment_id, status="logged")
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    start = time.perf_counter()
+    for i in range(0, len(ids), chunk):
+        shadow_compare_actions_task.delay(ids[i : i + chunk])
+    enqueued = time.perf_counter() - start
+    logged = ProposedAction.objects.filter(deployment_id=deployment_id, route="shadow", status="logged")
+    last_report = start
+    while True:
+        waiting = workers.queue_length()
+        now = time.perf_counter()
+        if waiting == 0 and not logged.exists():
+            break
+        if now - last_report > 20:
+            done = len(ids) - waiting * chunk
+            print(f"  … about {done:,} compared after {now - start:.0f} s ({done / (now - start):,.0f} pairs/s)")
+            last_report = now
+        time.sleep(0.25 if waiting == 0 else 1.0)
+    return {"pairs": len(ids), "elapsed": time.perf_counter() - start, "enqueue": enqueued}
+
+
+def run_recompute(deployment_id: int) -> dict:
+    """Change the rules (tolerance on amount_cents 5 -> 25): one worker recomputes every pair."""
+    from reviews.shadow.models import ShadowRecompute
+    from reviews.shadow.services import comparison_rules_set
+
+    rules = {**RULES, "field_tolerances": {"amount_cents": 25}}
+    start = time.perf_counter()
+    _, recompute = comparison_rules_set(deployment_id=deployment_id, rules=rules)
+    while ShadowRecompute.objects.filter(pk=recompute.pk, status="running").exists():
+        time.sleep(0.5)
+    recompute.refresh_from_db()
+    return {"elapsed": time.perf_counter() - start, "processed": recompute.processed, "changed": recompute.changed,
+            "status": recompute.status}  # fmt: skip
+
+
+def check_counters(deployment_id: int) -> str:
+    from django.db import connection
+
+    from reviews.shadow.selectors import shadow_evidence
+
+    e = shadow_evidence(deployment_id=deployment_id)["overall"]
+    start = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FILTER (WHERE (comparison->>'agree')::boolean), count(*) FROM reviews_proposedaction "
+            "WHERE deployment_id = %s AND status = 'compared'",
+            [deployment_id],
         )
-        for i in range(workers)
-    ]  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            replies = app.control.ping(timeout=1.0) or []
-            if len(replies) >= workers:
-                break
-        baseline = [peak_rss_mb(p.pid)[1] for p in procs]
-        ids = list(
-            ProposedAction.objects.filter(deployment_id=deployment_id, status="logged")
-            .order_by("pk")
-            .values_list("pk", flat=True)
-        )
-        start = time.perf_counter()
-        for i in range(0, len(ids), chunk):
-            shadow_compare_actions_task.delay(ids[i : i + chunk])
-        enqueued = time.perf_counter() - start
-        logged = ProposedAction.objects.filter(deployment_id=deployment_id, route="shadow", status="logged")
-        last_report = start
-        while True:
-            left = logged.count()
-            now = time.perf_counter()
-            if left == 0:
-                break
-            if now - last_report > 15:
-                done = len(ids) - left
-                print(f"  … {done:,} compared after {now - start:.0f} s ({done / (now - start):,.0f} pairs/s)")
-                last_report = now
-            time.sleep(0.5)
-        elapsed = time.perf_counter() - start
-        rss = [peak_rss_mb(p.pid) for p in procs]
-        return {
-            "pairs": len(ids),
-            "elapsed": elapsed,
-            "enqueue": enqueued,
-            "peak_rss_mb": [round(r[0], 1) for r in rss],
-            "rss_mb_idle_before": [round(b, 1) for b in baseline],
-        }
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait(timeout=30)
-        app.control.purge()
+        scan_agree, scan_n = cursor.fetchone()
+    scan_ms = (time.perf_counter() - start) * 1000
+    ok = (scan_agree, scan_n) == (e["agree"], e["n"])
+    return (
+        f"full scan of the actions says {scan_agree:,}/{scan_n:,} agree ({scan_ms:.0f} ms); "
+        f"counters say {e['agree']:,}/{e['n']:,} -> {'EQUAL' if ok else 'MISMATCH'}"
+    )
 
 
 def timed(fn, repeat: int = 5) -> tuple[float, float, float]:
@@ -205,6 +254,7 @@ def main() -> None:
     parser.add_argument("--naive", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--chunk", type=int, default=1000, help="action ids per task (the API enqueues <= 1000)")
+    parser.add_argument("--recompute", action="store_true", help="also time a recompute of the big deployment")
     args = parser.parse_args()
 
     recreate_database()
@@ -243,43 +293,42 @@ def main() -> None:
         f"  ({naive_per / (batched_s / m):.1f}× faster per pair than naive)"
     )
 
-    result = run_workers(big, args.workers, args.chunk)
-    rate = result["pairs"] / result["elapsed"]
-    print(
-        f"batched, {args.workers} Celery workers:  {result['pairs']:,} pairs in {result['elapsed']:.1f} s "
-        f"= {rate:,.0f} pairs/s ({naive_per * rate:.1f}× naive per pair); enqueue took {result['enqueue']:.1f} s"
-    )
-    print(f"worker peak RSS (VmHWM) MB: {result['peak_rss_mb']}  (idle before: {result['rss_mb_idle_before']})")
-    if args.pairs < 1_000_000:
-        print(f"extrapolated to 1,000,000 pairs at this rate: {1_000_000 / rate:.0f} s")
-
-    first, median, worst = timed(lambda: shadow_evidence(deployment_id=big))
-    e = shadow_evidence(deployment_id=big)
-    print(
-        f"evidence (overall, by type, by day, by model version, confusion) on {e['overall']['n']:,} pairs: "
-        f"first {first * 1000:.0f} ms, median {median * 1000:.0f} ms, max {worst * 1000:.0f} ms"
-    )
-    print(
-        f"  agreement {e['overall']['rate']:.4f} [{e['overall']['lower']:.4f}, {e['overall']['upper']:.4f}], "
-        f"{len(e['by_action_type'])} types, {len(e['by_day'])} days, {len(e['by_model_version'])} versions"
-    )
-    first, median, worst = timed(lambda: shadow_disagreements(deployment_id=big, limit=26))
-    print(f"disagreement list, first page: median {median * 1000:.0f} ms, max {worst * 1000:.0f} ms")
-
-    start = time.perf_counter()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FILTER (WHERE (comparison->>'agree')::boolean), count(*) FROM reviews_proposedaction "
-            "WHERE deployment_id = %s AND status = 'compared'",
-            [big],
+    workers = Workers(args.workers)
+    try:
+        result = run_compare(workers, big, args.chunk)
+        rate = result["pairs"] / result["elapsed"]
+        print(
+            f"batched, {args.workers} Celery workers:  {result['pairs']:,} pairs in {result['elapsed']:.1f} s "
+            f"= {rate:,.0f} pairs/s ({naive_per * rate:.1f}× naive per pair); enqueue took {result['enqueue']:.1f} s"
         )
-        scan_agree, scan_n = cursor.fetchone()
-    scan_s = time.perf_counter() - start
-    ok = (scan_agree, scan_n) == (e["overall"]["agree"], e["overall"]["n"])
-    print(
-        f"check: full scan of the actions says {scan_agree:,}/{scan_n:,} agree ({scan_s * 1000:.0f} ms); "
-        f"counters say {e['overall']['agree']:,}/{e['overall']['n']:,} -> {'EQUAL' if ok else 'MISMATCH'}"
-    )
+        print(f"worker peak RSS (VmHWM) MB: {workers.peak_rss()}  (idle before: {workers.idle_rss})")
+        if args.pairs < 1_000_000:
+            print(f"extrapolated to 1,000,000 pairs at this rate: {1_000_000 / rate:.0f} s")
+        print("check: " + check_counters(big))
+
+        first, median, worst = timed(lambda: shadow_evidence(deployment_id=big))
+        e = shadow_evidence(deployment_id=big)
+        print(
+            f"evidence (overall, by type, by day, by model version, confusion) on {e['overall']['n']:,} pairs: "
+            f"first {first * 1000:.0f} ms, median {median * 1000:.0f} ms, max {worst * 1000:.0f} ms"
+        )
+        print(
+            f"  agreement {e['overall']['rate']:.4f} [{e['overall']['lower']:.4f}, {e['overall']['upper']:.4f}], "
+            f"{len(e['by_action_type'])} types, {len(e['by_day'])} days, {len(e['by_model_version'])} versions"
+        )
+        first, median, worst = timed(lambda: shadow_disagreements(deployment_id=big, limit=26))
+        print(f"disagreement list, first page: median {median * 1000:.0f} ms, max {worst * 1000:.0f} ms")
+
+        if args.recompute:
+            r = run_recompute(big)
+            print(
+                f"recompute after a rules change ({r['status']}): {r['processed']:,} pairs in {r['elapsed']:.1f} s "
+                f"= {r['processed'] / r['elapsed']:,.0f} pairs/s, {r['changed']:,} comparisons changed"
+            )
+            print(f"worker peak RSS (VmHWM) MB after the recompute: {workers.peak_rss()}")
+            print("check: " + check_counters(big))
+    finally:
+        workers.stop()
     print(f"load average at the end: {os.getloadavg()}")
 
 

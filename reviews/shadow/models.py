@@ -146,4 +146,5 @@ class ShadowRecompute(models.Model):
     def percent(self) -> int:
         if self.status == self.Status.DONE:
             return 100
-        return int(100 * self.processed / self.total) if self.total else 0
+        # Pairs compared after the start are recomputed too, so processed may pass total.
+        return min(99, int(100 * self.processed / self.total)) if self.total else 0

@@ -173,3 +173,18 @@ def test_a_celery_worker_compares_what_the_api_enqueues(deployment, celery_worke
     late = api.post("/api/v1/actions", proposal(external_id="late", payload={})).json()["id"]
     assert wait_for(lambda: ProposedAction.objects.get(pk=late).status == "compared")
     assert counters(deployment) == (2, 4)
+
+
+def test_the_same_new_outcome_sent_twice_at_once_is_stored_once(deployment):
+    _, raw = api_key_create(deployment=deployment)
+    bodies = [
+        {"external_id": "R-1", "action_type": "refund.issue", "payload": {"v": 1}},
+        {"external_id": "R-1", "action_type": "refund.issue", "payload": {"v": 2}},
+    ]
+    responses = run_together(*[lambda b=b: ApiClient(raw).post("/api/v1/outcomes", b) for b in bodies])
+    assert [r.status_code for r in responses] == [200, 200]
+    assert sorted(r.json()["results"][0]["result"] for r in responses) == ["conflict", "created"]
+    stored = ShadowOutcome.objects.get(deployment=deployment, external_id="R-1")
+    winner = [r.json()["created"] for r in responses].index(1)
+    assert stored.payload == bodies[winner]["payload"]
+    assert {r.json()["results"][0]["outcome_id"] for r in responses} == {stored.pk}
