@@ -346,27 +346,18 @@ def shadow_compare_actions(*, action_ids: list[int]) -> dict[str, int]:
     """
     if not action_ids:
         return {"compared": 0, "agree": 0}
-    deployment_ids = set(
-        ProposedAction.objects.filter(pk__in=action_ids).values_list("deployment_id", flat=True).distinct()
-        if not _on_postgres()
-        else _deployment_ids_of(action_ids)
-    )
-    rules = _lock_deployments_shared(deployment_ids)
-    if _on_postgres():
-        pairs = _lock_pairs(where="a.id = ANY(%s)", params=[list(action_ids)])
-    else:
+    if not _on_postgres():  # SQLite: one writer at a time, no row locks; the ORM suffices
         qs = ProposedAction.objects.filter(pk__in=action_ids, route=Route.SHADOW, status=Status.LOGGED)
         pairs = _pairs_portable(list(qs.only(*PAIR_FIELDS).order_by("id")))
-    return _compare_locked(pairs, rules)
-
-
-def _deployment_ids_of(action_ids: list[int]) -> list[int]:
-    with connection.cursor() as cursor:
+        return _compare_locked(pairs, _lock_deployments_shared({p.deployment_id for p in pairs}))
+    ids = [int(pk) for pk in action_ids]
+    with connection.cursor() as cursor:  # the deployments are locked before the actions (lock order)
         cursor.execute(
             f"SELECT DISTINCT deployment_id FROM {ProposedAction._meta.db_table} WHERE id = ANY(%s)",  # noqa: S608
-            [list(action_ids)],
+            [ids],
         )
-        return [row[0] for row in cursor.fetchall()]
+        rules = _lock_deployments_shared(row[0] for row in cursor.fetchall())
+    return _compare_locked(_lock_pairs(where="a.id = ANY(%s)", params=[ids]), rules)
 
 
 def _compare_locked(pairs: list[Pair], rules_json: dict[int, dict]) -> dict[str, int]:
