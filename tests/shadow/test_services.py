@@ -300,3 +300,25 @@ def test_new_comparisons_use_the_new_rules(deployment, admin):
     outcome(deployment, "Z", {"x": 1, "note": "b"})
     services.shadow_compare_actions(action_ids=[a.pk])
     assert ProposedAction.objects.get(pk=a.pk).comparison["agree"] is True
+
+
+def test_demo_history_writes_shadow_outcomes_tallies_and_comparisons_like_the_services(admin):
+    from django.core.management import call_command
+
+    from deployments.models import Deployment
+
+    call_command("load_demo", "--days", "3")
+    d = Deployment.objects.get(slug="support-triage")
+    compared = ProposedAction.objects.filter(deployment=d, status="compared")
+    assert compared.exists()
+    assert ShadowOutcome.objects.filter(deployment=d).count() == compared.count()
+    assert counters(d) == tallies(d) == truth(d)
+    a = compared.filter(comparison__agree=False).first()
+    assert a.comparison["diff"][0]["kind"] == "changed"
+    # a recompute finds every outcome and changes nothing under the same (empty) rules
+    services.shadow_recompute_start(deployment_id=d.pk, actor=admin.user)
+    recompute = ShadowRecompute.objects.get(deployment=d)
+    while services.shadow_recompute_step(recompute_id=recompute.pk):
+        pass
+    recompute.refresh_from_db()
+    assert recompute.processed == compared.count() and recompute.changed == 0

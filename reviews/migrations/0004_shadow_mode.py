@@ -8,8 +8,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('deployments', '0003_comparison_rules'),
-        ('reviews', '0002_decision_append_only'),
+        ('deployments', '0004_comparison_rules'),
+        ('reviews', '0003_backdatable_timestamps'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
