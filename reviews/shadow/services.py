@@ -14,7 +14,6 @@ in flight, and batches after it see the new rules.
 """
 
 import json
-import random
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import date, datetime
@@ -27,7 +26,7 @@ from django.utils import timezone
 from deployments.errors import Conflict, InvalidInput, InvalidTransition, NotAllowed
 from deployments.models import Deployment, Member
 from deployments.policy import Route
-from deployments.services import audit_event_record, evidence_add_many
+from deployments.services import audit_event_record, counters_add_many, evidence_add_many
 from reviews.models import ProposedAction
 from reviews.shadow.compare import Rules, compare, rules_validate
 from reviews.shadow.models import ShadowAdjudication, ShadowOutcome, ShadowRecompute, ShadowTally
@@ -62,26 +61,13 @@ TallyKey = tuple[int, date, str, str, str]  # deployment, day, AI type, human ty
 
 def shadow_tally_add_many(deltas: dict[TallyKey, list[int]]) -> None:
     """Add [agree, disagree] deltas to the tallies in one statement (caller's transaction)."""
-    items = sorted((key, d) for key, d in deltas.items() if d[0] or d[1])
-    if not items:
-        return
-    table = ShadowTally._meta.db_table
-    shard = random.randrange(ShadowTally.SHARDS)
-    values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * len(items))
-    params: list = []
-    for (deployment_id, day, action_type, human_type, version), (agree, disagree) in items:
-        params += [deployment_id, day, action_type, human_type, version, shard, agree, disagree]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            INSERT INTO {table} (deployment_id, day, action_type, human_action_type, model_version, shard,
-                                 agree, disagree)
-            VALUES {values}
-            ON CONFLICT (deployment_id, day, action_type, human_action_type, model_version, shard)
-            DO UPDATE SET agree = {table}.agree + excluded.agree, disagree = {table}.disagree + excluded.disagree
-            """,  # noqa: S608 -- the table name is ours, every value is a parameter
-            params,
-        )
+    counters_add_many(
+        model=ShadowTally,
+        keys=("deployment_id", "day", "action_type", "human_action_type", "model_version"),
+        values=("agree", "disagree"),
+        rows=deltas,
+        shards=ShadowTally.SHARDS,
+    )
 
 
 class _Counts:

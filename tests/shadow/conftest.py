@@ -1,5 +1,7 @@
 import pytest
+from django.db.models import Sum
 
+from deployments.models import EvidenceCount
 from tests.conftest import ApiClient
 from tests.factories import DeploymentFactory
 
@@ -54,3 +56,13 @@ def browser_type_launch_args(browser_type_launch_args):
         "executable_path": os.environ.get("TRUSTLADDER_CHROMIUM", "/usr/bin/chromium"),
         "args": [*browser_type_launch_args.get("args", []), "--disable-gpu", "--disable-quic"],
     }
+
+
+def counters(deployment) -> tuple[int, int]:
+    """(shadow.agree, shadow.disagree) summed over the deployment's evidence counters."""
+    sums = dict(
+        EvidenceCount.objects.filter(deployment=deployment, metric__in=["shadow.agree", "shadow.disagree"])
+        .values_list("metric")
+        .annotate(s=Sum("n"))
+    )
+    return sums.get("shadow.agree", 0), sums.get("shadow.disagree", 0)

@@ -13,6 +13,7 @@ from reviews.shadow import services
 from reviews.shadow.models import ShadowAdjudication, ShadowOutcome, ShadowRecompute, ShadowTally
 from reviews.shadow.selectors import shadow_evidence
 from tests.factories import MemberFactory, ProposedActionFactory
+from tests.shadow.conftest import counters
 
 pytestmark = pytest.mark.django_db
 
@@ -35,15 +36,6 @@ def outcome(deployment, external_id, payload, action_type="refund.issue"):
     return ShadowOutcome.objects.create(
         deployment=deployment, external_id=external_id, action_type=action_type, payload=payload
     )
-
-
-def counters(deployment) -> tuple[int, int]:
-    sums = dict(
-        EvidenceCount.objects.filter(deployment=deployment, metric__in=["shadow.agree", "shadow.disagree"])
-        .values_list("metric")
-        .annotate(s=Sum("n"))
-    )
-    return sums.get("shadow.agree", 0), sums.get("shadow.disagree", 0)
 
 
 def tallies(deployment) -> tuple[int, int]:

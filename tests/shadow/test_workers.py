@@ -14,11 +14,9 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.db import connection
-from django.db.models import Sum
 
 from config.celery_app import app
 from deployments.errors import Conflict
-from deployments.models import EvidenceCount
 from deployments.services import api_key_create
 from reviews.models import ProposedAction
 from reviews.shadow import services
@@ -26,18 +24,10 @@ from reviews.shadow.models import ShadowOutcome, ShadowRecompute
 from tests.conftest import ApiClient, proposal
 from tests.factories import ProposedActionFactory
 from tests.reviews.test_concurrency import run_together
+from tests.shadow.conftest import counters
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def counters(deployment) -> tuple[int, int]:
-    sums = dict(
-        EvidenceCount.objects.filter(deployment=deployment, metric__in=["shadow.agree", "shadow.disagree"])
-        .values_list("metric")
-        .annotate(s=Sum("n"))
-    )
-    return sums.get("shadow.agree", 0), sums.get("shadow.disagree", 0)
 
 
 def make_pairs(deployment, n: int) -> list[int]:
