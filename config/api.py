@@ -15,6 +15,7 @@ from ninja.parser import Parser
 from deployments.api import router as deployment_router
 from deployments.errors import DomainError
 from reviews.api import router as actions_router
+from reviews.shadow.api import router as shadow_router
 
 
 def _refuse_constant(name: str) -> Any:
@@ -43,6 +44,7 @@ api = NinjaAPI(
 )
 api.add_router("/", actions_router)
 api.add_router("/", deployment_router)
+api.add_router("/", shadow_router)
 
 
 def _error(request: HttpRequest, status: int, code: str, detail: Any, **extra: Any) -> HttpResponse:

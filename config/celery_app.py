@@ -11,6 +11,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 app = Celery("trustladder")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# Packages whose tasks live below an app: reviews/shadow/tasks.py.
+app.autodiscover_tasks(["reviews.shadow"])
 
 
 @setup_logging.connect

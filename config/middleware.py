@@ -22,11 +22,12 @@ class ApiBodyLimitMiddleware:
                 length = int(request.META.get("CONTENT_LENGTH") or 0)
             except ValueError:
                 length = 0
-            if length > settings.API_MAX_BODY_BYTES:
+            limit = settings.API_BODY_LIMITS.get(request.path, settings.API_MAX_BODY_BYTES)
+            if length > limit:
                 return JsonResponse(
                     {
                         "error": "payload_too_large",
-                        "detail": f"request body is {length} bytes; the limit is {settings.API_MAX_BODY_BYTES} bytes",
+                        "detail": f"request body is {length} bytes; the limit is {limit} bytes",
                     },
                     status=413,
                 )

@@ -14,6 +14,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("", include("reviews.urls")),
+    path("", include("reviews.shadow.urls")),
     path("", include("deployments.urls")),
     path("", include("deliveries.urls")),
 ]

@@ -11,8 +11,15 @@ same transaction as the fact; the gate, breakers and dashboards read only these 
 | `counterfactual.auto` | an approval-stage action that stage 3 would have auto-executed is decided | |
 | `counterfactual.auto_changed` | ... and the human edited or rejected it | |
 | `execution.<executed|failed>.<route>` | the agent reports a result | |
-| `shadow.agree` / `shadow.disagree` | a shadow action is compared with the human outcome | |
+| `shadow.agree` / `shadow.disagree` | a shadow action is compared with the human outcome (see below) | |
+| `shadow.adjudicated.<verdict>` | a reviewer adjudicates a shadow disagreement (informational) | |
 | `audit.correct` / `audit.incorrect` | a senior gives an audit verdict on an auto-executed sample | |
+
+Shadow counters count *effective* agreement, on the day the action was proposed: a
+disagreement adjudicated "AI right" or "both acceptable" moves one count from
+`shadow.disagree` to `shadow.agree`, and a recompute under new rules moves the counts whose
+verdict changed, so agree + disagree always equals the compared pairs. The verdicts are
+`ai_right`, `human_right`, `both_acceptable` (reviews/shadow/services.py).
 """
 
 from collections import defaultdict

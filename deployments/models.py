@@ -43,6 +43,12 @@ class Deployment(models.Model):
     breaker_tripped_at = models.DateTimeField(null=True, blank=True)
     breaker_reason = models.CharField(max_length=500, blank=True)
 
+    # Shadow mode: how an AI proposal is compared with the human outcome (reviews/shadow/compare.py):
+    # {"ignore": [path], "numeric_tolerance": x, "field_tolerances": {path: x},
+    #  "case_insensitive": bool | [path], "lists_as_sets": bool | [path]}. Change it through
+    # reviews.shadow.services.comparison_rules_set, which recomputes every comparison.
+    comparison_rules = models.JSONField(default=dict, blank=True)
+
     # Signs webhook deliveries (Standard Webhooks, "whsec_" + base64 secret); rotatable.
     webhook_secret = models.CharField(max_length=100, blank=True)
 

@@ -2,6 +2,8 @@
 
 import random
 import secrets
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from datetime import date
 
 from django.contrib.auth import get_user_model
@@ -180,3 +182,52 @@ def evidence_add(
             """,  # noqa: S608 -- the table name is ours, every value is a parameter
             [deployment_id, day, action_type, metric, random.randrange(EvidenceCount.SHARDS), n, total],
         )
+
+
+def counters_add_many(
+    *, model: type, keys: Sequence[str], values: Sequence[str], rows: dict[tuple, Sequence[int]], shards: int
+) -> None:
+    """Add `rows` ({key tuple: value deltas}) to a sharded counter table in ONE statement, in
+    the caller's transaction: INSERT ... ON CONFLICT (keys, shard) DO UPDATE SET v = v + excluded.v.
+
+    Rows are written in key order on one random shard, so concurrent batches never deadlock
+    and rarely wait for each other. All-zero rows are skipped.
+    """
+    items = sorted((key, deltas) for key, deltas in rows.items() if any(deltas))
+    if not items:
+        return
+    table = model._meta.db_table
+    shard = random.randrange(shards)
+    columns = [*keys, "shard", *values]
+    row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    params: list = []
+    for key, deltas in items:
+        params += [*key, shard, *deltas]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {table} ({", ".join(columns)})
+            VALUES {", ".join([row_sql] * len(items))}
+            ON CONFLICT ({", ".join([*keys, "shard"])})
+            DO UPDATE SET {", ".join(f"{v} = {table}.{v} + excluded.{v}" for v in values)}
+            """,  # noqa: S608 -- table and column names are ours, every value is a parameter
+            params,
+        )
+
+
+def evidence_add_many(rows: Iterable[tuple[int, date, str, str, int]]) -> None:
+    """Add many evidence counters at once, in the caller's transaction: one statement.
+
+    `rows` are (deployment_id, day, action_type, metric, n); n may be negative (a recompute or
+    an adjudication moves a pair from one metric to another). Equal keys are summed first.
+    """
+    sums: dict[tuple[int, date, str, str], int] = defaultdict(int)
+    for deployment_id, day, action_type, metric, n in rows:
+        sums[(deployment_id, day, action_type, metric)] += n
+    counters_add_many(
+        model=EvidenceCount,
+        keys=("deployment_id", "day", "action_type", "metric"),
+        values=("n", "total"),
+        rows={key: (n, 0.0) for key, n in sums.items()},
+        shards=EvidenceCount.SHARDS,
+    )

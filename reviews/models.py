@@ -117,6 +117,18 @@ class ProposedAction(models.Model):
             ),
             # Shadow matching and rejected-stays-rejected: one deployment's actions by external_id.
             models.Index(fields=["deployment", "external_id"], name="action_by_external_id"),
+            # Shadow sweep: logged shadow actions still waiting for their human outcome.
+            models.Index(
+                fields=["deployment", "id"],
+                condition=Q(route="shadow", status="logged"),
+                name="action_shadow_logged",
+            ),
+            # Shadow recompute and disagreement list: one deployment's compared pairs by id.
+            models.Index(
+                fields=["deployment", "id"],
+                condition=Q(status="compared"),
+                name="action_shadow_compared",
+            ),
             # Deployment dashboards: recent actions of one deployment.
             models.Index(fields=["deployment", "-created_at"], name="action_by_deployment_recent"),
         ]
@@ -217,3 +229,7 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} ({'in flight' if self.in_flight else self.response_status})"
+
+
+# Shadow-mode models live in their own module; imported here so the app registry finds them.
+from reviews.shadow.models import ShadowAdjudication, ShadowOutcome, ShadowRecompute, ShadowTally  # noqa: E402, F401

@@ -23,6 +23,7 @@ from deployments.services import audit_event_record, evidence_add
 from reviews.canonical import payload_sha256
 from reviews.models import Decision, ProposedAction
 from reviews.representation import action_representation
+from reviews.shadow.services import shadow_action_logged
 
 Status = ProposedAction.Status
 
@@ -147,6 +148,8 @@ def proposed_action_create(
     elif route is Route.SENIOR:
         action.expires_at = now + deployment.senior_sla
     action.save()
+    if route is Route.SHADOW:
+        shadow_action_logged(action=action)  # its outcome may have arrived first
 
     evidence_add(deployment_id=deployment.pk, action_type=action_type, metric=f"proposed.{route.value}")
     audit_event_record(

@@ -139,7 +139,9 @@ SECURE_REFERRER_POLICY = "same-origin"
 # ---------------------------------------------------------------------------------------
 # Bodies above this size are refused with 413 before they are parsed.
 API_MAX_BODY_BYTES = 256 * 1024
-DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+# Batch endpoints carry up to 1000 items: a larger limit for these paths only.
+API_BODY_LIMITS = {"/api/v1/outcomes": 4 * 1024 * 1024}
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(API_MAX_BODY_BYTES, *API_BODY_LIMITS.values())
 # An Idempotency-Key is remembered at least this long (IETF httpapi draft: >= 24 h).
 IDEMPOTENCY_KEY_TTL = timedelta(hours=int(env("TRUSTLADDER_IDEMPOTENCY_TTL_HOURS", "48")))
 # A request that claimed a key but never finished (crashed worker) is taken over after this.
@@ -208,6 +210,9 @@ CELERY_BEAT_SCHEDULE["sweep-webhook-outbox"] = {
     **_every(float(env("TRUSTLADDER_WEBHOOK_SWEEP_SECONDS", "30"))),
 }
 CELERY_BEAT_SCHEDULE["purge-old-deliveries"] = {"task": "deliveries.purge", **_every(3600.0)}
+CELERY_TASK_ROUTES["reviews.shadow_*"] = {"queue": "default"}
+# Shadow mode: compare pairs whose on-commit enqueue was lost (a crash between commit and send).
+CELERY_BEAT_SCHEDULE["shadow-compare-sweep"] = {"task": "reviews.shadow_compare_sweep", "schedule": 600.0}
 
 # ---------------------------------------------------------------------------------------
 # Logging — structured (JSON) with a request id that follows an action from the API into

@@ -17,6 +17,8 @@ from deployments.models import AuditEvent, Deployment, EvidenceCount
 from deployments.policy import Route, Stage, route_for
 from reviews.canonical import payload_sha256
 from reviews.models import Decision, ProposedAction
+from reviews.shadow.compare import Rules, compare
+from reviews.shadow.models import ShadowOutcome, ShadowTally
 
 S = ProposedAction.Status
 
@@ -114,6 +116,8 @@ class HistoryBuilder:
         self.plans: list[tuple[ProposedAction, list[tuple]]] = []  # decisions to add after ids exist
         self.audit: list[AuditEvent] = []
         self.counters: dict[tuple, list] = defaultdict(lambda: [0, 0.0])
+        self.outcomes: list[ShadowOutcome] = []  # shadow mode: what the humans did
+        self.tally: dict[tuple, list] = defaultdict(lambda: [0, 0])
 
     def count(self, deployment: Deployment, when: datetime, action_type: str, metric: str, total: float = 0.0):
         key = (deployment.pk, when.date(), action_type, metric)
@@ -163,10 +167,26 @@ class HistoryBuilder:
         plan: list[tuple] = []
         if route is Route.SHADOW:
             agree = rng.random() < story.agreement
-            human, diff = (payload, {}) if agree else _human_version(action_type, payload, rng)
+            human, _ = (payload, {}) if agree else _human_version(action_type, payload, rng)
+            # The outcome the human process reported, and the comparison a worker made of it.
+            self.outcomes.append(
+                ShadowOutcome(
+                    deployment=deployment,
+                    external_id=action.external_id,
+                    action_type=action_type,
+                    payload=human,
+                    decided_by=rng.choice(["ann", "bo", "chen", "dana"]),
+                    decided_at=moment + timedelta(minutes=rng.uniform(5, 240)),
+                )
+            )
             action.status = S.COMPARED
-            action.comparison = {"agree": agree, "diff": diff, "human_payload": human}
+            action.comparison = compare(
+                ai_type=action_type, ai_payload=payload, human_type=action_type, human_payload=human, rules=Rules()
+            )
+            agree = action.comparison["agree"]
             self.count(deployment, moment, action_type, "shadow.agree" if agree else "shadow.disagree")
+            tally = self.tally[(deployment.pk, moment.date(), action_type, action_type, action.model_version)]
+            tally[0 if agree else 1] += 1
         elif route is Route.AUTO:
             action.status, action.final_payload, action.payload_sha256 = S.APPROVED, payload, digest
             action.decided_at = moment
@@ -302,6 +322,16 @@ class HistoryBuilder:
             [
                 EvidenceCount(deployment_id=d, day=day, action_type=t, metric=m, shard=0, n=v[0], total=v[1])
                 for (d, day, t, m), v in self.counters.items()
+            ],
+            batch_size=2000,
+        )
+        ShadowOutcome.objects.bulk_create(self.outcomes, batch_size=2000)
+        ShadowTally.objects.bulk_create(
+            [
+                ShadowTally(
+                    deployment_id=d, day=day, action_type=t, human_action_type=h, model_version=v, agree=a, disagree=n
+                )
+                for (d, day, t, h, v), (a, n) in self.tally.items()
             ],
             batch_size=2000,
         )
