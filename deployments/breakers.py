@@ -112,7 +112,9 @@ def breaker_reading(deployment: Deployment, now: datetime | None = None) -> Brea
     now = now or timezone.now()
     s = settings_for(deployment)
     window = timedelta(minutes=s["window_minutes"])
-    floor = deployment.breaker_reset_at
+    # Buckets are minutes: after a reset, start at the next whole minute, so nothing counted
+    # before the reset is read again (at most the rest of that minute goes unwatched).
+    floor = minute_of(deployment.breaker_reset_at) + timedelta(minutes=1) if deployment.breaker_reset_at else None
     start = max(now - window, floor) if floor else now - window
     audit_start = now - timedelta(minutes=s["audit_window_minutes"])
     audit_start = max(audit_start, floor) if floor else audit_start

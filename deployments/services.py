@@ -308,35 +308,31 @@ def _require_reason(reason: str, what: str) -> str:
     return reason.strip()
 
 
+def _set_paused(*, deployment_id: int, actor: AbstractBaseUser, reason: str, paused: bool) -> Deployment:
+    verb = "pause" if paused else "resume"
+    _require_admin(actor, f"{verb} a deployment")
+    reason = _require_reason(reason, verb)
+    deployment = _lock_deployment(deployment_id)
+    if deployment.paused != paused:
+        deployment.paused = paused
+        deployment.save(update_fields=["paused"])
+        audit_event_record(
+            verb=f"deployments.deployment.{verb}d", actor=actor, deployment=deployment, obj=deployment, reason=reason
+        )
+    return deployment
+
+
 @transaction.atomic
 def deployment_pause(*, deployment_id: int, actor: AbstractBaseUser, reason: str) -> Deployment:
     """Kill switch on: from now on nothing is auto-executed. Admins only, with a reason.
     Safe to repeat: pausing a paused deployment changes nothing."""
-    _require_admin(actor, "pause a deployment")
-    reason = _require_reason(reason, "pause")
-    deployment = _lock_deployment(deployment_id)
-    if not deployment.paused:
-        deployment.paused = True
-        deployment.save(update_fields=["paused"])
-        audit_event_record(
-            verb="deployments.deployment.paused", actor=actor, deployment=deployment, obj=deployment, reason=reason
-        )
-    return deployment
+    return _set_paused(deployment_id=deployment_id, actor=actor, reason=reason, paused=True)
 
 
 @transaction.atomic
 def deployment_resume(*, deployment_id: int, actor: AbstractBaseUser, reason: str) -> Deployment:
     """Kill switch off. Admins only, with a reason. Safe to repeat."""
-    _require_admin(actor, "resume a deployment")
-    reason = _require_reason(reason, "resume")
-    deployment = _lock_deployment(deployment_id)
-    if deployment.paused:
-        deployment.paused = False
-        deployment.save(update_fields=["paused"])
-        audit_event_record(
-            verb="deployments.deployment.resumed", actor=actor, deployment=deployment, obj=deployment, reason=reason
-        )
-    return deployment
+    return _set_paused(deployment_id=deployment_id, actor=actor, reason=reason, paused=False)
 
 
 @transaction.atomic

@@ -203,40 +203,26 @@ def deployment_demote(request: HttpRequest, slug: str) -> HttpResponse:
     return _act(request, DemoteForm(request.POST), act, _back(slug))
 
 
-@require_POST
-@role_required(Member.Role.ADMIN)
-def deployment_pause(request: HttpRequest, slug: str) -> HttpResponse:
-    deployment = _visible(request, slug)
+def _reason_action(service: Callable[..., object], done: str) -> Callable[[HttpRequest, str], HttpResponse]:
+    """An admin POST that takes a reason and calls one deployment service (pause, resume, reset)."""
 
-    def act(data: dict) -> str:
-        services.deployment_pause(deployment_id=deployment.pk, actor=request.user, reason=data["reason"])
-        return "Paused: nothing is auto-executed until it is resumed."
+    @require_POST
+    @role_required(Member.Role.ADMIN)
+    def view(request: HttpRequest, slug: str) -> HttpResponse:
+        deployment = _visible(request, slug)
 
-    return _act(request, ReasonForm(request.POST), act, _back(slug))
+        def act(data: dict) -> str:
+            service(deployment_id=deployment.pk, actor=request.user, reason=data["reason"])
+            return done
 
+        return _act(request, ReasonForm(request.POST), act, _back(slug))
 
-@require_POST
-@role_required(Member.Role.ADMIN)
-def deployment_resume(request: HttpRequest, slug: str) -> HttpResponse:
-    deployment = _visible(request, slug)
-
-    def act(data: dict) -> str:
-        services.deployment_resume(deployment_id=deployment.pk, actor=request.user, reason=data["reason"])
-        return "Resumed."
-
-    return _act(request, ReasonForm(request.POST), act, _back(slug))
+    return view
 
 
-@require_POST
-@role_required(Member.Role.ADMIN)
-def breaker_reset(request: HttpRequest, slug: str) -> HttpResponse:
-    deployment = _visible(request, slug)
-
-    def act(data: dict) -> str:
-        services.breaker_reset(deployment_id=deployment.pk, actor=request.user, reason=data["reason"])
-        return "Breaker reset; its window starts again now."
-
-    return _act(request, ReasonForm(request.POST), act, _back(slug))
+deployment_pause = _reason_action(services.deployment_pause, "Paused: nothing is auto-executed until it is resumed.")
+deployment_resume = _reason_action(services.deployment_resume, "Resumed.")
+breaker_reset = _reason_action(services.breaker_reset, "Breaker reset; its window starts again now.")
 
 
 AUDIT_PAGE_SIZE = 50
