@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from deployments.models import ApiKey, AuditEvent, Deployment, Member
+from deployments.models import ApiKey, AuditEvent, Deployment, Member, PromotionRequest
 
 
 @admin.register(Deployment)
@@ -14,6 +14,8 @@ class DeploymentAdmin(admin.ModelAdmin):
         "paused",
         "breaker_tripped_at",
         "breaker_reason",
+        "breaker_reset_at",
+        "stage_caps_entered_at",
         "webhook_secret",
     ]
 
@@ -37,6 +39,23 @@ class MemberAdmin(admin.ModelAdmin):
 class AuditEventAdmin(admin.ModelAdmin):
     list_display = ["created_at", "actor_label", "verb", "deployment", "object_type", "object_id"]
     list_filter = ["verb"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(PromotionRequest)
+class PromotionRequestAdmin(admin.ModelAdmin):
+    """Read-only: requests are made and decided on the gate page (four-eyes, audited)."""
+
+    list_display = ["requested_at", "deployment", "action_type", "from_stage", "to_stage", "status", "requested_by"]
+    list_filter = ["status"]
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False

@@ -58,7 +58,8 @@ def stacked_bars_svg(
                 f"<title>{escape(label)}: {escape(name)} {value:g}</title></rect>"
             )
             tip.append(f"{name} {value:g}")
-        if i in (0, len(labels) - 1) or (len(labels) > 10 and i % 7 == 0):
+        last = len(labels) - 1
+        if i in (0, last) or (len(labels) > 10 and i % 7 == 0 and last - i > 3):
             parts.append(
                 f'<text x="{x + bar_w / 2:.1f}" y="{height - 6}" text-anchor="middle" class="chart-axis">'
                 f"{escape(label)}</text>"

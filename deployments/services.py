@@ -1,5 +1,6 @@
 """Every write to deployments, keys, members, evidence counters and the audit log."""
 
+import logging
 import math
 import random
 import secrets
@@ -27,6 +28,7 @@ from deployments.models import (
 from deployments.policy import Stage
 
 SYSTEM = "system"
+logger = logging.getLogger(__name__)
 
 
 def audit_event_record(
@@ -250,7 +252,7 @@ def blast_radius_reserve(
     """
     if not deployment.has_blast_limits:
         return True, ""
-    locked = Deployment.objects.select_for_update().get(pk=deployment.pk)
+    locked = Deployment.objects.select_for_update(no_key=True).get(pk=deployment.pk)
     if locked.fail_closed:
         return False, "the deployment is paused or its breaker has tripped"
     now = now or timezone.now()
@@ -289,8 +291,11 @@ def breaker_counts_purge(*, older_than: datetime) -> int:
 
 
 def _lock_deployment(deployment_id: int) -> Deployment:
+    """The deployment row, locked FOR NO KEY UPDATE: writers serialise on it, while inserts
+    of rows that merely reference it (counters, actions: FOR KEY SHARE) are not blocked, and a
+    transaction that already inserted such a row can still take it without a deadlock."""
     try:
-        return Deployment.objects.select_for_update().get(pk=deployment_id)
+        return Deployment.objects.select_for_update(no_key=True).get(pk=deployment_id)
     except Deployment.DoesNotExist:
         raise InvalidInput(f"deployment {deployment_id} does not exist") from None
 
@@ -354,10 +359,18 @@ def breaker_trip(*, deployment_id: int, reason: str, data: dict | None = None, n
     event = audit_event_record(
         verb="deployments.breaker.tripped", deployment=deployment, obj=deployment, reason=reason, data=data or {}
     )
+    transaction.on_commit(lambda: _enqueue_breaker_notify(deployment.pk, event.pk))
+    return True
+
+
+def _enqueue_breaker_notify(deployment_id: int, event_id: int) -> None:
+    """After commit: the trip stands even if the broker is down; the failure is logged."""
     from deployments.tasks import breaker_notify
 
-    transaction.on_commit(lambda: breaker_notify.delay(deployment.pk, event.pk))
-    return True
+    try:
+        breaker_notify.delay(deployment_id, event_id)
+    except Exception:
+        logger.exception("could not enqueue the breaker notification", extra={"deployment": deployment_id})
 
 
 def breaker_check(*, deployment: Deployment | int, now: datetime | None = None) -> bool:

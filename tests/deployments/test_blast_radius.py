@@ -79,3 +79,23 @@ def test_twenty_concurrent_auto_eligible_proposals_against_a_limit_of_ten_execut
     assert decisions.count("execute") == 10 and decisions.count("wait") == 10
     assert ProposedAction.objects.filter(deployment=d, route="auto").count() == 10
     assert BlastRadiusUse.objects.filter(deployment=d).count() == 10
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_failure_reports_trip_the_breaker_once_without_errors():
+    from deployments.models import AuditEvent
+
+    d = DeploymentFactory(stage="autonomous")
+    _, raw = api_key_create(deployment=d)
+    created = [ApiClient(raw).post("/api/v1/actions", proposal(external_id=f"f{i}")).json() for i in range(30)]
+
+    def report(action):
+        body = {"status": "failed", "payload_sha256": action["payload_sha256"]}
+        return lambda: ApiClient(raw).post(f"/api/v1/actions/{action['id']}/result", body)
+
+    responses = run_together(*[report(a) for a in created])
+    assert [getattr(r, "status_code", r) for r in responses] == [200] * 30
+    assert AuditEvent.objects.filter(verb="deployments.breaker.tripped", deployment=d).count() == 1
+    d.refresh_from_db()
+    assert d.breaker_tripped
