@@ -178,3 +178,17 @@ def test_a_tripped_breaker_routes_to_review_at_once(deployment):
     deployment.refresh_from_db()
     action = proposed_action_create(deployment=deployment, **proposal())
     assert action.route == "review"
+
+
+def test_purge_drops_old_buckets_and_budget_rows(deployment):
+    from deployments.models import BlastRadiusUse, BreakerCount
+    from deployments.tasks import purge_windows
+
+    old = timezone.now() - timedelta(days=4)
+    breaker_count_add(deployment_id=deployment.pk, metric="proposed.auto", at=old)
+    record(deployment, "proposed.auto")
+    BlastRadiusUse.objects.create(deployment=deployment, at=old)
+    BlastRadiusUse.objects.create(deployment=deployment)
+    assert purge_windows() == 2
+    assert purge_windows() == 0
+    assert BreakerCount.objects.count() == 1 and BlastRadiusUse.objects.count() == 1
