@@ -17,7 +17,7 @@ else `pass`. Only `pass` lets a promotion be requested and approved.
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
@@ -223,7 +223,12 @@ def window_start_for(deployment: Deployment, action_type: str = "") -> datetime:
     if action_type and action_type in (deployment.stage_caps or {}):
         raw = (deployment.stage_caps_entered_at or {}).get(action_type)
         if raw:
-            start = datetime.fromisoformat(raw)
+            try:
+                start = datetime.fromisoformat(raw)
+            except ValueError:
+                return start  # unreadable: fall back to the deployment's own window
+            if timezone.is_naive(start):
+                start = timezone.make_aware(start, UTC)
     return start
 
 

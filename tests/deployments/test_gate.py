@@ -247,3 +247,11 @@ def test_an_action_type_has_its_own_gate_over_its_own_counters():
     assert (e.stage, e.next_stage) == ("approval", "supervised")
     assert e.outcome == PASS, [c.as_dict() for c in e.criteria]
     assert list(e.by_action_type) == ["refund.issue"]
+
+
+def test_a_cap_without_a_readable_start_falls_back_to_the_deployment_window():
+    d = make("supervised", stage_caps={"a": "approval", "b": "approval"})
+    d.stage_caps_entered_at = {"a": "2026-01-01T00:00:00", "b": "not a date"}
+    d.save()
+    assert gate_evaluate(deployment=d, action_type="a").window_start.tzinfo is not None
+    assert gate_evaluate(deployment=d, action_type="b").window_start == d.stage_entered_at
