@@ -1,6 +1,21 @@
 from django.contrib import admin
+from django.db import transaction
 
-from deployments.models import ApiKey, AuditEvent, Deployment, Member
+from deployments.models import ApiKey, AuditEvent, Deployment, Member, PromotionRequest
+from deployments.services import audit_event_record
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written only by services (audited); the admin shows them."""
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_add_permission(self, request) -> bool:
+        return False
 
 
 @admin.register(Deployment)
@@ -14,8 +29,28 @@ class DeploymentAdmin(admin.ModelAdmin):
         "paused",
         "breaker_tripped_at",
         "breaker_reason",
+        "breaker_reset_at",
+        "stage_caps",  # a cap moves only by demotion or an approved promotion of its type
+        "stage_caps_entered_at",
         "webhook_secret",
     ]
+
+    @transaction.atomic
+    def save_model(self, request, obj, form, change) -> None:
+        """Threshold, gate-criteria, breaker and blast-radius changes are audited with their
+        old and new values."""
+        before = Deployment.objects.filter(pk=obj.pk).values(*form.changed_data).first() if change else None
+        super().save_model(request, obj, form, change)
+        if change and form.changed_data:
+            audit_event_record(
+                verb="deployments.deployment.changed",
+                actor=request.user,
+                deployment=obj,
+                obj=obj,
+                data={
+                    name: {"from": str(before.get(name)), "to": str(getattr(obj, name))} for name in form.changed_data
+                },
+            )
 
 
 @admin.register(ApiKey)
@@ -34,15 +69,14 @@ class MemberAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "actor_label", "verb", "deployment", "object_type", "object_id"]
     list_filter = ["verb"]
 
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+@admin.register(PromotionRequest)
+class PromotionRequestAdmin(ReadOnlyAdmin):
+    """Read-only: requests are made and decided on the gate page (four-eyes, audited)."""
 
-    def has_add_permission(self, request) -> bool:
-        return False
+    list_display = ["requested_at", "deployment", "action_type", "from_stage", "to_stage", "status", "requested_by"]
+    list_filter = ["status"]

@@ -1,10 +1,11 @@
 """Agent API: authentication by bearer key, and the key's deployment."""
 
 from datetime import datetime, timedelta
+from typing import Literal
 
 from django.http import HttpRequest
 from django.utils import timezone
-from ninja import Router, Schema
+from ninja import Field, Query, Router, Schema
 from ninja.security import HttpBearer
 
 from deployments.models import ApiKey, Deployment
@@ -80,3 +81,53 @@ def deployment_representation(deployment: Deployment) -> dict:
 @router.get("/deployment", response=DeploymentOut, summary="The deployment of this API key")
 def deployment_detail(request: HttpRequest) -> dict:
     return deployment_representation(request.auth.deployment)
+
+
+class CriterionOut(Schema):
+    name: str
+    met: bool
+    value: float | None
+    lower: float | None
+    upper: float | None
+    n: int | None
+    threshold: float | None
+    status: Literal["met", "failed", "insufficient"]
+    label: str
+    detail: str
+
+
+class TypeAgreementOut(Schema):
+    n: int
+    agreement: float
+    lower: float
+    upper: float
+
+
+class EvidenceOut(Schema):
+    deployment: str
+    action_type: str | None
+    stage: str
+    next_stage: str | None
+    outcome: Literal["pass", "fail", "inconclusive"]
+    window_start: datetime
+    evaluated_at: datetime
+    criteria: list[CriterionOut]
+    by_action_type: dict[str, TypeAgreementOut]
+
+
+class EvidenceQuery(Schema):
+    action_type: str = Field("", max_length=100, description="Evaluate one action type's own gate (its cap).")
+
+
+@router.get(
+    "/deployment/evidence",
+    response=EvidenceOut,
+    summary="The gate to the next stage, evaluated now",
+    description="Each criterion with its measured value, 95% Wilson interval and sample size; the same "
+    "numbers as the gate page. `by_action_type.agreement` is how often people agreed with the AI in this "
+    "stage (shadow: AI–human agreement). Formulas: docs/gate.md.",
+)
+def deployment_evidence(request: HttpRequest, query: Query[EvidenceQuery]) -> dict:
+    from deployments.gate import gate_evaluate
+
+    return gate_evaluate(deployment=request.auth.deployment, action_type=query.action_type).as_dict()

@@ -42,6 +42,30 @@ class Deployment(models.Model):
     paused = models.BooleanField(default=False, help_text="Kill switch: nothing is auto-executed.")
     breaker_tripped_at = models.DateTimeField(null=True, blank=True)
     breaker_reason = models.CharField(max_length=500, blank=True)
+    # The breaker window never reaches back before the last reset, so a reset is not undone
+    # at once by the very events that tripped it.
+    breaker_reset_at = models.DateTimeField(null=True, blank=True)
+    # Overrides of deployments.breakers.DEFAULT_SETTINGS, e.g. {"max_failure_rate": 0.1}.
+    breaker_settings = models.JSONField(default=dict, blank=True)
+    # Overrides of deployments.gate.DEFAULT_CRITERIA per target stage,
+    # e.g. {"supervised": {"min_decisions": 300}}.
+    gate_criteria = models.JSONField(default=dict, blank=True)
+    # When each action type's cap was set ({"refund.issue": "2026-11-25T10:00:00+00:00"}): the
+    # start of that type's evidence window.
+    stage_caps_entered_at = models.JSONField(default=dict, blank=True)
+
+    # Blast radius (SPEC §1): past either limit within the rolling window, actions that would
+    # be auto-executed go to the reviewer queue. Empty = no limit.
+    blast_max_auto = models.PositiveIntegerField(
+        null=True, blank=True, help_text="At most this many auto-executions per window."
+    )
+    blast_value_field = models.CharField(
+        max_length=100, blank=True, default="amount_cents", help_text="Numeric payload field summed for the budget."
+    )
+    blast_max_value = models.BigIntegerField(
+        null=True, blank=True, help_text="At most this sum of the value field auto-executed per window."
+    )
+    blast_window = models.DurationField(default=timedelta(hours=1))
 
     # Shadow mode: how an AI proposal is compared with the human outcome (reviews/shadow/compare.py):
     # {"ignore": [path], "numeric_tolerance": x, "field_tolerances": {path: x},
@@ -66,6 +90,15 @@ class Deployment(models.Model):
         for action_type, cap in (self.stage_caps or {}).items():
             if cap not in {stage.value for stage in policy.Stage}:
                 raise ValidationError({"stage_caps": f"{action_type}: unknown stage {cap!r}"})
+        from deployments.breakers import breaker_settings_errors
+        from deployments.gate import gate_criteria_errors
+
+        if errors := gate_criteria_errors(self.gate_criteria):
+            raise ValidationError({"gate_criteria": errors})
+        if errors := breaker_settings_errors(self.breaker_settings):
+            raise ValidationError({"breaker_settings": errors})
+        if self.blast_window is not None and self.blast_window.total_seconds() <= 0:
+            raise ValidationError({"blast_window": "the window must be positive"})
 
     @property
     def thresholds(self) -> policy.Thresholds:
@@ -85,6 +118,10 @@ class Deployment(models.Model):
 
     def effective_stage(self, action_type: str) -> policy.Stage:
         return policy.effective_stage(self.stage, (self.stage_caps or {}).get(action_type))
+
+    @property
+    def has_blast_limits(self) -> bool:
+        return self.blast_max_auto is not None or (self.blast_max_value is not None and bool(self.blast_value_field))
 
 
 def hash_api_key(raw: str) -> str:
@@ -215,3 +252,98 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValueError("Audit events are append-only.")
+
+
+class PromotionRequest(models.Model):
+    """A request to move a deployment (or one action type) up one stage, with frozen evidence.
+
+    Requested by one admin, approved or rejected by another (four-eyes). At most one open
+    request per deployment and action type, a database fact. `action_type` "" means the whole
+    deployment.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        APPROVED = "approved"
+        REJECTED = "rejected"
+        CANCELLED = "cancelled"  # the stage changed underneath it (demotion)
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.PROTECT, related_name="promotion_requests")
+    action_type = models.CharField(max_length=100, blank=True)
+    from_stage = models.CharField(max_length=16, choices=Deployment.StageChoices.choices)
+    to_stage = models.CharField(max_length=16, choices=Deployment.StageChoices.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField(default=timezone.now)
+    request_reason = models.TextField(blank=True)
+    # The gate evaluation at request time, exactly as shown (deployments.gate.GateEvaluation.as_dict).
+    evidence = models.JSONField()
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True)
+    # The gate re-evaluated at approval time (approval needs it to pass too).
+    decision_evidence = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["deployment", "action_type"],
+                condition=models.Q(status="open"),
+                name="promotion_one_open_request",
+            )
+        ]
+
+    def __str__(self) -> str:
+        scope = f" [{self.action_type}]" if self.action_type else ""
+        return f"{self.deployment_id}{scope} {self.from_stage}→{self.to_stage} ({self.status})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == self.Status.OPEN
+
+
+class BreakerCount(models.Model):
+    """Fine-grained counters for the circuit breakers: per deployment, minute and metric.
+
+    Written by `evidence_add` beside the daily EvidenceCount for the few metrics the breakers
+    watch, so a sliding window of an hour is a sum over at most 60 rows per metric and shard.
+    Purged after BREAKER_RETENTION by a periodic task.
+    """
+
+    SHARDS = 4
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="+")
+    minute = models.DateTimeField()
+    metric = models.CharField(max_length=64)
+    shard = models.PositiveSmallIntegerField(default=0)
+    n = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["deployment", "minute", "metric", "shard"], name="breaker_count_unique")
+        ]
+        indexes = [models.Index(fields=["deployment", "metric", "minute"], name="breaker_by_metric_minute")]
+
+    def __str__(self) -> str:
+        return f"{self.deployment_id} {self.minute:%H:%M} {self.metric}={self.n}"
+
+
+class BlastRadiusUse(models.Model):
+    """One auto-execution counted against the deployment's blast-radius budget.
+
+    Appended under the deployment's row lock by `blast_radius_reserve`; the budget in use is
+    the count and sum of rows inside the rolling window. Purged by a periodic task.
+    """
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="+")
+    at = models.DateTimeField(default=timezone.now)
+    value = models.BigIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["deployment", "at"], name="blast_use_by_time")]
+
+    def __str__(self) -> str:
+        return f"{self.deployment_id} {self.at:%H:%M:%S} value={self.value}"

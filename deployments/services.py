@@ -1,21 +1,36 @@
 """Every write to deployments, keys, members, evidence counters and the audit log."""
 
+import logging
+import math
 import random
 import secrets
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import date
+from datetime import date, datetime
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
+from django.db.models import Sum
 from django.utils import timezone
 
-from deployments.errors import InvalidInput
-from deployments.models import ApiKey, AuditEvent, Deployment, EvidenceCount, Member, hash_api_key
+from deployments.errors import InvalidInput, InvalidTransition, NotAllowed
+from deployments.models import (
+    ApiKey,
+    AuditEvent,
+    BlastRadiusUse,
+    BreakerCount,
+    Deployment,
+    EvidenceCount,
+    Member,
+    PromotionRequest,
+    hash_api_key,
+)
 from deployments.policy import Stage
 
 SYSTEM = "system"
+logger = logging.getLogger(__name__)
 
 
 def audit_event_record(
@@ -168,8 +183,10 @@ def evidence_add(
     """Add `n` (and `total`) to one evidence counter, in the caller's transaction.
 
     One upsert statement; the row is picked from `EvidenceCount.SHARDS` shards at random so
-    concurrent writers rarely wait on the same row.
+    concurrent writers rarely wait on the same row. A live event (no `day` given) of a metric
+    the circuit breakers watch also goes into the breaker's minute buckets.
     """
+    live = day is None
     day = day or timezone.now().date()
     table = EvidenceCount._meta.db_table
     with connection.cursor() as cursor:
@@ -182,6 +199,454 @@ def evidence_add(
             """,  # noqa: S608 -- the table name is ours, every value is a parameter
             [deployment_id, day, action_type, metric, random.randrange(EvidenceCount.SHARDS), n, total],
         )
+    if live:
+        from deployments.breakers import WATCHED_METRICS
+
+        if metric in WATCHED_METRICS:
+            breaker_count_add(deployment_id=deployment_id, metric=metric, n=n)
+
+
+def breaker_count_add(*, deployment_id: int, metric: str, n: int = 1, at: datetime | None = None) -> None:
+    """Add `n` to the breaker's minute bucket of `metric` (in the caller's transaction)."""
+    from deployments.breakers import minute_of
+
+    minute = minute_of(at or timezone.now())
+    adapt = connection.ops.adapt_datetimefield_value
+    table = BreakerCount._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {table} (deployment_id, minute, metric, shard, n)
+            VALUES (%s, %s, %s, %s, %s)
+            ON CONFLICT (deployment_id, minute, metric, shard)
+            DO UPDATE SET n = {table}.n + excluded.n
+            """,  # noqa: S608 -- the table name is ours, every value is a parameter
+            [deployment_id, adapt(minute), metric, random.randrange(BreakerCount.SHARDS), n],
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# Blast radius (SPEC §1)
+# ---------------------------------------------------------------------------------------
+
+
+def _payload_value(payload: dict[str, Any], field: str) -> int | None:
+    """The budgeted amount of one payload: 0 when the field is absent, None when it is not a
+    finite number (which fails closed: the action goes to a person)."""
+    if not field or field not in payload:
+        return 0
+    value = payload[field]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return math.ceil(abs(value))
+
+
+def blast_radius_reserve(
+    *, deployment: Deployment, payload: dict[str, Any], now: datetime | None = None
+) -> tuple[bool, str]:
+    """Take one auto-execution (and its payload value) from the deployment's rolling budget.
+
+    Returns (True, "") when the action may be auto-executed, else (False, why). Must run
+    inside the caller's transaction: with limits configured it locks the deployment row
+    (`SELECT ... FOR UPDATE`), so concurrent proposals reserve one after the other and the
+    limit holds exactly; the reservation commits or rolls back with the proposal. Without
+    limits it takes no lock. The locked row is also re-read for the kill switch and breaker.
+    """
+    if not deployment.has_blast_limits:
+        return True, ""
+    locked = Deployment.objects.select_for_update(no_key=True).get(pk=deployment.pk)
+    if locked.fail_closed:
+        return False, "the deployment is paused or its breaker has tripped"
+    now = now or timezone.now()
+    value = _payload_value(payload, locked.blast_value_field) if locked.blast_max_value is not None else 0
+    if value is None:
+        return False, f"payload field {locked.blast_value_field!r} is not a number; a value budget is set"
+    in_window = BlastRadiusUse.objects.filter(deployment=locked, at__gt=now - locked.blast_window)
+    if locked.blast_max_auto is not None:
+        used = in_window.count()
+        if used + 1 > locked.blast_max_auto:
+            return False, f"blast radius: {used} auto-executions in the window (limit {locked.blast_max_auto})"
+    if locked.blast_max_value is not None and value:
+        spent = in_window.aggregate(total=Sum("value"))["total"] or 0
+        if spent + value > locked.blast_max_value:
+            return False, (
+                f"blast radius: {locked.blast_value_field} {spent} + {value} would exceed {locked.blast_max_value}"
+            )
+    BlastRadiusUse.objects.create(deployment=locked, at=now, value=value)
+    return True, ""
+
+
+def blast_radius_purge(*, deployment_id: int, older_than: datetime) -> int:
+    """Delete a deployment's budget rows that its window no longer reads. Safe to repeat."""
+    deleted, _ = BlastRadiusUse.objects.filter(deployment_id=deployment_id, at__lt=older_than).delete()
+    return deleted
+
+
+def breaker_counts_purge(*, older_than: datetime) -> int:
+    deleted, _ = BreakerCount.objects.filter(minute__lt=older_than).delete()
+    return deleted
+
+
+# ---------------------------------------------------------------------------------------
+# Kill switch and circuit breakers (SPEC §1, §3)
+# ---------------------------------------------------------------------------------------
+
+
+def _lock_deployment(deployment_id: int) -> Deployment:
+    """The deployment row, locked FOR NO KEY UPDATE: writers serialise on it, while inserts
+    of rows that merely reference it (counters, actions: FOR KEY SHARE) are not blocked, and a
+    transaction that already inserted such a row can still take it without a deadlock."""
+    try:
+        return Deployment.objects.select_for_update(no_key=True).get(pk=deployment_id)
+    except Deployment.DoesNotExist:
+        raise InvalidInput(f"deployment {deployment_id} does not exist") from None
+
+
+def _require_admin(actor: AbstractBaseUser | None, what: str) -> Member:
+    member = Member.objects.filter(user=actor).first() if actor is not None and actor.is_authenticated else None
+    if member is None or not member.is_admin:
+        raise NotAllowed(f"only admins may {what}")
+    return member
+
+
+def _require_reason(reason: str, what: str) -> str:
+    if not reason or not reason.strip():
+        raise InvalidInput(f"a reason is required to {what}")
+    return reason.strip()
+
+
+def _set_paused(*, deployment_id: int, actor: AbstractBaseUser, reason: str, paused: bool) -> Deployment:
+    verb = "pause" if paused else "resume"
+    _require_admin(actor, f"{verb} a deployment")
+    reason = _require_reason(reason, verb)
+    deployment = _lock_deployment(deployment_id)
+    if deployment.paused != paused:
+        deployment.paused = paused
+        deployment.save(update_fields=["paused"])
+        audit_event_record(
+            verb=f"deployments.deployment.{verb}d", actor=actor, deployment=deployment, obj=deployment, reason=reason
+        )
+    return deployment
+
+
+@transaction.atomic
+def deployment_pause(*, deployment_id: int, actor: AbstractBaseUser, reason: str) -> Deployment:
+    """Kill switch on: from now on nothing is auto-executed. Admins only, with a reason.
+    Safe to repeat: pausing a paused deployment changes nothing."""
+    return _set_paused(deployment_id=deployment_id, actor=actor, reason=reason, paused=True)
+
+
+@transaction.atomic
+def deployment_resume(*, deployment_id: int, actor: AbstractBaseUser, reason: str) -> Deployment:
+    """Kill switch off. Admins only, with a reason. Safe to repeat."""
+    return _set_paused(deployment_id=deployment_id, actor=actor, reason=reason, paused=False)
+
+
+@transaction.atomic
+def breaker_trip(*, deployment_id: int, reason: str, data: dict | None = None, now: datetime | None = None) -> bool:
+    """Trip the breaker: routing fails closed at once; admins are notified after commit.
+
+    Returns True when this call tripped it, False when it was already tripped (safe to repeat).
+    """
+    deployment = _lock_deployment(deployment_id)
+    if deployment.breaker_tripped:
+        return False
+    now = now or timezone.now()
+    deployment.breaker_tripped_at = now
+    deployment.breaker_reason = reason[:500]
+    deployment.save(update_fields=["breaker_tripped_at", "breaker_reason"])
+    from deployments.gate import BREAKER_TRIPPED_METRIC, DEPLOYMENT_WIDE
+
+    evidence_add(deployment_id=deployment.pk, action_type=DEPLOYMENT_WIDE, metric=BREAKER_TRIPPED_METRIC)
+    event = audit_event_record(
+        verb="deployments.breaker.tripped", deployment=deployment, obj=deployment, reason=reason, data=data or {}
+    )
+    transaction.on_commit(lambda: _enqueue_breaker_notify(deployment.pk, event.pk))
+    return True
+
+
+def _enqueue_breaker_notify(deployment_id: int, event_id: int) -> None:
+    """After commit: the trip stands even if the broker is down; the failure is logged."""
+    from deployments.tasks import breaker_notify
+
+    try:
+        breaker_notify.delay(deployment_id, event_id)
+    except Exception:
+        logger.exception("could not enqueue the breaker notification", extra={"deployment": deployment_id})
+
+
+def breaker_check(*, deployment: Deployment | int, now: datetime | None = None) -> bool:
+    """Read the breaker's windows; trip it when a threshold is crossed (SPEC §3).
+
+    Only stages 3 and 4 have breakers. Returns True when this call tripped it. Safe to repeat
+    and to call inside another transaction (the trip is its own savepoint).
+    """
+    if not isinstance(deployment, Deployment):
+        deployment = Deployment.objects.get(pk=deployment)
+    if deployment.breaker_tripped or deployment.stage not in (Stage.SUPERVISED, Stage.AUTONOMOUS):
+        return False
+    from deployments.breakers import breaker_reading
+
+    reading = breaker_reading(deployment, now)
+    if not reading.reasons:
+        return False
+    return breaker_trip(deployment_id=deployment.pk, reason="; ".join(reading.reasons), data=reading.as_dict(), now=now)
+
+
+@transaction.atomic
+def breaker_reset(*, deployment_id: int, actor: AbstractBaseUser, reason: str) -> Deployment:
+    """An admin resets a tripped breaker (audited); the breaker's windows restart from now."""
+    _require_admin(actor, "reset a circuit breaker")
+    reason = _require_reason(reason, "reset the breaker")
+    deployment = _lock_deployment(deployment_id)
+    if not deployment.breaker_tripped:
+        raise InvalidTransition("the breaker is not tripped")
+    tripped_at, tripped_reason = deployment.breaker_tripped_at, deployment.breaker_reason
+    deployment.breaker_tripped_at = None
+    deployment.breaker_reason = ""
+    deployment.breaker_reset_at = timezone.now()
+    deployment.save(update_fields=["breaker_tripped_at", "breaker_reason", "breaker_reset_at"])
+    audit_event_record(
+        verb="deployments.breaker.reset",
+        actor=actor,
+        deployment=deployment,
+        obj=deployment,
+        reason=reason,
+        data={"tripped_at": tripped_at.isoformat(), "tripped_reason": tripped_reason},
+    )
+    return deployment
+
+
+# ---------------------------------------------------------------------------------------
+# Promotion and demotion (SPEC §2)
+# ---------------------------------------------------------------------------------------
+
+
+def _check_action_type(action_type: str) -> None:
+    if action_type and len(action_type) > 100:
+        raise InvalidInput("action_type is too long")
+
+
+def _set_stage(deployment: Deployment, action_type: str, stage: Stage, now: datetime) -> None:
+    """Move the deployment, or one action type's cap, to `stage`. Caller holds the row lock."""
+    if action_type:
+        caps = dict(deployment.stage_caps or {})
+        entered = dict(deployment.stage_caps_entered_at or {})
+        if stage.rank >= Stage(deployment.stage).rank:
+            caps.pop(action_type, None)
+            entered.pop(action_type, None)
+        else:
+            caps[action_type] = stage.value
+            entered[action_type] = now.isoformat()
+        deployment.stage_caps, deployment.stage_caps_entered_at = caps, entered
+        deployment.save(update_fields=["stage_caps", "stage_caps_entered_at"])
+        return
+    deployment.stage = stage.value
+    deployment.stage_entered_at = now
+    # A cap at or above the new stage no longer caps anything.
+    caps = {t: c for t, c in (deployment.stage_caps or {}).items() if Stage(c).rank < stage.rank}
+    entered = {t: v for t, v in (deployment.stage_caps_entered_at or {}).items() if t in caps}
+    deployment.stage_caps, deployment.stage_caps_entered_at = caps, entered
+    deployment.save(update_fields=["stage", "stage_entered_at", "stage_caps", "stage_caps_entered_at"])
+
+
+def _cancel_open_requests(deployment: Deployment, action_type: str | None, actor: AbstractBaseUser, why: str) -> None:
+    """Open requests whose starting stage no longer holds are cancelled (audited)."""
+    qs = PromotionRequest.objects.select_for_update().filter(deployment=deployment, status=PromotionRequest.Status.OPEN)
+    if action_type is not None:
+        qs = qs.filter(action_type=action_type)
+    for request in qs:
+        request.status = PromotionRequest.Status.CANCELLED
+        request.decided_at = timezone.now()
+        request.decision_reason = why
+        request.save(update_fields=["status", "decided_at", "decision_reason"])
+        audit_event_record(
+            verb="deployments.promotion.cancelled", actor=actor, deployment=deployment, obj=request, reason=why
+        )
+
+
+@transaction.atomic
+def deployment_promotion_request(
+    *,
+    deployment_id: int,
+    actor: AbstractBaseUser,
+    to_stage: Stage | str | None = None,
+    action_type: str = "",
+    reason: str = "",
+) -> PromotionRequest:
+    """An admin asks to move the deployment (or one action type) up exactly one stage.
+
+    The gate is evaluated now and frozen into the request. Refused when it does not pass
+    (the unmet criteria are named), when `to_stage` is not the next stage (no skipping), or
+    when a request is already open for the same deployment and action type.
+    """
+    from deployments.gate import current_stage_for, gate_evaluate
+
+    _require_admin(actor, "request a promotion")
+    _check_action_type(action_type)
+    deployment = _lock_deployment(deployment_id)
+    current = current_stage_for(deployment, action_type)
+    target = current.next
+    if target is None:
+        raise InvalidTransition(f"{deployment.slug} is already at the top stage ({current.value})")
+    if to_stage is not None:
+        try:
+            wanted = Stage(to_stage)
+        except ValueError:
+            raise InvalidInput(f"unknown stage {to_stage!r}") from None
+        if wanted is not target:
+            raise InvalidTransition(
+                f"promotion goes one step at a time: from {current.value} the next stage is {target.value}, "
+                f"not {wanted.value}"
+            )
+    if PromotionRequest.objects.filter(
+        deployment=deployment, action_type=action_type, status=PromotionRequest.Status.OPEN
+    ).exists():
+        raise InvalidTransition("a promotion request is already open; approve or reject it first")
+    evaluation = gate_evaluate(deployment=deployment, action_type=action_type)
+    if not evaluation.passed:
+        missing = "; ".join(f"{c.label} ({c.status})" for c in evaluation.unmet)
+        raise InvalidTransition(f"the gate to {target.value} is {evaluation.outcome}: {missing}")
+    request = PromotionRequest.objects.create(
+        deployment=deployment,
+        action_type=action_type,
+        from_stage=current.value,
+        to_stage=target.value,
+        requested_by=actor,
+        request_reason=reason.strip(),
+        evidence=evaluation.as_dict(),
+    )
+    audit_event_record(
+        verb="deployments.promotion.requested",
+        actor=actor,
+        deployment=deployment,
+        obj=request,
+        reason=request.request_reason,
+        data={"from": current.value, "to": target.value, "action_type": action_type, "evidence": request.evidence},
+    )
+    return request
+
+
+def _lock_request(request_id: int) -> tuple[PromotionRequest, Deployment]:
+    try:
+        deployment_id = PromotionRequest.objects.values_list("deployment_id", flat=True).get(pk=request_id)
+    except PromotionRequest.DoesNotExist:
+        raise InvalidInput(f"promotion request {request_id} does not exist") from None
+    deployment = _lock_deployment(deployment_id)  # always the deployment first, then the request
+    return PromotionRequest.objects.select_for_update().get(pk=request_id), deployment
+
+
+@transaction.atomic
+def deployment_promotion_approve(*, request_id: int, actor: AbstractBaseUser, reason: str) -> PromotionRequest:
+    """A second admin approves: the stage changes now.
+
+    Four-eyes: the requester may not approve. The gate is evaluated again at approval and
+    must still pass (evidence can turn between request and approval, e.g. a failure spike);
+    both evaluations stay on the request and in the audit log. The deployment (or type) must
+    still be at the request's starting stage.
+    """
+    from deployments.gate import current_stage_for, gate_evaluate
+
+    _require_admin(actor, "approve a promotion")
+    reason = _require_reason(reason, "approve a promotion")
+    request, deployment = _lock_request(request_id)
+    if not request.is_open:
+        raise InvalidTransition(f"this request is {request.status}; only open requests can be approved")
+    if request.requested_by_id == actor.pk:
+        raise NotAllowed("four-eyes: a different admin must approve your own promotion request")
+    if request.evidence.get("outcome") != "pass":
+        raise InvalidTransition("the frozen evaluation did not pass; reject this request")
+    current = current_stage_for(deployment, request.action_type)
+    if current.value != request.from_stage:
+        raise InvalidTransition(
+            f"the stage is now {current.value}, not {request.from_stage} as requested; reject this request"
+        )
+    evaluation = gate_evaluate(deployment=deployment, action_type=request.action_type)
+    if not evaluation.passed:
+        missing = "; ".join(f"{c.label} ({c.status})" for c in evaluation.unmet)
+        raise InvalidTransition(f"the gate no longer passes ({evaluation.outcome}): {missing}")
+    now = timezone.now()
+    request.status = PromotionRequest.Status.APPROVED
+    request.decided_by = actor
+    request.decided_at = now
+    request.decision_reason = reason
+    request.decision_evidence = evaluation.as_dict()
+    request.save()
+    _set_stage(deployment, request.action_type, Stage(request.to_stage), now)
+    audit_event_record(
+        verb="deployments.promotion.approved", actor=actor, deployment=deployment, obj=request, reason=reason
+    )
+    audit_event_record(
+        verb="deployments.stage.promoted",
+        actor=actor,
+        deployment=deployment,
+        obj=deployment,
+        reason=reason,
+        data={
+            "from": request.from_stage,
+            "to": request.to_stage,
+            "action_type": request.action_type,
+            "request": request.pk,
+            "requested_by": request.requested_by.get_username(),
+            "evidence": request.evidence,
+            "evidence_at_approval": request.decision_evidence,
+        },
+    )
+    return request
+
+
+@transaction.atomic
+def deployment_promotion_reject(*, request_id: int, actor: AbstractBaseUser, reason: str) -> PromotionRequest:
+    """A second admin rejects an open request, with a reason. The requester may not decide it."""
+    _require_admin(actor, "reject a promotion")
+    reason = _require_reason(reason, "reject a promotion")
+    request, deployment = _lock_request(request_id)
+    if not request.is_open:
+        raise InvalidTransition(f"this request is {request.status}; only open requests can be rejected")
+    if request.requested_by_id == actor.pk:
+        raise NotAllowed("four-eyes: a different admin must decide your own promotion request")
+    request.status = PromotionRequest.Status.REJECTED
+    request.decided_by = actor
+    request.decided_at = timezone.now()
+    request.decision_reason = reason
+    request.save(update_fields=["status", "decided_by", "decided_at", "decision_reason"])
+    audit_event_record(
+        verb="deployments.promotion.rejected", actor=actor, deployment=deployment, obj=request, reason=reason
+    )
+    return request
+
+
+@transaction.atomic
+def deployment_demote(
+    *, deployment_id: int, actor: AbstractBaseUser, to_stage: Stage | str, reason: str, action_type: str = ""
+) -> Deployment:
+    """Demote the deployment (or cap one action type) to any lower stage, at once. Admins only,
+    with a reason. Open promotion requests it makes stale are cancelled."""
+    from deployments.gate import current_stage_for, gate_evaluate
+
+    _require_admin(actor, "demote a deployment")
+    reason = _require_reason(reason, "demote")
+    _check_action_type(action_type)
+    try:
+        target = Stage(to_stage)
+    except ValueError:
+        raise InvalidInput(f"unknown stage {to_stage!r}") from None
+    deployment = _lock_deployment(deployment_id)
+    current = current_stage_for(deployment, action_type)
+    if target.rank >= current.rank:
+        raise InvalidTransition(f"demotion goes down: {target.value} is not below {current.value}")
+    evidence = gate_evaluate(deployment=deployment, action_type=action_type).as_dict()
+    _set_stage(deployment, action_type, target, timezone.now())
+    _cancel_open_requests(deployment, action_type or None, actor, f"demoted to {target.value}")
+    audit_event_record(
+        verb="deployments.stage.demoted",
+        actor=actor,
+        deployment=deployment,
+        obj=deployment,
+        reason=reason,
+        data={"from": current.value, "to": target.value, "action_type": action_type, "evidence": evidence},
+    )
+    return deployment
 
 
 def counters_add_many(

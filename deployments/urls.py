@@ -6,4 +6,17 @@ app_name = "deployments"
 
 urlpatterns = [
     path("deployments/", views.deployment_list, name="list"),
+    path("deployments/<slug:slug>/", views.deployment_detail, name="detail"),
+    path("deployments/<slug:slug>/gate/", views.deployment_gate, name="gate"),
+    path("deployments/<slug:slug>/gate/request", views.promotion_request_create, name="promotion_request"),
+    path(
+        "deployments/<slug:slug>/gate/requests/<int:request_id>/decide",
+        views.promotion_request_decide,
+        name="promotion_decide",
+    ),
+    path("deployments/<slug:slug>/demote", views.deployment_demote, name="demote"),
+    path("deployments/<slug:slug>/pause", views.deployment_pause, name="pause"),
+    path("deployments/<slug:slug>/resume", views.deployment_resume, name="resume"),
+    path("deployments/<slug:slug>/breaker/reset", views.breaker_reset, name="breaker_reset"),
+    path("audit/", views.audit_log, name="audit_log"),
 ]

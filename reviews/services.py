@@ -19,7 +19,7 @@ from deliveries.services import delivery_create
 from deployments.errors import Conflict, InvalidInput, InvalidTransition, NotAllowed
 from deployments.models import Deployment, Member
 from deployments.policy import Route, Stage, route_for
-from deployments.services import audit_event_record, evidence_add
+from deployments.services import audit_event_record, blast_radius_reserve, breaker_check, evidence_add
 from reviews.canonical import payload_sha256
 from reviews.models import Decision, ProposedAction
 from reviews.representation import action_representation
@@ -121,6 +121,11 @@ def proposed_action_create(
         fail_closed=deployment.fail_closed,
     )
     now = timezone.now()
+    limited = ""
+    if route is Route.AUTO:
+        allowed, limited = blast_radius_reserve(deployment=deployment, payload=payload, now=now)
+        if not allowed:
+            route = Route.REVIEW  # past a blast-radius limit (or failed closed meanwhile): a person decides
     action = ProposedAction(
         deployment=deployment,
         action_type=action_type,
@@ -164,6 +169,7 @@ def proposed_action_create(
             "risk_score": risk_score,
             "confidence": confidence,
             "fail_closed": deployment.fail_closed,
+            **({"limited": limited} if limited else {}),
         },
     )
     return action
@@ -413,6 +419,7 @@ def proposed_action_report_result(
         obj=action,
         data={"error": error[:1000]} if error else {},
     )
+    breaker_check(deployment=action.deployment)  # SPEC §3: checked on every result report
     return action
 
 

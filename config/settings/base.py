@@ -165,7 +165,16 @@ CELERY_ACCEPT_CONTENT = ["json"]
 # Above the longest task, so a slow task is not redelivered while it still runs.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    # Circuit breakers (SPEC §3): every minute, each stage-3/4 deployment's sliding window.
+    "deployments.breakers_check_all": {
+        "task": "deployments.breakers_check_all",
+        "schedule": timedelta(minutes=1),
+        "options": {"expires": 55},
+    },
+    # Old breaker minute buckets and blast-radius budget rows.
+    "deployments.purge_windows": {"task": "deployments.purge_windows", "schedule": timedelta(hours=1)},
+}
 CELERY_TASK_ROUTES: dict = {}
 
 # ---------------------------------------------------------------------------------------
@@ -231,6 +240,16 @@ DJANGO_STRUCTLOG_TRUST_UPSTREAM_REQUEST_ID = True
 # without one, only loopback and private-network clients are answered.
 # ---------------------------------------------------------------------------------------
 TRUSTLADDER_METRICS_TOKEN = env("TRUSTLADDER_METRICS_TOKEN", "")
+
+# ---------------------------------------------------------------------------------------
+# Circuit breaker notifications — admins (Members with role admin and an email) get an email;
+# with TRUSTLADDER_SLACK_WEBHOOK_URL set, a Slack-compatible incoming webhook gets {"text": ...}.
+# https://docs.djangoproject.com/en/5.2/topics/email/
+# ---------------------------------------------------------------------------------------
+DEFAULT_FROM_EMAIL = env("DJANGO_DEFAULT_FROM_EMAIL", "trustladder@localhost")
+TRUSTLADDER_SLACK_WEBHOOK_URL = env("TRUSTLADDER_SLACK_WEBHOOK_URL", "")
+# Keep breaker minute buckets this long (the trailing volume baseline reads back 25 h).
+TRUSTLADDER_BREAKER_RETENTION = timedelta(days=3)
 
 # ---------------------------------------------------------------------------------------
 # Review queues

@@ -1,0 +1,83 @@
+"""How long one gate evaluation takes over a long stage window, from the counters alone.
+
+    DATABASE_URL=postgres://... .venv/bin/python bench/gate_eval.py [days] [types]
+
+Creates a throw-away deployment with `days` days of counters for `types` action types (all
+the metrics the gate reads, 2 shards each), times gate_evaluate and the breaker reading, and
+deletes it again. Prints figures; asserts nothing.
+"""
+
+import os
+import statistics
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.utils import timezone  # noqa: E402
+
+from deployments.breakers import breaker_reading  # noqa: E402
+from deployments.gate import gate_evaluate  # noqa: E402
+from deployments.models import Deployment, EvidenceCount  # noqa: E402
+
+METRICS = [
+    "proposed.auto",
+    "proposed.review",
+    "decision.approve",
+    "decision.edit",
+    "decision.reject",
+    "decision.expire",
+    "sla.within",
+    "sla.breached",
+    "execution.executed.auto",
+    "execution.failed.auto",
+    "audit.correct",
+    "audit.incorrect",
+    "shadow.agree",
+    "shadow.disagree",
+]
+
+
+def main(days: int, types: int) -> None:
+    now = timezone.now()
+    d = Deployment.objects.create(slug=f"bench-gate-{int(time.time())}", name="bench", stage="supervised")
+    Deployment.objects.filter(pk=d.pk).update(stage_entered_at=now - timedelta(days=days))
+    d.refresh_from_db()
+    rows = [
+        EvidenceCount(
+            deployment=d, day=(now - timedelta(days=i)).date(), action_type=f"type.{t}", metric=m, shard=s, n=7
+        )
+        for i in range(days)
+        for t in range(types)
+        for m in METRICS
+        for s in range(2)
+    ]
+    started = time.perf_counter()
+    EvidenceCount.objects.bulk_create(rows, batch_size=5000)
+    print(f"inserted {len(rows)} counter rows in {time.perf_counter() - started:.1f} s")
+    try:
+        for name, fn in [
+            ("gate_evaluate", lambda: gate_evaluate(deployment=d)),
+            ("breaker_reading", lambda: breaker_reading(d)),
+        ]:
+            fn()
+            timings = []
+            for _ in range(20):
+                t0 = time.perf_counter()
+                fn()
+                timings.append((time.perf_counter() - t0) * 1000)
+            print(f"{name}: median {statistics.median(timings):.1f} ms, max {max(timings):.1f} ms over 20 runs")
+    finally:
+        EvidenceCount.objects.filter(deployment=d).delete()
+        d.delete()
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 365, int(sys.argv[2]) if len(sys.argv) > 2 else 10)

@@ -1,0 +1,457 @@
+"""The promotion gate of SPEC §2: may a deployment (or one action type) climb one stage?
+
+Computed only from the evidence counters (`EvidenceCount`) over the current stage's window,
+so its cost does not grow with history. The formulas are in docs/gate.md.
+
+Each criterion ends in one of three states:
+
+- `met`;
+- `failed`: the evidence says no, whatever more data comes (a rate's whole 95% interval lies
+  on the wrong side of its threshold, a breaker tripped, the SLA share is too low);
+- `insufficient`: not enough data yet (a minimum count or time not reached, or the interval
+  still straddles the threshold).
+
+The outcome is `fail` if any criterion failed, else `inconclusive` if any is insufficient,
+else `pass`. Only `pass` lets a promotion be requested and approved.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from deployments.evidence import evidence_totals
+from deployments.models import Deployment, EvidenceCount
+from deployments.policy import Stage
+from deployments.stats import wilson_interval
+
+PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+MET, FAILED, INSUFFICIENT = "met", "failed", "insufficient"
+
+# Keyed by the stage being promoted *to*. A deployment overrides any of them in
+# `Deployment.gate_criteria` ({"supervised": {"min_decisions": 300}}).
+DEFAULT_CRITERIA: dict[str, dict[str, float]] = {
+    Stage.APPROVAL: {
+        "min_pairs": 200,
+        "min_agreement_lower": 0.90,
+        "per_type_min_pairs": 30,
+        "per_type_min_lower": 0.85,
+        "min_days": 14,
+    },
+    Stage.SUPERVISED: {
+        "min_decisions": 500,
+        "min_unchanged_lower": 0.90,
+        "min_counterfactual": 100,
+        "max_counterfactual_changed_upper": 0.02,
+        "min_days": 14,
+    },
+    Stage.AUTONOMOUS: {
+        "min_auto_executions": 1000,
+        "max_failure_upper": 0.01,
+        "min_audit_samples": 50,
+        "max_audit_rejected_upper": 0.02,
+        "breaker_quiet_days": 14,
+        "min_sla_rate": 0.95,
+    },
+}
+
+RATE_KEYS = {
+    "min_agreement_lower",
+    "per_type_min_lower",
+    "min_unchanged_lower",
+    "max_counterfactual_changed_upper",
+    "max_failure_upper",
+    "max_audit_rejected_upper",
+    "min_sla_rate",
+}
+
+BREAKER_TRIPPED_METRIC = "breaker.tripped"
+DEPLOYMENT_WIDE = ""  # action_type of counters about the whole deployment
+
+
+def gate_criteria_errors(overrides: Any) -> list[str]:
+    """Problems with a `gate_criteria` override (empty list when it is valid)."""
+    if not isinstance(overrides, dict):
+        return ["must be an object keyed by target stage"]
+    errors = []
+    for stage, values in overrides.items():
+        if stage not in DEFAULT_CRITERIA:
+            errors.append(f"{stage!r} is not a promotion target (one of {', '.join(DEFAULT_CRITERIA)})")
+            continue
+        if not isinstance(values, dict):
+            errors.append(f"{stage}: must be an object")
+            continue
+        for key, value in values.items():
+            if key not in DEFAULT_CRITERIA[stage]:
+                errors.append(f"{stage}: unknown criterion {key!r}")
+            elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                errors.append(f"{stage}.{key}: must be a non-negative number")
+            elif key in RATE_KEYS and value > 1:
+                errors.append(f"{stage}.{key}: must be between 0 and 1")
+    return errors
+
+
+def criteria_for(deployment: Deployment, target: Stage) -> dict[str, float]:
+    """The defaults for `target`, with the deployment's overrides applied."""
+    values = dict(DEFAULT_CRITERIA[target])
+    values.update((deployment.gate_criteria or {}).get(target.value, {}))
+    return values
+
+
+@dataclass
+class Criterion:
+    name: str
+    label: str
+    status: str
+    value: float | int | None
+    threshold: float | int | None
+    n: int | None = None
+    lower: float | None = None
+    upper: float | None = None
+    detail: str = ""
+
+    @property
+    def met(self) -> bool:
+        return self.status == MET
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "met": self.met,
+            "value": _round(self.value),
+            "lower": _round(self.lower),
+            "upper": _round(self.upper),
+            "n": self.n,
+            "threshold": self.threshold,
+            "status": self.status,
+            "label": self.label,
+            "detail": self.detail,
+        }
+
+
+@dataclass
+class GateEvaluation:
+    deployment: str
+    action_type: str
+    stage: str
+    next_stage: str | None
+    outcome: str
+    window_start: datetime
+    evaluated_at: datetime
+    criteria: list[Criterion] = field(default_factory=list)
+    by_action_type: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == PASS
+
+    @property
+    def unmet(self) -> list[Criterion]:
+        return [c for c in self.criteria if not c.met]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON of GET /api/v1/deployment/evidence, also frozen into promotion requests."""
+        return {
+            "deployment": self.deployment,
+            "action_type": self.action_type or None,
+            "stage": self.stage,
+            "next_stage": self.next_stage,
+            "outcome": self.outcome,
+            "window_start": self.window_start.isoformat(),
+            "evaluated_at": self.evaluated_at.isoformat(),
+            "criteria": [c.as_dict() for c in self.criteria],
+            "by_action_type": self.by_action_type,
+        }
+
+
+def _round(value: float | int | None) -> float | int | None:
+    return round(value, 6) if isinstance(value, float) else value
+
+
+def _count(name: str, label: str, n: int, minimum: float) -> Criterion:
+    """At least `minimum` events: otherwise not enough data yet."""
+    return Criterion(name, label, MET if n >= minimum else INSUFFICIENT, n, minimum, n=n)
+
+
+def _lower_at_least(name: str, label: str, successes: int, n: int, threshold: float, min_n: float = 0) -> Criterion:
+    """Wilson lower bound of successes/n at least `threshold`. Failed once even the upper
+    bound is below the threshold; insufficient while the interval straddles it."""
+    lower, upper = wilson_interval(successes, n)
+    if n > 0 and n >= min_n and lower >= threshold:
+        status = MET
+    elif upper is not None and upper < threshold:
+        status = FAILED
+    else:
+        status = INSUFFICIENT
+    return Criterion(name, label, status, successes / n if n else None, threshold, n, lower, upper)
+
+
+def _upper_at_most(name: str, label: str, events: int, n: int, threshold: float, min_n: float = 0) -> Criterion:
+    """Wilson upper bound of events/n at most `threshold`. Failed once even the lower bound is
+    above the threshold; insufficient while the interval straddles it."""
+    lower, upper = wilson_interval(events, n)
+    if n > 0 and n >= min_n and upper <= threshold:
+        status = MET
+    elif lower is not None and lower > threshold:
+        status = FAILED
+    else:
+        status = INSUFFICIENT
+    return Criterion(name, label, status, events / n if n else None, threshold, n, lower, upper)
+
+
+class _Counts:
+    """Counter totals of the window, for the whole deployment or one action type."""
+
+    def __init__(self, totals: dict[tuple[str, str], int], action_type: str = "") -> None:
+        self.by_metric: dict[str, int] = defaultdict(int)
+        self.by_type: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for (atype, metric), n in totals.items():
+            if atype == DEPLOYMENT_WIDE or (action_type and atype != action_type):
+                continue
+            self.by_metric[metric] += n
+            self.by_type[atype][metric] += n
+
+    def __getitem__(self, metric: str) -> int:
+        return self.by_metric.get(metric, 0)
+
+
+def window_start_for(deployment: Deployment, action_type: str = "") -> datetime:
+    """When the evidence window of the deployment (or of a capped action type) began."""
+    start = deployment.stage_entered_at
+    if action_type and action_type in (deployment.stage_caps or {}):
+        raw = (deployment.stage_caps_entered_at or {}).get(action_type)
+        if raw:
+            try:
+                start = datetime.fromisoformat(raw)
+            except ValueError:
+                return start  # unreadable: fall back to the deployment's own window
+            if timezone.is_naive(start):
+                start = timezone.make_aware(start, UTC)
+    return start
+
+
+def current_stage_for(deployment: Deployment, action_type: str = "") -> Stage:
+    return deployment.effective_stage(action_type) if action_type else Stage(deployment.stage)
+
+
+def gate_evaluate(*, deployment: Deployment, action_type: str = "", now: datetime | None = None) -> GateEvaluation:
+    """Evaluate the gate from the current stage to the next, now.
+
+    Reads only evidence counters of days >= the window's first day (counters are daily, so the
+    day the stage began counts whole; see docs/gate.md). Pure read: no locks, no writes.
+    """
+    now = now or timezone.now()
+    stage = current_stage_for(deployment, action_type)
+    start = window_start_for(deployment, action_type)
+    target = stage.next
+    evaluation = GateEvaluation(
+        deployment=deployment.slug,
+        action_type=action_type,
+        stage=stage.value,
+        next_stage=target.value if target else None,
+        outcome=FAIL,
+        window_start=start,
+        evaluated_at=now,
+    )
+    counts = _Counts(evidence_totals(deployment_id=deployment.pk, since=start.date()), action_type)
+    evaluation.by_action_type = _by_action_type(stage, counts)
+    if target is None:
+        evaluation.criteria = [
+            Criterion("next_stage", "A higher stage exists", FAILED, None, None, detail="autonomous is the top stage")
+        ]
+        return evaluation
+    if action_type and target.rank > Stage(deployment.stage).rank:
+        evaluation.criteria = [
+            Criterion(
+                "deployment_stage",
+                "The deployment itself is at a higher stage",
+                FAILED,
+                None,
+                None,
+                detail=f"an action type cannot rise above its deployment ({deployment.stage}); promote the deployment",
+            )
+        ]
+        return evaluation
+    values = criteria_for(deployment, target)
+    days = (now - start).total_seconds() / 86400
+    if target is Stage.APPROVAL:
+        criteria = _shadow_to_approval(counts, values, days)
+    elif target is Stage.SUPERVISED:
+        criteria = _approval_to_supervised(counts, values, days)
+    else:
+        criteria = _supervised_to_autonomous(deployment, counts, values, now)
+    evaluation.criteria = criteria
+    statuses = {c.status for c in criteria}
+    evaluation.outcome = FAIL if FAILED in statuses else INCONCLUSIVE if INSUFFICIENT in statuses else PASS
+    return evaluation
+
+
+def _days_criterion(days: float, minimum: float) -> Criterion:
+    status = MET if days >= minimum else INSUFFICIENT
+    return Criterion("days_in_stage", f"At least {minimum:g} days in stage", status, round(days, 2), minimum)
+
+
+def _shadow_to_approval(counts: _Counts, v: dict[str, float], days: float) -> list[Criterion]:
+    agree, disagree = counts["shadow.agree"], counts["shadow.disagree"]
+    pairs = agree + disagree
+    criteria = [
+        _count("compared_pairs", f"At least {v['min_pairs']:g} compared pairs", pairs, v["min_pairs"]),
+        _lower_at_least(
+            "agreement_lower",
+            f"Agreement: 95% lower bound ≥ {v['min_agreement_lower']:g}",
+            agree,
+            pairs,
+            v["min_agreement_lower"],
+            v["min_pairs"],
+        ),
+    ]
+    per_type = []
+    for atype, metrics in sorted(counts.by_type.items()):
+        n = metrics["shadow.agree"] + metrics["shadow.disagree"]
+        if n >= v["per_type_min_pairs"]:
+            c = _lower_at_least(atype, "", metrics["shadow.agree"], n, v["per_type_min_lower"])
+            per_type.append((atype, c))
+    label = f"Every action type with ≥ {v['per_type_min_pairs']:g} pairs: lower bound ≥ {v['per_type_min_lower']:g}"
+    if not per_type:
+        criteria.append(
+            Criterion(
+                "per_type_agreement", label, MET, None, v["per_type_min_lower"], n=0, detail="no type has enough pairs"
+            )
+        )
+    else:
+        worst_type, worst = min(per_type, key=lambda item: item[1].lower)
+        statuses = {c.status for _, c in per_type}
+        status = FAILED if FAILED in statuses else INSUFFICIENT if INSUFFICIENT in statuses else MET
+        criteria.append(
+            Criterion(
+                "per_type_agreement",
+                label,
+                status,
+                worst.value,
+                v["per_type_min_lower"],
+                worst.n,
+                worst.lower,
+                worst.upper,
+                detail=f"weakest: {worst_type} (of {len(per_type)} types checked)",
+            )
+        )
+    criteria.append(_days_criterion(days, v["min_days"]))
+    return criteria
+
+
+def _approval_to_supervised(counts: _Counts, v: dict[str, float], days: float) -> list[Criterion]:
+    unchanged = counts["decision.approve"]
+    decisions = unchanged + counts["decision.edit"] + counts["decision.reject"]
+    cf_n, cf_changed = counts["counterfactual.auto"], counts["counterfactual.auto_changed"]
+    return [
+        _count("human_decisions", f"At least {v['min_decisions']:g} human decisions", decisions, v["min_decisions"]),
+        _lower_at_least(
+            "approved_unchanged_lower",
+            f"Approved unchanged: 95% lower bound ≥ {v['min_unchanged_lower']:g}",
+            unchanged,
+            decisions,
+            v["min_unchanged_lower"],
+            v["min_decisions"],
+        ),
+        _count(
+            "counterfactual_auto",
+            f"At least {v['min_counterfactual']:g} actions stage 3 would have auto-executed",
+            cf_n,
+            v["min_counterfactual"],
+        ),
+        _upper_at_most(
+            "counterfactual_changed_upper",
+            f"Of those, changed or rejected: 95% upper bound ≤ {v['max_counterfactual_changed_upper']:g}",
+            cf_changed,
+            cf_n,
+            v["max_counterfactual_changed_upper"],
+            v["min_counterfactual"],
+        ),
+        _days_criterion(days, v["min_days"]),
+    ]
+
+
+def _supervised_to_autonomous(
+    deployment: Deployment, counts: _Counts, v: dict[str, float], now: datetime
+) -> list[Criterion]:
+    executed, failed = counts["execution.executed.auto"], counts["execution.failed.auto"]
+    auto_n = executed + failed
+    correct, incorrect = counts["audit.correct"], counts["audit.incorrect"]
+    audited = correct + incorrect
+    within = counts["sla.within"]
+    late = counts["sla.breached"] + counts["decision.expire"]
+    reviewed = within + late
+    sla_lower, sla_upper = wilson_interval(within, reviewed)
+    sla_rate = within / reviewed if reviewed else None
+    quiet_days = v["breaker_quiet_days"]
+    trips = breaker_trips_since(deployment, now - timedelta(days=quiet_days))
+    tripped_now = deployment.breaker_tripped
+    min_auto, min_audited = v["min_auto_executions"], v["min_audit_samples"]
+    return [
+        _count("auto_executions", f"At least {v['min_auto_executions']:g} auto-executions", auto_n, min_auto),
+        _upper_at_most(
+            "failure_upper",
+            f"Execution failure rate: 95% upper bound ≤ {v['max_failure_upper']:g}",
+            failed,
+            auto_n,
+            v["max_failure_upper"],
+            v["min_auto_executions"],
+        ),
+        _count("audit_samples", f"At least {v['min_audit_samples']:g} audited samples", audited, min_audited),
+        _upper_at_most(
+            "audit_rejected_upper",
+            f"Audit-rejected rate: 95% upper bound ≤ {v['max_audit_rejected_upper']:g}",
+            incorrect,
+            audited,
+            v["max_audit_rejected_upper"],
+            v["min_audit_samples"],
+        ),
+        Criterion(
+            "no_breaker_trip",
+            f"No breaker trip in {quiet_days:g} days",
+            MET if trips == 0 and not tripped_now else FAILED,
+            trips,
+            0,
+            detail="the breaker is tripped now" if tripped_now else "",
+        ),
+        Criterion(
+            "sla_within",
+            f"At least {v['min_sla_rate']:.0%} of reviewed actions decided within SLA",
+            MET if reviewed == 0 or sla_rate >= v["min_sla_rate"] else FAILED,
+            sla_rate,
+            v["min_sla_rate"],
+            reviewed,
+            sla_lower,
+            sla_upper,
+            detail="no reviewed actions in the window" if reviewed == 0 else "",
+        ),
+    ]
+
+
+def breaker_trips_since(deployment: Deployment, since: datetime) -> int:
+    """Breaker trips recorded in the counters on days >= since's day."""
+    rows = EvidenceCount.objects.filter(
+        deployment=deployment, metric=BREAKER_TRIPPED_METRIC, day__gte=since.date()
+    ).values_list("n", flat=True)
+    return sum(rows)
+
+
+def _by_action_type(stage: Stage, counts: _Counts) -> dict[str, dict[str, Any]]:
+    """Per action type: how often people agreed with the AI in this stage (docs/gate.md)."""
+    result = {}
+    for atype, m in sorted(counts.by_type.items()):
+        if stage is Stage.SHADOW:
+            agree, n = m["shadow.agree"], m["shadow.agree"] + m["shadow.disagree"]
+        elif stage is Stage.APPROVAL:
+            agree = m["decision.approve"]
+            n = agree + m["decision.edit"] + m["decision.reject"]
+        else:
+            agree = m["decision.approve"] + m["audit.correct"]
+            n = agree + m["decision.edit"] + m["decision.reject"] + m["audit.incorrect"]
+        if n == 0:
+            continue
+        lower, upper = wilson_interval(agree, n)
+        result[atype] = {"n": n, "agreement": round(agree / n, 6), "lower": round(lower, 6), "upper": round(upper, 6)}
+    return result

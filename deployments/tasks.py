@@ -1,0 +1,71 @@
+"""Periodic and after-commit work of deployments: breakers, their notifications, purges.
+
+Thin: take ids, call a service. Safe to repeat.
+"""
+
+import logging
+
+import httpx
+from celery import shared_task
+from django.conf import settings
+from django.core.mail import send_mail
+from django.urls import reverse
+from django.utils import timezone
+
+from deployments.models import AuditEvent, Deployment, Member
+from deployments.policy import Stage
+from deployments.services import blast_radius_purge, breaker_check, breaker_counts_purge
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="deployments.breakers_check_all", queue="default", ignore_result=True)
+def breakers_check_all() -> int:
+    """Check the breaker of every stage-3/4 deployment whose breaker is not tripped. Returns
+    how many tripped now. Safe to repeat: a tripped breaker is never tripped twice."""
+    ids = Deployment.objects.filter(
+        stage__in=[Stage.SUPERVISED, Stage.AUTONOMOUS], breaker_tripped_at__isnull=True
+    ).values_list("pk", flat=True)
+    return sum(1 for pk in ids if breaker_check(deployment=pk))
+
+
+@shared_task(name="deployments.breaker_notify", queue="default", ignore_result=True)
+def breaker_notify(deployment_id: int, event_id: int) -> bool:
+    """Tell the admins a breaker tripped: an email, and the Slack-compatible webhook if set.
+
+    Skips (returns False) when the breaker was reset since: the news is stale.
+    """
+    deployment = Deployment.objects.get(pk=deployment_id)
+    event = AuditEvent.objects.get(pk=event_id)
+    if not deployment.breaker_tripped:
+        return False
+    subject = f"[Trustladder] circuit breaker tripped: {deployment.slug}"
+    path = reverse("deployments:detail", kwargs={"slug": deployment.slug})
+    body = (
+        f"The circuit breaker of {deployment.name} ({deployment.slug}, stage {deployment.stage}) tripped at "
+        f"{event.created_at:%Y-%m-%d %H:%M:%S} UTC.\n\nWhy: {event.reason}\n\n"
+        f"Every action now goes to a person until an admin resets the breaker: {path}\n"
+    )
+    recipients = sorted(
+        set(Member.objects.filter(role=Member.Role.ADMIN).exclude(user__email="").values_list("user__email", flat=True))
+    )
+    if recipients:
+        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
+    url = settings.TRUSTLADDER_SLACK_WEBHOOK_URL
+    if url:
+        try:
+            httpx.post(url, json={"text": f"{subject}\n{event.reason}"}, timeout=5).raise_for_status()
+        except httpx.HTTPError:
+            # Email went out; a chat outage must not redeliver the email with a retry.
+            logger.warning("breaker webhook to chat failed", exc_info=True)
+    return True
+
+
+@shared_task(name="deployments.purge_windows", queue="default", ignore_result=True)
+def purge_windows() -> int:
+    """Delete breaker buckets past retention and blast-radius rows past every window."""
+    now = timezone.now()
+    deleted = breaker_counts_purge(older_than=now - settings.TRUSTLADDER_BREAKER_RETENTION)
+    for pk, window in Deployment.objects.values_list("pk", "blast_window"):
+        deleted += blast_radius_purge(deployment_id=pk, older_than=now - window)
+    return deleted
