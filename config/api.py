@@ -9,9 +9,10 @@ from typing import Any
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
-from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 from ninja.parser import Parser
 
+from deployments.api import ApiKeyRateThrottle
 from deployments.api import router as deployment_router
 from deployments.errors import DomainError
 from reviews.api import router as actions_router
@@ -40,6 +41,7 @@ api = NinjaAPI(
     urls_namespace="api",
     parser=StrictJsonParser(),
     docs_url="/docs",
+    throttle=[ApiKeyRateThrottle()],
 )
 api.add_router("/", actions_router)
 api.add_router("/", deployment_router)
@@ -77,6 +79,12 @@ def on_auth_error(request: HttpRequest, exc: AuthenticationError) -> HttpRespons
 def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     codes = {400: "bad_request", 403: "forbidden", 404: "not_found", 409: "conflict", 429: "rate_limited"}
     return _error(request, exc.status_code, codes.get(exc.status_code, "error"), exc.message)
+
+
+@api.exception_handler(Throttled)
+def on_throttled(request: HttpRequest, exc: Throttled) -> HttpResponse:
+    # django-ninja adds the Retry-After header to this response.
+    return _error(request, 429, "rate_limited", "this API key is over its rate limit; retry after Retry-After seconds")
 
 
 @api.exception_handler(Http404)

@@ -1,13 +1,17 @@
 """Agent API: authentication by bearer key, and the key's deployment."""
 
+import threading
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.http import HttpRequest
 from django.utils import timezone
 from ninja import Router, Schema
 from ninja.security import HttpBearer
+from ninja.throttling import BaseThrottle
 
 from deployments.models import ApiKey, Deployment
+from deployments.ratelimit import rate_limit_hit
 from deployments.services import api_key_authenticate
 
 LAST_USED_RESOLUTION = timedelta(minutes=5)
@@ -25,6 +29,32 @@ class ApiKeyAuth(HttpBearer):
 
 
 bearer = ApiKeyAuth()
+
+
+class ApiKeyRateThrottle(BaseThrottle):
+    """At most N requests per minute per API key (the deployment's `api_rate_limit`, else
+    API_RATE_LIMIT_PER_MINUTE); past it django-ninja answers 429 with Retry-After.
+
+    Runs after authentication; unauthenticated requests are refused (401) before it."""
+
+    def __init__(self) -> None:
+        # One instance serves every request; the wait belongs to the request's thread.
+        self._local = threading.local()
+
+    def allow_request(self, request: HttpRequest) -> bool:
+        key = getattr(request, "auth", None)
+        if not isinstance(key, ApiKey):
+            return True
+        limit = key.deployment.api_rate_limit
+        if limit is None:
+            limit = settings.API_RATE_LIMIT_PER_MINUTE
+        self._local.wait = rate_limit_hit(bucket=f"api-key:{key.pk}:{key.prefix}", limit=limit, period=60)
+        return self._local.wait is None
+
+    def wait(self) -> float | None:
+        return getattr(self._local, "wait", None)
+
+
 router = Router(auth=bearer, tags=["deployment"])
 
 
