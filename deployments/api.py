@@ -2,6 +2,7 @@
 
 import threading
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -107,6 +108,17 @@ def deployment_representation(deployment: Deployment) -> dict:
     }
 
 
-@router.get("/deployment", response=DeploymentOut, summary="The deployment of this API key")
+class ErrorOut(Schema):
+    """Every API error: a stable code and a human-readable detail (SPEC §5)."""
+
+    error: str
+    detail: Any
+
+
+# The errors any authenticated operation can answer, declared in the OpenAPI document.
+AUTH_ERRORS = {401: ErrorOut, 429: ErrorOut}
+
+
+@router.get("/deployment", response={200: DeploymentOut, **AUTH_ERRORS}, summary="The deployment of this API key")
 def deployment_detail(request: HttpRequest) -> dict:
     return deployment_representation(request.auth.deployment)

@@ -7,7 +7,7 @@ from django.http import HttpRequest, JsonResponse
 from ninja import Field, Header, Path, Router, Schema, Status
 from pydantic import AnyHttpUrl, field_validator
 
-from deployments.api import bearer
+from deployments.api import AUTH_ERRORS, ErrorOut, bearer
 from reviews.canonical import payload_sha256
 from reviews.idempotency import idempotency_claim, idempotency_complete, idempotency_release
 from reviews.representation import action_representation
@@ -80,11 +80,6 @@ class ActionOut(Schema):
     comparison: ComparisonOut | None = None
 
 
-class ErrorOut(Schema):
-    error: str
-    detail: Any
-
-
 class ResultIn(Schema):
     status: Literal["executed", "failed"]
     payload_sha256: str = Field(min_length=64, max_length=64, pattern=r"^[0-9a-f]{64}$")
@@ -97,7 +92,7 @@ class ResultIn(Schema):
         return value
 
 
-ERRORS = {400: ErrorOut, 401: ErrorOut, 404: ErrorOut, 409: ErrorOut, 413: ErrorOut, 422: ErrorOut}
+ERRORS = {**AUTH_ERRORS, 400: ErrorOut, 404: ErrorOut, 409: ErrorOut, 413: ErrorOut, 422: ErrorOut}
 
 
 @router.post(

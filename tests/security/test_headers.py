@@ -76,7 +76,8 @@ call_command("migrate", verbosity=0)
 from django.contrib.auth.models import User
 from django.test import Client, override_settings
 # The manifest storage needs collectstatic; the headers and cookies do not depend on it.
-override_settings(STORAGES={"staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}).enable()
+static = "django.contrib.staticfiles.storage.StaticFilesStorage"
+override_settings(STORAGES={"staticfiles": {"BACKEND": static}}).enable()
 User.objects.create_user("probe", password="a-long-password-1")
 c = Client()
 r = c.post("/accounts/login/", {"username": "probe", "password": "a-long-password-1"}, secure=True)
