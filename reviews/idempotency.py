@@ -8,8 +8,10 @@ The key is claimed in its own short transaction so that concurrent requests see 
 response is stored in the transaction that does the work (`idempotency_complete`).
 """
 
+import contextlib
+
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from deployments.errors import Conflict, DomainError
@@ -34,8 +36,12 @@ def idempotency_claim(*, deployment: Deployment, key: str, fingerprint: str) -> 
     IdempotencyKeyReused (422) or IdempotencyKeyInFlight (409).
     """
     now = timezone.now()
+    # Outside a transaction (the API's case) the INSERT is its own transaction: one round trip
+    # instead of BEGIN, INSERT, COMMIT. Inside one, a savepoint keeps a conflict from
+    # breaking the caller's transaction.
+    guard = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
     try:
-        with transaction.atomic():
+        with guard:
             return IdempotencyRecord.objects.create(deployment=deployment, key=key, request_sha256=fingerprint)
     except IntegrityError:
         pass

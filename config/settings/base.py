@@ -191,6 +191,9 @@ IDEMPOTENCY_IN_FLIGHT_TIMEOUT = timedelta(seconds=60)
 # so the limit holds across web workers. 0 turns the limit off.
 API_RATE_LIMIT_PER_MINUTE = int(env("TRUSTLADDER_API_RATE_LIMIT_PER_MINUTE", "600"))
 
+# bench/ingest.py's floor: a trivial view at /bench/noop. Never set it in a real deployment.
+BENCH_NOOP = env_bool("TRUSTLADDER_BENCH_NOOP", False)
+
 # ---------------------------------------------------------------------------------------
 # Celery — https://docs.celeryq.dev/en/stable/userguide/configuration.html
 # REDIS_URL set: real broker and workers. Unset: tasks run in-process (eager).
