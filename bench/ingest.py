@@ -100,7 +100,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(env: dict[str, str], port: int, workers: int) -> subprocess.Popen:
+def start_server(env: dict[str, str], port: int, workers: int, threads: int) -> subprocess.Popen:
     gunicorn = Path(PYTHON).with_name("gunicorn")
     proc = subprocess.Popen(
         [
@@ -110,6 +110,8 @@ def start_server(env: dict[str, str], port: int, workers: int) -> subprocess.Pop
             f"127.0.0.1:{port}",
             "--workers",
             str(workers),
+            "--threads",
+            str(threads),
             "--access-logfile",
             "-" if os.environ.get("BENCH_ACCESS_LOG") else "/dev/null",
             "--log-level",
@@ -281,6 +283,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=3000, help="requests (or inserts) per measurement")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--threads", type=int, default=1, help="threads per worker (1: sync workers, >1: gthread)")
     parser.add_argument("--max-seconds", type=float, default=60.0, help="time bound of each measurement")
     parser.add_argument("--warmup", type=int, default=300, help="requests sent (and not counted) first")
     parser.add_argument(
@@ -299,7 +302,7 @@ def main() -> int:
     key = manage(env, "create_api_key", "bench").strip().splitlines()[-1]
 
     port = free_port()
-    server = start_server(env, port, args.workers)
+    server = start_server(env, port, args.workers, args.threads)
     results: dict[str, dict] = {}
     try:
         common = {"port": port, "key": key, "concurrency": args.concurrency, "max_seconds": args.max_seconds}
@@ -316,11 +319,12 @@ def main() -> int:
     floor = min(results["noop"]["rps"], results["insert"]["rps"])
     ratio = results["ingest"]["rps"] / floor if floor else 0.0
     labels = {
-        "ingest": "POST /api/v1/actions (gunicorn, 2 workers)",
+        "ingest": "POST /api/v1/actions",
         "noop": "floor: trivial endpoint, same server",
         "insert": "floor: psycopg INSERT + COMMIT",
     }
-    print(f"\nconcurrency {args.concurrency}, {args.requests} requests each, {args.workers} gunicorn workers")
+    server_desc = f"{args.workers} gunicorn workers" + (f" x {args.threads} threads" if args.threads > 1 else " (sync)")
+    print(f"\nconcurrency {args.concurrency}, {args.requests} requests each, {server_desc}")
     print(f"{'measurement':<44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for name in ("ingest", "noop", "insert"):
         r = results[name]
@@ -334,7 +338,12 @@ def main() -> int:
     ]
     line = {
         "bench": "ingest",
-        "params": {"concurrency": args.concurrency, "requests": args.requests, "workers": args.workers},
+        "params": {
+            "concurrency": args.concurrency,
+            "requests": args.requests,
+            "workers": args.workers,
+            "threads": args.threads,
+        },
         "rows": rows,
         "target": {"description": "ingest >= 50% of the lower floor", "ratio": round(ratio, 3), "met": ratio >= 0.5},
     }

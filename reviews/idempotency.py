@@ -8,8 +8,6 @@ The key is claimed in its own short transaction so that concurrent requests see 
 response is stored in the transaction that does the work (`idempotency_complete`).
 """
 
-import contextlib
-
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -36,12 +34,17 @@ def idempotency_claim(*, deployment: Deployment, key: str, fingerprint: str) -> 
     IdempotencyKeyReused (422) or IdempotencyKeyInFlight (409).
     """
     now = timezone.now()
-    # Outside a transaction (the API's case) the INSERT is its own transaction: one round trip
-    # instead of BEGIN, INSERT, COMMIT. Inside one, a savepoint keeps a conflict from
-    # breaking the caller's transaction.
-    guard = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+    outermost = not connection.in_atomic_block
     try:
-        with guard:
+        with transaction.atomic():
+            if outermost and connection.vendor == "postgresql":
+                # The claim is a marker, not the record of an accepted action, so it need not
+                # wait for its own WAL flush: the work's (synchronous) commit flushes the WAL
+                # up to and past this one, so a claim is durable whenever its work is. If the
+                # server crashes before that, claim and work are lost together and a retry
+                # starts afresh — the guarantee is unchanged, and one disk flush is saved.
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL synchronous_commit TO OFF")
             return IdempotencyRecord.objects.create(deployment=deployment, key=key, request_sha256=fingerprint)
     except IntegrityError:
         pass
