@@ -45,7 +45,6 @@ BODY = {
     "payload": {"invoice": "INV-1042", "po": "PO-7731", "amount_cents": 129900, "currency": "EUR"},
     "risk_score": 0.12,
     "confidence": 0.97,
-    "external_id": "",
     "model_version": "matcher-2026-11",
     "rationale": "PO and invoice totals match; supplier and lines agree.",
 }
@@ -169,9 +168,9 @@ async def _http_request(port: int, raw: bytes) -> int:
 
 
 def http_load(*, port: int, path: str, key: str, total: int, concurrency: int, max_seconds: float) -> dict:
-    body = json.dumps(BODY).encode()
-
     def request_bytes() -> bytes:
+        # A fresh external_id each time, as agents send: the rejected-stays-rejected check runs.
+        body = json.dumps({**BODY, "external_id": f"ext-{uuid.uuid4().hex}"}).encode()
         headers = (
             f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             f"Authorization: Bearer {key}\r\nIdempotency-Key: {uuid.uuid4().hex}\r\n"
