@@ -11,4 +11,4 @@ RUN DJANGO_SECRET_KEY=build-only-secret-key-build-only-secret-key-0123456789 pyt
 RUN useradd --system --home /app trustladder && chown -R trustladder /app
 USER trustladder
 EXPOSE 8000
-CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "2"]
+CMD ["gunicorn", "-c", "config/gunicorn.conf.py", "config.wsgi:application"]

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils import timezone
 
 from deployments import policy
 
@@ -27,7 +28,7 @@ class Deployment(models.Model):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     stage = models.CharField(max_length=16, choices=StageChoices.choices, default=StageChoices.SHADOW)
-    stage_entered_at = models.DateTimeField(auto_now_add=True)
+    stage_entered_at = models.DateTimeField(default=timezone.now)
     # Per action type caps: {"refund.issue": "approval"}; routing uses the lower stage.
     stage_caps = models.JSONField(default=dict, blank=True)
 
@@ -190,7 +191,7 @@ class AuditEvent(models.Model):
     object_id = models.CharField(max_length=64, blank=True)
     reason = models.TextField(blank=True)
     data = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

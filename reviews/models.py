@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from deployments.models import Deployment
 from deployments.policy import Route, Stage
@@ -55,7 +56,7 @@ class ProposedAction(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices)
     reason = models.TextField(blank=True)
 
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
     decided_at = models.DateTimeField(null=True, blank=True)
     executed_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
@@ -175,7 +176,7 @@ class Decision(models.Model):
     payload_after = models.JSONField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     seconds_to_decide = models.FloatField(null=True, blank=True)  # from claim (or creation) to decision
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
         ordering = ["created_at", "id"]

@@ -10,6 +10,7 @@ from pathlib import Path
 import dj_database_url
 
 from config.env import env, env_bool, env_list
+from config.logging import build_logging, configure_structlog
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -31,6 +32,8 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django_htmx",
     "template_partials",
+    "django_prometheus",
+    "django_structlog",
     "ninja",  # serves the API docs' Swagger UI from local static files (no CDN; works under CSP)
     "axes",
     "csp",
@@ -39,6 +42,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "config.middleware.ApiBodyLimitMiddleware",
@@ -51,8 +55,11 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "csp.middleware.CSPMiddleware",
     "config.middleware.SecurityHeadersMiddleware",
-    # Last, as django-axes asks: it turns a flagged failed login into the lockout page.
+    "django_structlog.middlewares.RequestMiddleware",
+    # After the auth middleware, as django-axes asks: it turns a flagged failed login into the
+    # lockout page. Only the metrics middleware, which observes everything, comes later.
     "axes.middleware.AxesMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -215,15 +222,22 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE: dict = {}
 
 # ---------------------------------------------------------------------------------------
-# Logging
+# Logging — structured (JSON) with a request id that follows an action from the API into
+# the worker (django-structlog). TRUSTLADDER_LOG_FORMAT=json|console.
+# https://django-structlog.readthedocs.io/
 # ---------------------------------------------------------------------------------------
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", "INFO")},
-}
+LOG_FORMAT = env("TRUSTLADDER_LOG_FORMAT", "json")
+LOGGING = build_logging(fmt=LOG_FORMAT, level=env("DJANGO_LOG_LEVEL", "INFO"))
+configure_structlog()
+DJANGO_STRUCTLOG_CELERY_ENABLED = True
+# Keep the caller's X-Request-ID (an agent's or a proxy's) so one id follows a request end to end.
+DJANGO_STRUCTLOG_TRUST_UPSTREAM_REQUEST_ID = True
+
+# ---------------------------------------------------------------------------------------
+# Metrics — GET /metrics (Prometheus). With a token set, scrapers send it as a Bearer token;
+# without one, only loopback and private-network clients are answered.
+# ---------------------------------------------------------------------------------------
+TRUSTLADDER_METRICS_TOKEN = env("TRUSTLADDER_METRICS_TOKEN", "")
 
 # ---------------------------------------------------------------------------------------
 # Review queues

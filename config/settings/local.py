@@ -1,6 +1,7 @@
 """Laptop and demo settings: DEBUG on unless DJANGO_DEBUG says otherwise."""
 
-from config.env import env_bool
+from config.env import env, env_bool
+from config.logging import build_logging
 
 from .base import *  # noqa: F403
 
@@ -9,3 +10,7 @@ DEBUG = env_bool("DJANGO_DEBUG", True)
 # Serve static files straight from the source folders (no collectstatic needed).
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
+
+# Readable logs on a terminal unless asked otherwise.
+LOG_FORMAT = env("TRUSTLADDER_LOG_FORMAT", "console")
+LOGGING = build_logging(fmt=LOG_FORMAT, level=env("DJANGO_LOG_LEVEL", "INFO"))

@@ -3,7 +3,6 @@
 Safe to run again: existing deployments and people are kept; new API keys are printed.
 """
 
-import random
 from pathlib import Path
 
 from django.conf import settings
@@ -12,8 +11,7 @@ from django.db import transaction
 
 from deployments.models import Deployment
 from deployments.services import api_key_create, deployment_create, member_create
-from reviews.models import ProposedAction
-from reviews.services import proposed_action_create
+from reviews.demo.load import load_history
 
 DEPLOYMENTS = [
     ("support-triage", "Support ticket triage", "shadow", ["ticket.route", "ticket.tag", "ticket.close"]),
@@ -28,65 +26,51 @@ PEOPLE = [
     ("senior", "senior", "senior-demo-pw"),
     ("reviewer", "reviewer", "reviewer-demo-pw"),
 ]
-
-
-def _payload(action_type: str, rng: random.Random) -> dict:
-    n = rng.randint(1000, 99999)
-    if action_type.startswith("refund"):
-        return {
-            "order": f"ORD-{n}",
-            "amount_cents": rng.choice([499, 1299, 4500, 12000, 80000]),
-            "currency": "EUR",
-        }
-    if action_type.startswith("invoice"):
-        return {
-            "invoice": f"INV-{n}",
-            "purchase_order": f"PO-{n // 3}",
-            "amount_cents": rng.randint(1000, 500000),
-        }
-    if action_type.startswith("ticket"):
-        return {"ticket": f"T-{n}", "queue": rng.choice(["billing", "tech", "sales"]), "tags": ["auto"]}
-    return {"account": f"user{n}@example.com", "channel": rng.choice(["email", "sms"])}
+# More people who decided things in the history (they cannot sign in: no password).
+COLLEAGUES = [("priya", "reviewer"), ("tomas", "reviewer"), ("mei", "senior")]
 
 
 class Command(BaseCommand):
     help = "Load demo data and print the sign-ins and API keys."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--actions", type=int, default=40, help="actions to propose per deployment")
+        parser.add_argument("--days", type=int, default=60, help="days of history to write on first load")
         parser.add_argument("--seed", type=int, default=7)
 
     @transaction.atomic
-    def handle(self, *args, actions: int, seed: int, **options) -> None:
-        rng = random.Random(seed)
+    def handle(self, *args, days: int, seed: int, **options) -> None:
+        fresh = not Deployment.objects.filter(slug__in=[d[0] for d in DEPLOYMENTS]).exists()
         deployments = {}
         for slug, name, stage, _types in DEPLOYMENTS:
             deployment = Deployment.objects.filter(slug=slug).first() or deployment_create(
                 slug=slug, name=name, stage=stage, actor_label="load_demo"
             )
             deployments[slug] = deployment
+        members = {}
         for username, role, password in PEOPLE:
-            member_create(username=username, role=role, password=password, deployments=list(deployments.values()))
+            members[username] = member_create(
+                username=username, role=role, password=password, deployments=list(deployments.values())
+            )
+        for username, role in COLLEAGUES:
+            members[username] = member_create(username=username, role=role, deployments=list(deployments.values()))
+
+        if fresh:
+            self.stdout.write(f"Writing {days} days of history ...")
+            summary = load_history(
+                deployments=deployments,
+                reviewers=[members[u].user for u in ("reviewer", "priya", "tomas")],
+                seniors=[members[u].user for u in ("senior", "mei")],
+                days=days,
+                seed=seed,
+            )
+            self.stdout.write(
+                f"  {summary['actions']:,} actions, {summary['decisions']:,} decisions, "
+                f"{summary['audit_events']:,} audit events"
+            )
 
         keys = {}
-        for slug, _name, _stage, types in DEPLOYMENTS:
-            deployment = deployments[slug]
-            _, keys[slug] = api_key_create(deployment=deployment, name="demo")
-            if ProposedAction.objects.filter(deployment=deployment).exists():
-                continue
-            for i in range(actions):
-                action_type = rng.choice(types)
-                proposed_action_create(
-                    deployment=deployment,
-                    action_type=action_type,
-                    payload=_payload(action_type, rng),
-                    risk_score=round(rng.betavariate(2, 5), 3),
-                    confidence=round(rng.betavariate(12, 1.2), 3),
-                    external_id=f"{slug}-{i}",
-                    model_version="demo-1",
-                    rationale="Demo proposal.",
-                    actor_label="load_demo",
-                )
+        for slug, _name, _stage, _types in DEPLOYMENTS:
+            _, keys[slug] = api_key_create(deployment=deployments[slug], name="demo")
 
         demo_dir = Path(settings.BASE_DIR) / ".demo"
         demo_dir.mkdir(exist_ok=True)

@@ -1,0 +1,101 @@
+"""Prometheus metrics read from the database at scrape time.
+
+Every figure comes from shared state (PostgreSQL), never from one process's memory, so any
+number of web and worker processes give the same answer and scaling out changes nothing.
+Request metrics per process come from django-prometheus (multiprocess mode when
+PROMETHEUS_MULTIPROC_DIR is set).
+"""
+
+from collections.abc import Iterator
+
+from django.db.models import Count, Sum
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from deployments.models import Deployment, EvidenceCount
+from deployments.policy import STAGE_ORDER
+from reviews.models import ProposedAction
+
+
+class TrustladderCollector(Collector):
+    """Queue depths, proposals by route, decisions by outcome, time to decision, breakers."""
+
+    def collect(self) -> Iterator:
+        deployments = {d.pk: d for d in Deployment.objects.all()}
+        slug = {pk: d.slug for pk, d in deployments.items()}
+
+        depth = GaugeMetricFamily(
+            "trustladder_queue_depth", "Actions waiting for a person, by queue.", labels=["deployment", "queue"]
+        )
+        pending = ProposedAction.objects.pending().values("deployment_id", "status").annotate(n=Count("id")).order_by()
+        seen = set()
+        for row in pending:
+            queue = "review" if row["status"] == ProposedAction.Status.PENDING_REVIEW else "senior"
+            depth.add_metric([slug[row["deployment_id"]], queue], row["n"])
+            seen.add((row["deployment_id"], queue))
+        audit = ProposedAction.objects.in_audit_queue().values("deployment_id").annotate(n=Count("id")).order_by()
+        for row in audit:
+            depth.add_metric([slug[row["deployment_id"]], "audit"], row["n"])
+            seen.add((row["deployment_id"], "audit"))
+        for pk in deployments:
+            for queue in ("review", "senior", "audit"):
+                if (pk, queue) not in seen:
+                    depth.add_metric([slug[pk], queue], 0)
+        yield depth
+
+        proposals = CounterMetricFamily(
+            "trustladder_proposals", "Proposed actions, by route.", labels=["deployment", "route"]
+        )
+        decisions = CounterMetricFamily(
+            "trustladder_decisions", "Decisions by people or the clock, by outcome.", labels=["deployment", "outcome"]
+        )
+        executions = CounterMetricFamily(
+            "trustladder_executions", "Execution results reported by agents.", labels=["deployment", "status", "route"]
+        )
+        seconds = CounterMetricFamily(
+            "trustladder_decision_seconds", "Time from claim (or arrival) to decision.", labels=["deployment"]
+        )
+        totals = (
+            EvidenceCount.objects.values("deployment_id", "metric").annotate(n=Sum("n"), total=Sum("total")).order_by()
+        )
+        decision_seconds: dict[int, list[float]] = {}
+        for row in totals:
+            name, metric = slug[row["deployment_id"]], row["metric"]
+            kind, _, rest = metric.partition(".")
+            if kind == "proposed":
+                proposals.add_metric([name, rest], row["n"])
+            elif kind == "decision":
+                decisions.add_metric([name, rest], row["n"])
+                if rest != "escalate":
+                    acc = decision_seconds.setdefault(row["deployment_id"], [0.0, 0])
+                    acc[0] += row["total"] or 0.0
+                    acc[1] += row["n"]
+            elif kind == "execution":
+                status, _, route = rest.partition(".")
+                executions.add_metric([name, status, route], row["n"])
+        yield proposals
+        yield decisions
+        yield executions
+        for pk, (total, _count) in decision_seconds.items():
+            seconds.add_metric([slug[pk]], total)
+        yield seconds
+        count = CounterMetricFamily("trustladder_decision_count", "Decisions timed.", labels=["deployment"])
+        for pk, (_total, n) in decision_seconds.items():
+            count.add_metric([slug[pk]], n)
+        yield count
+
+        stage = GaugeMetricFamily(
+            "trustladder_stage", "Stage of the deployment: 1 shadow … 4 autonomous.", labels=["deployment"]
+        )
+        breaker = GaugeMetricFamily(
+            "trustladder_breaker_tripped", "1 while the breaker is tripped.", labels=["deployment"]
+        )
+        paused = GaugeMetricFamily("trustladder_paused", "1 while the kill switch is on.", labels=["deployment"])
+        ranks = {s.value: i + 1 for i, s in enumerate(STAGE_ORDER)}
+        for d in deployments.values():
+            stage.add_metric([d.slug], ranks[d.stage])
+            breaker.add_metric([d.slug], 1 if d.breaker_tripped else 0)
+            paused.add_metric([d.slug], 1 if d.paused else 0)
+        yield stage
+        yield breaker
+        yield paused
