@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('deployments', '0002_audit_append_only'),
+        ('deployments', '0003_backdatable_timestamps'),
     ]
 
     operations = [
