@@ -99,29 +99,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(env: dict[str, str], port: int, workers: int, threads: int) -> subprocess.Popen:
+def start_server(env: dict[str, str], port: int, workers: int, threads: int, log: Path) -> subprocess.Popen:
+    """gunicorn as production runs it: config/gunicorn.conf.py, sized by its variables."""
     gunicorn = Path(PYTHON).with_name("gunicorn")
-    proc = subprocess.Popen(
-        [
-            str(gunicorn),
-            "config.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--threads",
-            str(threads),
-            "--access-logfile",
-            "-" if os.environ.get("BENCH_ACCESS_LOG") else "/dev/null",
-            "--log-level",
-            "warning",
-            "--backlog",
-            "2048",
-        ],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
+    env = env | {
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "GUNICORN_WORKERS": str(workers),
+        "GUNICORN_THREADS": str(threads),
+    }
+    conf = ROOT / "config" / "gunicorn.conf.py"
+    sizing = (
+        [] if conf.exists() else ["--bind", env["GUNICORN_BIND"], "--workers", str(workers), "--threads", str(threads)]
     )
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(gunicorn), *(["-c", str(conf)] if conf.exists() else []), *sizing, "config.wsgi:application"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -301,7 +299,8 @@ def main() -> int:
     key = manage(env, "create_api_key", "bench").strip().splitlines()[-1]
 
     port = free_port()
-    server = start_server(env, port, args.workers, args.threads)
+    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-ingest-gunicorn-{port}.log"
+    server = start_server(env, port, args.workers, args.threads, log)
     results: dict[str, dict] = {}
     try:
         common = {"port": port, "key": key, "concurrency": args.concurrency, "max_seconds": args.max_seconds}
