@@ -74,7 +74,6 @@ def server_env(database_url: str, redis_url: str) -> dict[str, str]:
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(60),
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "DJANGO_SECURE_SSL_REDIRECT": "false",
-        "DJANGO_LOG_LEVEL": "WARNING",
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "TRUSTLADDER_BENCH_NOOP": "1",
