@@ -2,8 +2,10 @@
 """Ingest benchmark (issue 2): POST /api/v1/actions under gunicorn against two floors.
 
 In one run, at the same concurrency:
-  1. ingest  — POST /api/v1/actions (with an Idempotency-Key, as agents are told to send) to
-               gunicorn (2 sync workers, production settings) on PostgreSQL;
+  1. ingest  — POST /api/v1/actions (with an Idempotency-Key and an external_id, as agents
+               send them) to gunicorn (config/gunicorn.conf.py, 2 workers; once with sync
+               workers and once with 4 threads each, see --threads) on PostgreSQL, production
+               settings;
   2. noop    — POST of the same body to /bench/noop on the same server: the cost of HTTP,
                gunicorn and Django's middleware with no work;
   3. insert  — raw psycopg: one single-row INSERT + COMMIT per operation, one connection per
@@ -279,7 +281,11 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=3000, help="requests (or inserts) per measurement")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
-    parser.add_argument("--threads", type=int, default=1, help="threads per worker (1: sync workers, >1: gthread)")
+    parser.add_argument(
+        "--threads",
+        default="1,4",
+        help="threads per worker, one server run each, comma-separated (1: sync workers, >1: gthread)",
+    )
     parser.add_argument("--max-seconds", type=float, default=60.0, help="time bound of each measurement")
     parser.add_argument("--warmup", type=int, default=300, help="requests sent (and not counted) first")
     parser.add_argument(
@@ -297,52 +303,62 @@ def main() -> int:
     manage(env, "create_deployment", "bench", "--stage", "supervised")
     key = manage(env, "create_api_key", "bench").strip().splitlines()[-1]
 
-    port = free_port()
-    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-ingest-gunicorn-{port}.log"
-    server = start_server(env, port, args.workers, args.threads, log)
+    configs = [int(t) for t in str(args.threads).split(",")]
     results: dict[str, dict] = {}
-    try:
-        common = {"port": port, "key": key, "concurrency": args.concurrency, "max_seconds": args.max_seconds}
-        for path in ("/bench/noop", "/api/v1/actions"):  # warm both workers, caches and connections
-            http_load(path=path, total=args.warmup, **common)
-        results["noop"] = http_load(path="/bench/noop", total=args.requests, **common)
-        results["ingest"] = http_load(path="/api/v1/actions", total=args.requests, **common)
-    finally:
-        stop_server(server)
+    labels: dict[str, str] = {}
+    for threads in configs:
+        server_desc = f"{args.workers} sync workers" if threads == 1 else f"{args.workers} workers x {threads} threads"
+        port = free_port()
+        log = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-ingest-gunicorn-{port}.log"
+        server = start_server(env, port, args.workers, threads, log)
+        try:
+            common = {"port": port, "key": key, "concurrency": args.concurrency, "max_seconds": args.max_seconds}
+            for path in ("/bench/noop", "/api/v1/actions"):  # warm both workers, caches and connections
+                http_load(path=path, total=args.warmup, **common)
+            noop = http_load(path="/bench/noop", total=args.requests, **common)
+            results[f"ingest/{threads}"] = http_load(path="/api/v1/actions", total=args.requests, **common)
+            results[f"noop/{threads}"] = noop
+        finally:
+            stop_server(server)
+        labels[f"ingest/{threads}"] = f"POST /api/v1/actions ({server_desc})"
+        labels[f"noop/{threads}"] = f"floor: trivial endpoint ({server_desc})"
     results["insert"] = insert_load(
         database_url=database_url, total=args.requests, concurrency=args.concurrency, max_seconds=args.max_seconds
     )
+    labels["insert"] = "floor: psycopg INSERT + COMMIT"
 
-    floor = min(results["noop"]["rps"], results["insert"]["rps"])
-    ratio = results["ingest"]["rps"] / floor if floor else 0.0
-    labels = {
-        "ingest": "POST /api/v1/actions",
-        "noop": "floor: trivial endpoint, same server",
-        "insert": "floor: psycopg INSERT + COMMIT",
-    }
-    server_desc = f"{args.workers} gunicorn workers" + (f" x {args.threads} threads" if args.threads > 1 else " (sync)")
-    print(f"\nconcurrency {args.concurrency}, {args.requests} requests each, {server_desc}")
-    print(f"{'measurement':<44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
-    for name in ("ingest", "noop", "insert"):
-        r = results[name]
-        print(f"{labels[name]:<44} {r['rps']:>9.1f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>7}")
-    verdict = "met" if ratio >= 0.5 else "NOT met"
-    print(f"\ningest / lower floor = {ratio:.2f} (target >= 0.50: {verdict})")
+    ratios = {}
+    for threads in configs:
+        floor = min(results[f"noop/{threads}"]["rps"], results["insert"]["rps"])
+        ratios[threads] = results[f"ingest/{threads}"]["rps"] / floor if floor else 0.0
 
-    rows = [
-        {"name": labels[name], **{k: results[name][k] for k in ("rps", "p50_ms", "p99_ms", "n", "errors")}}
-        for name in ("ingest", "noop", "insert")
-    ]
+    print(f"\nconcurrency {args.concurrency}, {args.requests} requests each, gunicorn {args.workers} workers")
+    print(f"{'measurement':<58} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    for name, r in results.items():
+        print(f"{labels[name]:<58} {r['rps']:>9.1f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>7}")
+    print()
+    for threads, ratio in ratios.items():
+        verdict = "met" if ratio >= 0.5 else "NOT met"
+        print(f"ingest / lower floor, threads={threads}: {ratio:.2f} (target >= 0.50: {verdict})")
+
+    fields = ("rps", "p50_ms", "p99_ms", "n", "errors")
+    rows = [{"name": labels[name], **{k: r[k] for k in fields}} for name, r in results.items()]
+    main_ratio = ratios[configs[0]]
     line = {
         "bench": "ingest",
         "params": {
             "concurrency": args.concurrency,
             "requests": args.requests,
             "workers": args.workers,
-            "threads": args.threads,
+            "threads": configs,
         },
         "rows": rows,
-        "target": {"description": "ingest >= 50% of the lower floor", "ratio": round(ratio, 3), "met": ratio >= 0.5},
+        "target": {
+            "description": f"ingest >= 50% of the lower floor (threads={configs[0]})",
+            "ratio": round(main_ratio, 3),
+            "met": main_ratio >= 0.5,
+        },
+        "notes": [f"ingest / lower floor with threads={t}: {r:.2f}" for t, r in ratios.items()],
     }
     print("BENCH-RESULT " + json.dumps(line))
     errors = sum(r["errors"] for r in results.values())
