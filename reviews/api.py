@@ -42,7 +42,11 @@ class ActionIn(Schema):
     model_version: str = Field("", max_length=100)
     rationale: str = Field("", max_length=20_000)
     needs_human: bool = False
-    callback_url: AnyHttpUrl | None = Field(None, max_length=2000)
+    # AnyHttpUrl's schema says only "format: uri"; the pattern tells clients (and the fuzzer)
+    # that the scheme must be http or https.
+    callback_url: AnyHttpUrl | None = Field(
+        None, max_length=2000, json_schema_extra={"pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"}
+    )
 
     @field_validator("payload", "external_id", "model_version", "rationale")
     @classmethod
