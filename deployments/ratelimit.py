@@ -20,6 +20,7 @@ from django.db import connection
 from deployments.models import RateLimitBucket
 
 log = logging.getLogger(__name__)
+_last_warning = -math.inf
 
 
 @cache
@@ -39,7 +40,10 @@ def _hit_redis(bucket: str, window: int, period: int) -> int | None:
         pipe.expire(key, period + 1)
         count, _ = pipe.execute()
     except redis.RedisError as exc:
-        log.warning("rate limiter: Redis unavailable (%s); letting the request through", type(exc).__name__)
+        global _last_warning
+        if time.monotonic() - _last_warning > 60:  # one line a minute per process, not one per request
+            _last_warning = time.monotonic()
+            log.warning("rate limiter: Redis unavailable (%s); letting requests through", type(exc).__name__)
         return None
     return int(count)
 

@@ -168,7 +168,7 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 # Sent by config.middleware.SecurityHeadersMiddleware on every response.
-PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()"
+PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=()"
 
 # Login throttling (django-axes) — https://django-axes.readthedocs.io/en/latest/4_configuration.html
 # After AXES_FAILURE_LIMIT failed sign-ins of one username from one address, that pair is
