@@ -20,3 +20,14 @@ def test_api_docs_render_under_the_csp_without_violations(live_server, page):
     assert page.locator(".opblock").count() >= 4  # every operation is listed
     assert external == []  # nothing from a CDN
     assert [p for p in problems if "Content Security Policy" in p or "Refused" in p] == []
+
+
+@pytest.mark.parametrize("path", ["/accounts/login/", "/admin/login/"])
+def test_sign_in_pages_run_under_the_csp_without_violations(live_server, page, path):
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    response = page.goto(f"{live_server.url}{path}")
+    assert response.status == 200
+    page.wait_for_load_state("load")
+    assert [p for p in problems if "Content Security Policy" in p or "Refused" in p] == []
