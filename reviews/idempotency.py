@@ -8,6 +8,8 @@ The key is claimed in its own short transaction so that concurrent requests see 
 response is stored in the transaction that does the work (`idempotency_complete`).
 """
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -56,7 +58,7 @@ def idempotency_claim(*, deployment: Deployment, key: str, fingerprint: str) -> 
     return record
 
 
-def _insert_claim(*, deployment: Deployment, key: str, fingerprint: str, now) -> IdempotencyRecord | None:
+def _insert_claim(*, deployment: Deployment, key: str, fingerprint: str, now: datetime) -> IdempotencyRecord | None:
     """INSERT the claim unless the key exists; the new record, or None if it existed.
 
     One statement (ON CONFLICT DO NOTHING: no exception, no savepoint). This is the API's hot
