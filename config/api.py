@@ -9,9 +9,10 @@ from typing import Any
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
-from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 from ninja.parser import Parser
 
+from deployments.api import ApiKeyRateThrottle, ErrorOut
 from deployments.api import router as deployment_router
 from deployments.errors import DomainError
 from reviews.api import router as actions_router
@@ -34,13 +35,49 @@ class StrictJsonParser(Parser):
             raise HttpError(400, f"the body is not valid JSON: {exc}") from None
 
 
-api = NinjaAPI(
+class TrustladderAPI(NinjaAPI):
+    """The NinjaAPI whose OpenAPI document declares the errors every operation can answer.
+
+    Any authenticated operation can answer 401 (no or a bad key) and 429 (rate limit); any
+    operation with a body can answer 400 (malformed JSON), 413 (too big) and 422 (invalid).
+    Declared here once, so an operation added later conforms without repeating them (the
+    schemathesis suite in tests/fuzz checks every response against this document).
+    """
+
+    def get_openapi_schema(self, *, path_prefix: str | None = None, path_params: dict | None = None) -> Any:
+        schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas.setdefault("ErrorOut", ErrorOut.model_json_schema())
+        error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}}
+        described = {
+            400: "Malformed JSON",
+            401: "Missing, unknown or revoked API key",
+            413: "Request body over 256 KiB",
+            422: "Invalid input; `detail` names the field",
+            429: "Over the key's rate limit; see Retry-After",
+        }
+        for methods in schema.get("paths", {}).values():
+            for operation in methods.values():
+                codes = []
+                if operation.get("security"):
+                    codes += [401, 429]
+                if "requestBody" in operation:
+                    codes += [400, 413, 422]
+                responses = operation.setdefault("responses", {})
+                for code in codes:
+                    if code not in responses and str(code) not in responses:
+                        responses[code] = {"description": described[code], **error}
+        return schema
+
+
+api = TrustladderAPI(
     title="Trustladder agent API",
     version="1.0.0",
     description="Propose actions, learn what to do with them, report results. See the README.",
     urls_namespace="api",
     parser=StrictJsonParser(),
     docs_url="/docs",
+    throttle=[ApiKeyRateThrottle()],
 )
 api.add_router("/", actions_router)
 api.add_router("/", deployment_router)
@@ -79,6 +116,12 @@ def on_auth_error(request: HttpRequest, exc: AuthenticationError) -> HttpRespons
 def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     codes = {400: "bad_request", 403: "forbidden", 404: "not_found", 409: "conflict", 429: "rate_limited"}
     return _error(request, exc.status_code, codes.get(exc.status_code, "error"), exc.message)
+
+
+@api.exception_handler(Throttled)
+def on_throttled(request: HttpRequest, exc: Throttled) -> HttpResponse:
+    # django-ninja adds the Retry-After header to this response.
+    return _error(request, 429, "rate_limited", "this API key is over its rate limit; retry after Retry-After seconds")
 
 
 @api.exception_handler(Http404)

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -18,3 +19,8 @@ urlpatterns = [
     path("", include("deployments.urls")),
     path("", include("deliveries.urls")),
 ]
+
+if settings.BENCH_NOOP:
+    from config.bench import noop
+
+    urlpatterns.insert(0, path("bench/noop", noop))

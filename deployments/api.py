@@ -1,14 +1,18 @@
 """Agent API: authentication by bearer key, and the key's deployment."""
 
+import threading
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
+from django.conf import settings
 from django.http import HttpRequest
 from django.utils import timezone
 from ninja import Field, Query, Router, Schema
 from ninja.security import HttpBearer
+from ninja.throttling import BaseThrottle
 
 from deployments.models import ApiKey, Deployment
+from deployments.ratelimit import rate_limit_hit
 from deployments.services import api_key_authenticate
 
 LAST_USED_RESOLUTION = timedelta(minutes=5)
@@ -26,6 +30,32 @@ class ApiKeyAuth(HttpBearer):
 
 
 bearer = ApiKeyAuth()
+
+
+class ApiKeyRateThrottle(BaseThrottle):
+    """At most N requests per minute per API key (the deployment's `api_rate_limit`, else
+    API_RATE_LIMIT_PER_MINUTE); past it django-ninja answers 429 with Retry-After.
+
+    Runs after authentication; unauthenticated requests are refused (401) before it."""
+
+    def __init__(self) -> None:
+        # One instance serves every request; the wait belongs to the request's thread.
+        self._local = threading.local()
+
+    def allow_request(self, request: HttpRequest) -> bool:
+        key = getattr(request, "auth", None)
+        if not isinstance(key, ApiKey):
+            return True
+        limit = key.deployment.api_rate_limit
+        if limit is None:
+            limit = settings.API_RATE_LIMIT_PER_MINUTE
+        self._local.wait = rate_limit_hit(bucket=f"api-key:{key.pk}:{key.prefix}", limit=limit, period=60)
+        return self._local.wait is None
+
+    def wait(self) -> float | None:
+        return getattr(self._local, "wait", None)
+
+
 router = Router(auth=bearer, tags=["deployment"])
 
 
@@ -78,7 +108,18 @@ def deployment_representation(deployment: Deployment) -> dict:
     }
 
 
-@router.get("/deployment", response=DeploymentOut, summary="The deployment of this API key")
+class ErrorOut(Schema):
+    """Every API error: a stable code and a human-readable detail (SPEC §5)."""
+
+    error: str
+    detail: Any
+
+
+# The errors any authenticated operation can answer, declared in the OpenAPI document.
+AUTH_ERRORS = {401: ErrorOut, 429: ErrorOut}
+
+
+@router.get("/deployment", response={200: DeploymentOut, **AUTH_ERRORS}, summary="The deployment of this API key")
 def deployment_detail(request: HttpRequest) -> dict:
     return deployment_representation(request.auth.deployment)
 

@@ -73,6 +73,11 @@ class Deployment(models.Model):
     # reviews.shadow.services.comparison_rules_set, which recomputes every comparison.
     comparison_rules = models.JSONField(default=dict, blank=True)
 
+    # Requests per minute per API key of this deployment; empty: API_RATE_LIMIT_PER_MINUTE.
+    api_rate_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Requests per minute per API key (empty: the site default; 0: no limit)."
+    )
+
     # Signs webhook deliveries (Standard Webhooks, "whsec_" + base64 secret); rotatable.
     webhook_secret = models.CharField(max_length=100, blank=True)
 
@@ -347,3 +352,13 @@ class BlastRadiusUse(models.Model):
 
     def __str__(self) -> str:
         return f"{self.deployment_id} {self.at:%H:%M:%S} value={self.value}"
+class RateLimitBucket(models.Model):
+    """The API rate limiter's counters when there is no Redis: one row per bucket (API key),
+    holding the count of the current fixed window. Written only by deployments.ratelimit."""
+
+    bucket = models.CharField(max_length=100, primary_key=True)
+    window_no = models.BigIntegerField()
+    count = models.PositiveIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.bucket} @{self.window_no}: {self.count}"

@@ -2,14 +2,14 @@
 
 from typing import Annotated, Any, Literal
 
-from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from ninja import Field, Header, Path, Router, Schema, Status
 from pydantic import AnyHttpUrl, field_validator
 
-from deployments.api import bearer
+from deployments.api import AUTH_ERRORS, ErrorOut, bearer
 from reviews.canonical import payload_sha256
 from reviews.idempotency import idempotency_claim, idempotency_complete, idempotency_release
+from reviews.models import ProposedAction
 from reviews.representation import action_representation
 from reviews.selectors import action_get_for_deployment
 from reviews.services import proposed_action_create, proposed_action_report_result
@@ -42,7 +42,11 @@ class ActionIn(Schema):
     model_version: str = Field("", max_length=100)
     rationale: str = Field("", max_length=20_000)
     needs_human: bool = False
-    callback_url: AnyHttpUrl | None = Field(None, max_length=2000)
+    # AnyHttpUrl's schema says only "format: uri"; the pattern tells clients (and the fuzzer)
+    # that the scheme must be http or https.
+    callback_url: AnyHttpUrl | None = Field(
+        None, max_length=2000, json_schema_extra={"pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"}
+    )
 
     @field_validator("payload", "external_id", "model_version", "rationale")
     @classmethod
@@ -80,11 +84,6 @@ class ActionOut(Schema):
     comparison: ComparisonOut | None = None
 
 
-class ErrorOut(Schema):
-    error: str
-    detail: Any
-
-
 class ResultIn(Schema):
     status: Literal["executed", "failed"]
     payload_sha256: str = Field(min_length=64, max_length=64, pattern=r"^[0-9a-f]{64}$")
@@ -97,7 +96,7 @@ class ResultIn(Schema):
         return value
 
 
-ERRORS = {400: ErrorOut, 401: ErrorOut, 404: ErrorOut, 409: ErrorOut, 413: ErrorOut, 422: ErrorOut}
+ERRORS = {**AUTH_ERRORS, 400: ErrorOut, 404: ErrorOut, 409: ErrorOut, 413: ErrorOut, 422: ErrorOut}
 
 
 @router.post(
@@ -123,29 +122,35 @@ def action_create(
             return JsonResponse(
                 record.response_body, status=record.response_status, headers={"Idempotent-Replayed": "true"}
             )
-    try:
-        with transaction.atomic():
-            action = proposed_action_create(
-                deployment=deployment,
-                action_type=data.action_type,
-                payload=data.payload,
-                risk_score=data.risk_score,
-                confidence=data.confidence,
-                external_id=data.external_id,
-                model_version=data.model_version,
-                rationale=data.rationale,
-                needs_human=data.needs_human,
-                callback_url=fields["callback_url"] or "",
-                idempotency_key=idempotency_key,
-                actor_label=f"api-key:{key.prefix}",
-            )
+    on_created = None
+    if record is not None:
+
+        def on_created(action: ProposedAction) -> None:
+            # Stored in the action's own transaction: the replay exists exactly when the action does.
             body = action_representation(action, deployment_slug=deployment.slug)
-            if record is not None:
-                idempotency_complete(record=record, status=201, body=body)
+            idempotency_complete(record=record, status=201, body=body)
+
+    try:
+        action = proposed_action_create(
+            deployment=deployment,
+            action_type=data.action_type,
+            payload=data.payload,
+            risk_score=data.risk_score,
+            confidence=data.confidence,
+            external_id=data.external_id,
+            model_version=data.model_version,
+            rationale=data.rationale,
+            needs_human=data.needs_human,
+            callback_url=fields["callback_url"] or "",
+            idempotency_key=idempotency_key,
+            actor_label=f"api-key:{key.prefix}",
+            on_created=on_created,
+        )
     except BaseException:
         if record is not None:
             idempotency_release(record=record)
         raise
+    body = action_representation(action, deployment_slug=deployment.slug)
     return Status(201, body)
 
 

@@ -7,6 +7,7 @@ log are written in the same transaction as the change they describe.
 """
 
 import random
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -91,10 +92,13 @@ def proposed_action_create(
     callback_url: str = "",
     idempotency_key: str | None = None,
     actor_label: str = "",
+    on_created: Callable[[ProposedAction], None] | None = None,
 ) -> ProposedAction:
     """Store a proposed action and route it by the deployment's effective stage (SPEC §1).
 
     Refuses (Conflict) a proposal that repeats one already rejected for the same external_id.
+    `on_created(action)` runs last, inside this transaction: what it writes (the API's stored
+    idempotent response) commits or rolls back with the action, without a savepoint.
     """
     proposal_hash = payload_sha256(payload)
     if (
@@ -172,6 +176,8 @@ def proposed_action_create(
             **({"limited": limited} if limited else {}),
         },
     )
+    if on_created is not None:
+        on_created(action)
     return action
 
 

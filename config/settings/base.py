@@ -35,6 +35,9 @@ INSTALLED_APPS = [
     "template_partials",
     "django_prometheus",
     "django_structlog",
+    "ninja",  # serves the API docs' Swagger UI from local static files (no CDN; works under CSP)
+    "axes",
+    "csp",
     "deployments",
     "reviews",
     "deliveries",
@@ -52,7 +55,12 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "config.middleware.SecurityHeadersMiddleware",
     "django_structlog.middlewares.RequestMiddleware",
+    # After the auth middleware, as django-axes asks: it turns a flagged failed login into the
+    # lockout page. Only the metrics middleware, which observes everything, comes later.
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -99,6 +107,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # ---------------------------------------------------------------------------------------
 # Auth — https://docs.djangoproject.com/en/5.2/topics/auth/
 # ---------------------------------------------------------------------------------------
+AUTHENTICATION_BACKENDS = [
+    # Refuses sign-ins of a locked-out (username, IP) before the password is checked.
+    "config.auth.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -133,6 +146,44 @@ CSRF_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# Pages render the CSRF token into `hx-headers`; no script needs to read the cookie.
+CSRF_COOKIE_HTTPONLY = True
+
+# Content-Security-Policy (django-csp 4) — https://django-csp.readthedocs.io/
+# Scripts only from our own origin: no inline scripts, no eval (htmx is vendored; htmx
+# features that eval, such as hx-on or js: values, are not used). Inline *styles* are allowed:
+# htmx injects its indicator <style> and pages use style attributes for bars and charts; a
+# style cannot run code. The API docs (/api/v1/docs) use django-ninja's local Swagger assets.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+# Sent by config.middleware.SecurityHeadersMiddleware on every response.
+PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=()"
+
+# Login throttling (django-axes) — https://django-axes.readthedocs.io/en/latest/4_configuration.html
+# After AXES_FAILURE_LIMIT failed sign-ins of one username from one address, that pair is
+# locked out for AXES_COOLOFF_TIME (the lock page answers 429). Counted in the database, so it
+# holds across web workers. The address is REMOTE_ADDR: behind a proxy, make the proxy pass
+# the client address (a forwarded header is not trusted, as it can be forged).
+AXES_FAILURE_LIMIT = int(env("TRUSTLADDER_LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(env("TRUSTLADDER_LOGIN_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_VERBOSE = False
 
 # ---------------------------------------------------------------------------------------
 # Agent API
@@ -146,6 +197,13 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = max(API_MAX_BODY_BYTES, *API_BODY_LIMITS.values())
 IDEMPOTENCY_KEY_TTL = timedelta(hours=int(env("TRUSTLADDER_IDEMPOTENCY_TTL_HOURS", "48")))
 # A request that claimed a key but never finished (crashed worker) is taken over after this.
 IDEMPOTENCY_IN_FLIGHT_TIMEOUT = timedelta(seconds=60)
+# Requests per minute per API key (429 with Retry-After past it); a deployment may set its
+# own (Deployment.api_rate_limit). Counted in Redis when REDIS_URL is set, else in the database,
+# so the limit holds across web workers. 0 turns the limit off.
+API_RATE_LIMIT_PER_MINUTE = int(env("TRUSTLADDER_API_RATE_LIMIT_PER_MINUTE", "600"))
+
+# bench/ingest.py's floor: a trivial view at /bench/noop. Never set it in a real deployment.
+BENCH_NOOP = env_bool("TRUSTLADDER_BENCH_NOOP", False)
 
 # ---------------------------------------------------------------------------------------
 # Celery — https://docs.celeryq.dev/en/stable/userguide/configuration.html

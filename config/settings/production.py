@@ -24,6 +24,9 @@ SECURE_HSTS_PRELOAD = True
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 SESSION_COOKIE_AGE = 8 * 3600
+# "__Host-" cookies are Secure, host-only and Path=/: a sibling subdomain cannot set them.
+SESSION_COOKIE_NAME = "__Host-trustladder_session"
+CSRF_COOKIE_NAME = "__Host-csrftoken"
 
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
