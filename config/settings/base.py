@@ -52,6 +52,8 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "django_structlog.middlewares.RequestMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # Last, so its process_exception runs first: database unavailability becomes 503, not 500.
+    "config.unavailable.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -141,7 +143,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 # An Idempotency-Key is remembered at least this long (IETF httpapi draft: >= 24 h).
 IDEMPOTENCY_KEY_TTL = timedelta(hours=int(env("TRUSTLADDER_IDEMPOTENCY_TTL_HOURS", "48")))
 # A request that claimed a key but never finished (crashed worker) is taken over after this.
-IDEMPOTENCY_IN_FLIGHT_TIMEOUT = timedelta(seconds=60)
+IDEMPOTENCY_IN_FLIGHT_TIMEOUT = timedelta(seconds=int(env("TRUSTLADDER_IDEMPOTENCY_IN_FLIGHT_SECONDS", "60")))
 
 # ---------------------------------------------------------------------------------------
 # Celery — https://docs.celeryq.dev/en/stable/userguide/configuration.html
