@@ -16,6 +16,13 @@ pytestmark = pytest.mark.faults
 CYCLES = 3  # each fault is repeated this many times in a test
 
 
+def _agents(stack, seeded, *, seconds: float, **options) -> Agents:
+    """Four agents streaming at the stack; every key given up after `seconds` at the latest."""
+    return Agents(
+        base_url=stack.base_url, api_key=seeded["key"], clients=4, deadline=time.monotonic() + seconds, **options
+    ).start()
+
+
 def _finish(stack, seeded, agents: Agents) -> dict:
     traffic = agents.stop()
     with stack.pg.connect() as conn:
@@ -29,9 +36,7 @@ def _finish(stack, seeded, agents: Agents) -> dict:
 
 
 def test_postgres_restart_during_ingest_gives_503_then_every_key_exactly_once(live_stack, seeded):
-    agents = Agents(
-        base_url=live_stack.base_url, api_key=seeded["key"], clients=4, deadline=time.monotonic() + 150
-    ).start()
+    agents = _agents(live_stack, seeded, seconds=150)
     try:
         for cycle in range(CYCLES):
             progress(agents, 20)
@@ -54,9 +59,7 @@ def test_postgres_restart_during_ingest_gives_503_then_every_key_exactly_once(li
 
 
 def test_sigkill_of_a_web_worker_mid_request_loses_and_duplicates_nothing(live_stack, seeded):
-    agents = Agents(
-        base_url=live_stack.base_url, api_key=seeded["key"], clients=4, deadline=time.monotonic() + 150
-    ).start()
+    agents = _agents(live_stack, seeded, seconds=150)
     kills = 0
     try:
         # Kill until an agent has seen a request cut off (it nearly always happens at once: with
@@ -85,9 +88,7 @@ def test_sigkill_of_a_web_worker_mid_request_loses_and_duplicates_nothing(live_s
 
 
 def test_redis_restart_during_ingest_does_not_fail_a_single_request(live_stack, seeded):
-    agents = Agents(
-        base_url=live_stack.base_url, api_key=seeded["key"], clients=4, deadline=time.monotonic() + 120
-    ).start()
+    agents = _agents(live_stack, seeded, seconds=120)
     try:
         for _ in range(CYCLES):
             progress(agents, 20)
