@@ -423,6 +423,29 @@ print(json.dumps({{"deployment_id": d.pk, "slug": d.slug, "key": raw, "reviewers
 """
         return json.loads(self.manage("shell", "-c", code).strip().splitlines()[-1])
 
+    def decide_pending(self, *, deployment_id: int, username: str, limit: int = 1000) -> dict[int, str]:
+        """As `username`, decide the deployment's pending actions through reviews.services (the
+        service the browser's decide view calls): every third rejected, the rest approved.
+        Returns {action id: "approve" or "reject"}."""
+        code = f"""
+import json
+from django.contrib.auth import get_user_model
+from reviews.models import ProposedAction
+from reviews.services import proposed_action_approve, proposed_action_reject
+user = get_user_model().objects.get(username={username!r})
+pending = ProposedAction.objects.filter(deployment_id={deployment_id}, status__in=ProposedAction.PENDING_STATUSES)
+decided = {{}}
+for i, pk in enumerate(pending.order_by("id").values_list("pk", flat=True)[:{limit}]):
+    if i % 3 == 2:
+        proposed_action_reject(action_id=pk, actor=user, reason="fault tests")
+        decided[pk] = "reject"
+    else:
+        proposed_action_approve(action_id=pk, actor=user)
+        decided[pk] = "approve"
+print(json.dumps(decided))
+"""
+        return {int(k): v for k, v in json.loads(self.manage("shell", "-c", code).strip().splitlines()[-1]).items()}
+
     # -- the web workers ------------------------------------------------------------------
     def web_worker_pids(self) -> list[int]:
         assert self.web is not None
