@@ -103,7 +103,11 @@ class Reviewers:
                 if not ids:
                     time.sleep(0.05)
                     continue
-                action_id, status, payload = ids[rng.randrange(len(ids))]
+                # Mostly its own share of the queue (as claims would give), sometimes anyone's, so
+                # two reviewers do collide now and then and exactly one must win.
+                mine = [row for row in ids if row[0] % len(self.usernames) == index]
+                pool = mine if mine and rng.random() < 0.9 else ids
+                action_id, status, payload = pool[rng.randrange(len(pool))]
                 roll = rng.random()
                 started = time.monotonic()
                 try:

@@ -85,7 +85,9 @@ def _reconcile(stack, seeded, receiver, decided: dict[int, str]) -> dict:
 
     for record in receiver.received:
         assert record["body"] == json.loads(bodies[record["webhook_id"]])
-    return {"received": received, "unfinished_attempts": unfinished}
+    result = {"received": received, "unfinished_attempts": unfinished}
+    print(f"decisions={len(decided)} deliveries={len(outbox)} received={sum(received.values())} {result}")
+    return result
 
 
 def test_sigkill_of_the_worker_mid_delivery_delivers_every_decision_once_in_effect(live_stack, seeded, receiver, beat):
