@@ -405,13 +405,15 @@ class Stack:
             raise StackError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result.stdout
 
-    def seed(self, *, slug: str, stage: str = "supervised", reviewers: int = 1) -> dict:
+    def seed(self, *, slug: str, stage: str = "supervised", reviewers: int = 1, review_sla_seconds: int = 0) -> dict:
         """A deployment with an API key and reviewers (password "pw-<username>"); returns ids and the key."""
         code = f"""
 import json
+from datetime import timedelta
 from deployments.models import Member
 from deployments.services import api_key_create, deployment_create, member_create
-d = deployment_create(slug={slug!r}, name={slug!r}, stage={stage!r}, actor_label="fault-tests")
+sla = {{"review_sla": timedelta(seconds={review_sla_seconds})}} if {review_sla_seconds} else {{}}
+d = deployment_create(slug={slug!r}, name={slug!r}, stage={stage!r}, actor_label="fault-tests", **sla)
 _, raw = api_key_create(deployment=d)
 names = []
 for i in range({reviewers}):
@@ -445,6 +447,35 @@ for i, pk in enumerate(pending.order_by("id").values_list("pk", flat=True)[:{lim
 print(json.dumps(decided))
 """
         return {int(k): v for k, v in json.loads(self.manage("shell", "-c", code).strip().splitlines()[-1]).items()}
+
+    def propose_pending(self, *, deployment_id: int, n: int, callback_url: str = "") -> list[int]:
+        """Create `n` actions for the reviewer queue through reviews.services; returns their ids."""
+        code = f"""
+import json
+from deployments.models import Deployment
+from reviews.services import proposed_action_create
+d = Deployment.objects.get(pk={deployment_id})
+ids = [
+    proposed_action_create(deployment=d, action_type="refund.issue", payload={{"n": i}}, risk_score=0.5,
+                           confidence=0.5, callback_url={callback_url!r}).pk
+    for i in range({n})
+]
+print(json.dumps(ids))
+"""
+        return json.loads(self.manage("shell", "-c", code).strip().splitlines()[-1])
+
+    def celery_call(self, task: str, *, queue: str = "default") -> None:
+        """Send one message for `task` to the broker (as beat would)."""
+        result = subprocess.run(  # noqa: S603
+            [sys.executable, "-m", "celery", "-A", "config.celery_app", "call", task, "--queue", queue],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if result.returncode != 0:
+            raise StackError(f"celery call {task} failed:\n{result.stdout}\n{result.stderr}")
 
     # -- the web workers ------------------------------------------------------------------
     def web_worker_pids(self) -> list[int]:

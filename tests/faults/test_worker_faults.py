@@ -72,7 +72,7 @@ def _reconcile(stack, seeded, receiver, decided: dict[int, str]) -> dict:
         ).fetchone()[0]
     # One outbox row per decision, for the right action and event.
     assert sorted(int(o) for _w, o, _e, _b in outbox) == sorted(decided)
-    events = {"approve": "action.approved", "reject": "action.rejected"}
+    events = {"approve": "action.approved", "reject": "action.rejected", "expire": "action.expired"}
     assert all(e == events[decided[int(o)]] for _w, o, e, _b in outbox)
     # Every webhook id was received, nothing else was, every signature was valid ...
     received = receiver.by_webhook_id()
@@ -136,3 +136,63 @@ def test_redis_restart_while_decisions_are_made_delays_deliveries_and_loses_none
     finally:
         worker.kill()
     assert sum(result["received"].values()) >= len(decided)
+
+
+@pytest.fixture
+def overdue(live_stack, request):
+    """A deployment whose reviewer-queue SLA is one second, so its pending actions expire at once."""
+    return live_stack.seed(slug=f"overdue-{request.node.name[-20:].replace('_', '-')}", review_sla_seconds=1)
+
+
+def test_sigkill_of_the_worker_mid_expiry_run_expires_each_action_once(live_stack, overdue):
+    receiver = Receiver(overdue["webhook_secret"]).start()
+    n = 300
+    worker = None
+    try:
+        ids = live_stack.propose_pending(deployment_id=overdue["deployment_id"], n=n, callback_url=receiver.url)
+        time.sleep(1.1)  # past the SLA
+        conn = live_stack.pg.connect()
+
+        def expired() -> int:
+            return conn.execute(
+                "SELECT count(*) FROM reviews_proposedaction WHERE deployment_id = %s AND status = 'expired'",
+                [overdue["deployment_id"]],
+            ).fetchone()[0]
+
+        worker = live_stack.start_worker("worker-e0", concurrency=1)
+        live_stack.celery_call("reviews.expire_overdue_actions")
+        wait_until(lambda: expired() >= 5, timeout=60, what="the expiry run to start")
+        worker.kill()  # in the middle of the run
+        cut_at = expired()
+        assert cut_at < n, "the run finished before the kill; the test proved nothing"
+        # After a restart the next run (beat would send it every minute) finishes the work.
+        worker = live_stack.start_worker("worker-e1", concurrency=2)
+        live_stack.celery_call("reviews.expire_overdue_actions")
+        wait_until(lambda: expired() == n, timeout=120, what="every overdue action to expire", interval=0.5)
+        # A further run finds nothing to do.
+        live_stack.celery_call("reviews.expire_overdue_actions")
+        decisions = conn.execute(
+            "SELECT action_id, count(*) FROM reviews_decision WHERE verb = 'expire' AND action_id = ANY(%s) "
+            "GROUP BY action_id",
+            [ids],
+        ).fetchall()
+        audited = conn.execute(
+            "SELECT object_id, count(*) FROM deployments_auditevent WHERE verb = 'reviews.action.expired' "
+            "AND deployment_id = %s GROUP BY object_id",
+            [overdue["deployment_id"]],
+        ).fetchall()
+        counted = conn.execute(
+            "SELECT coalesce(sum(n), 0) FROM deployments_evidencecount WHERE deployment_id = %s "
+            "AND metric = 'decision.expire'",
+            [overdue["deployment_id"]],
+        ).fetchone()[0]
+        conn.close()
+        assert sorted(a for a, _n in decisions) == sorted(ids) and {c for _a, c in decisions} == {1}
+        assert sorted(int(o) for o, _n in audited) == sorted(ids) and {c for _o, c in audited} == {1}
+        assert counted == n
+        _reconcile(live_stack, overdue, receiver, dict.fromkeys(ids, "expire"))
+    finally:
+        receiver.close()
+        if worker is not None:
+            worker.kill()
+    print(f"expiry run cut at {cut_at}/{n}")
