@@ -28,6 +28,7 @@ class Receiver:
         self.webhook = Webhook(secret)
         self.lock = threading.Lock()
         self.received: list[dict] = []  # every request, in order: webhook_id, body, valid
+        self.aborted = 0  # requests cut off before their body was complete
         self.arrived = threading.Event()  # set when a request arrives while held
         self._open = threading.Event()
         self._open.set()
@@ -38,6 +39,10 @@ class Receiver:
             def do_POST(self) -> None:  # noqa: N802 — http.server's naming
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
+                if len(body) < length:  # the sender died while sending: nothing was delivered
+                    with receiver.lock:
+                        receiver.aborted += 1
+                    return
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 try:
                     receiver.webhook.verify(body, headers)
