@@ -144,9 +144,9 @@ def overdue(live_stack, request):
     return live_stack.seed(slug=f"overdue-{request.node.name[-20:].replace('_', '-')}", review_sla_seconds=1)
 
 
-def test_sigkill_of_the_worker_mid_expiry_run_expires_each_action_once(live_stack, overdue):
+def test_sigkill_of_the_worker_mid_expiry_run_expires_each_action_once(live_stack, overdue, beat):
     receiver = Receiver(overdue["webhook_secret"]).start()
-    n = 300
+    n = 200
     worker = None
     try:
         ids = live_stack.propose_pending(deployment_id=overdue["deployment_id"], n=n, callback_url=receiver.url)
