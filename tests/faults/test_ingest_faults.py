@@ -13,7 +13,8 @@ from tests.faults.traffic import Agents, progress, reconcile, wait_until
 
 pytestmark = pytest.mark.faults
 
-CYCLES = 3  # each fault is repeated this many times in a test
+# Each fault is repeated this many times in a test (more: TRUSTLADDER_FAULT_CYCLES=20).
+CYCLES = int(os.environ.get("TRUSTLADDER_FAULT_CYCLES", "3"))
 
 
 def _agents(stack, seeded, *, seconds: float, **options) -> Agents:

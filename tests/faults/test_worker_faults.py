@@ -8,6 +8,7 @@ same id and the same body, which Standard Webhooks receivers deduplicate on), an
 delivery ends `delivered`.
 """
 
+import os
 import time
 
 import pytest
@@ -17,7 +18,8 @@ from tests.faults.traffic import Agents, wait_until
 
 pytestmark = pytest.mark.faults
 
-KILLS = 3
+# Kills per test (more: TRUSTLADDER_FAULT_CYCLES=20).
+KILLS = int(os.environ.get("TRUSTLADDER_FAULT_CYCLES", "3"))
 
 
 @pytest.fixture
