@@ -93,7 +93,7 @@ def _reconcile(stack, seeded, receiver, decided: dict[int, str]) -> dict:
 
 
 def test_sigkill_of_the_worker_mid_delivery_delivers_every_decision_once_in_effect(live_stack, seeded, receiver, beat):
-    _propose(live_stack, seeded, receiver, 40)
+    _propose(live_stack, seeded, receiver, max(40, KILLS * 8))
     worker = live_stack.start_worker("worker-k0", concurrency=2)
     receiver.hold()
     decided = live_stack.decide_pending(deployment_id=seeded["deployment_id"], username=seeded["reviewers"][0])
