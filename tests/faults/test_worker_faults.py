@@ -1,6 +1,7 @@
-"""Decisions are delivered to the agent's callback URL exactly once in effect, even when the
-Celery worker is SIGKILLed in the middle of sending, or Redis (the broker) restarts and loses
-every queued message.
+"""Worker faults. Decisions are delivered to the agent's callback URL exactly once in effect,
+even when the Celery worker is SIGKILLed in the middle of sending, or Redis (the broker)
+restarts and loses every queued message; a worker SIGKILLed in the middle of the periodic
+expiry run leaves every overdue action expired exactly once after the next run.
 
 "Exactly once in effect": each decision has exactly one outbox row with one `webhook-id`;
 the receiver gets that id at least once (a send cut short by a kill is sent again, with the
@@ -8,6 +9,7 @@ same id and the same body, which Standard Webhooks receivers deduplicate on), an
 delivery ends `delivered`.
 """
 
+import json
 import os
 import time
 
@@ -83,8 +85,6 @@ def _reconcile(stack, seeded, receiver, decided: dict[int, str]) -> dict:
     # ... each action got exactly one webhook id (resends reuse it), with the body stored.
     assert set(receiver.action_ids().values()) == {1}
     bodies = {w: b for w, _o, _e, b in outbox}
-    import json
-
     for record in receiver.received:
         assert record["body"] == json.loads(bodies[record["webhook_id"]])
     result = {"received": received, "unfinished_attempts": unfinished}
