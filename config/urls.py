@@ -7,6 +7,9 @@ from config.api import api
 from config.health import healthz
 from config.metrics import metrics
 
+# Database unavailability that escapes a middleware is a 503 too (see config/unavailable.py).
+handler500 = "config.unavailable.server_error"
+
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics, name="metrics"),

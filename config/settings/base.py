@@ -62,6 +62,8 @@ MIDDLEWARE = [
     # lockout page. Only the metrics middleware, which observes everything, comes later.
     "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # Last, so its process_exception runs first: database unavailability becomes 503, not 500.
+    "config.unavailable.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -196,7 +198,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = max(API_MAX_BODY_BYTES, *API_BODY_LIMITS.values())
 # An Idempotency-Key is remembered at least this long (IETF httpapi draft: >= 24 h).
 IDEMPOTENCY_KEY_TTL = timedelta(hours=int(env("TRUSTLADDER_IDEMPOTENCY_TTL_HOURS", "48")))
 # A request that claimed a key but never finished (crashed worker) is taken over after this.
-IDEMPOTENCY_IN_FLIGHT_TIMEOUT = timedelta(seconds=60)
+IDEMPOTENCY_IN_FLIGHT_TIMEOUT = timedelta(seconds=int(env("TRUSTLADDER_IDEMPOTENCY_IN_FLIGHT_SECONDS", "60")))
 # Requests per minute per API key (429 with Retry-After past it); a deployment may set its
 # own (Deployment.api_rate_limit). Counted in Redis when REDIS_URL is set, else in the database,
 # so the limit holds across web workers. 0 turns the limit off.
