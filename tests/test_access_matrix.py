@@ -92,7 +92,7 @@ def _declared_views():
 def test_matrix(client, world, method):
     members, sample = world
     problems = []
-    for route, callback, name in _declared_views():
+    for route, callback, _name in _declared_views():
         path = _fill(route, sample)
         required = callback.required_role
         # Anonymous: sent to sign in, never shown anything.
