@@ -63,6 +63,8 @@ class TrustladderAPI(NinjaAPI):
                     codes += [401, 429]
                 if "requestBody" in operation:
                     codes += [400, 413, 422]
+                elif operation.get("parameters"):
+                    codes += [422]  # a path or query parameter out of range
                 responses = operation.setdefault("responses", {})
                 for code in codes:
                     if code not in responses and str(code) not in responses:

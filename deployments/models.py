@@ -352,6 +352,8 @@ class BlastRadiusUse(models.Model):
 
     def __str__(self) -> str:
         return f"{self.deployment_id} {self.at:%H:%M:%S} value={self.value}"
+
+
 class RateLimitBucket(models.Model):
     """The API rate limiter's counters when there is no Redis: one row per bucket (API key),
     holding the count of the current fixed window. Written only by deployments.ratelimit."""

@@ -437,6 +437,8 @@ def proposed_action_claims_release_stale(*, now: datetime | None = None) -> int:
     """
     cutoff = (now or timezone.now()) - settings.REVIEW_CLAIM_TIMEOUT
     return ProposedAction.objects.pending().filter(claimed_at__lt=cutoff).update(claimed_by=None, claimed_at=None)
+
+
 # ---------------------------------------------------------------------------------------
 # Claims: a reviewer's short lease on a queue item (REVIEW_CLAIM_TIMEOUT), so two people do
 # not work the same item. A claim is not a state transition: it is not audited, and a

@@ -21,6 +21,7 @@ PUBLIC = {
     "login": "Django's sign-in page",
     "logout": "signing out (POST only)",
     "healthz": "load balancer health check; reveals only up/down",
+    "home": "login_required; only redirects a member to their queue (checked in tests/reviews)",
     "metrics": "guarded by its own token / network rule (tests/test_operations.py)",
 }
 # Mounted applications with their own access control, tested elsewhere.

@@ -34,7 +34,15 @@ class OutcomeIn(Schema):
     @field_validator("decided_at")
     @classmethod
     def aware(cls, value: datetime | None) -> datetime | None:
-        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+        """Stored in UTC: PostgreSQL refuses offsets past ±15:59, Python allows up to ±24 h."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("decided_at is out of range") from None
 
 
 class OutcomeResult(Schema):

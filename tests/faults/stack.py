@@ -284,6 +284,8 @@ class Stack:
                 "REDIS_URL": self.redis.url,
                 # A request killed mid-flight leaves its Idempotency-Key claimed; take it over soon.
                 "TRUSTLADDER_IDEMPOTENCY_IN_FLIGHT_SECONDS": "3",
+                # The load here is the test's own; the per-key rate limit is tested in tests/security.
+                "TRUSTLADDER_API_RATE_LIMIT_PER_MINUTE": "0",
                 # Webhook outbox: short timeouts, leases, backoff and sweeps, so recovery is quick.
                 "TRUSTLADDER_WEBHOOK_TIMEOUT_SECONDS": "3",
                 "TRUSTLADDER_WEBHOOK_LEASE_MARGIN_SECONDS": "2",

@@ -122,7 +122,7 @@ def test_rules_editor_saves_and_recomputes(admin, deployment, data, django_captu
     recompute = ShadowRecompute.objects.get()
     assert recompute.status == "done" and recompute.changed == 2  # E-1 now agrees; E-2 loses field a
     page = client.get(url).content.decode()
-    assert "<progress" in page and 'value="100"' in page and "hx-trigger" not in page
+    assert "<progress" in page and 'value="100"' in page and 'hx-trigger="every 1s"' not in page
 
 
 def test_rules_editor_refuses_bad_input_with_a_message(admin, deployment):
