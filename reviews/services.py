@@ -55,7 +55,8 @@ WEBHOOK_EVENTS = {
 def _lock(action_id: int) -> ProposedAction:
     """Load the action with its row locked; the caller is inside a transaction."""
     try:
-        return ProposedAction.objects.select_for_update().select_related("deployment").get(pk=action_id)
+        # of=("self",): lock the action only, not its deployment row (blast-radius reservations lock that).
+        return ProposedAction.objects.select_for_update(of=("self",)).select_related("deployment").get(pk=action_id)
     except ProposedAction.DoesNotExist:
         raise InvalidInput(f"action {action_id} does not exist") from None
 

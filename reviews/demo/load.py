@@ -31,4 +31,53 @@ def load_history(*, deployments: dict[str, Deployment], reviewers: list, seniors
                 created_at=now - timedelta(days=days_ago),
             )
             previous = stage
+    _promotion_waiting_and_a_breaker_trip(deployments=deployments, now=now)
     return summary
+
+
+def _promotion_waiting_and_a_breaker_trip(*, deployments: dict[str, Deployment], now) -> None:
+    """Refunds: a promotion to supervised requested by `admin`, waiting for a second admin.
+    Invoice matching: a breaker trip nine days ago (failure spike after a release), reset a day later."""
+    from django.contrib.auth import get_user_model
+
+    from deployments.gate import gate_evaluate
+    from deployments.models import PromotionRequest
+
+    admin = get_user_model().objects.get(username="admin")
+    refunds = Deployment.objects.get(pk=deployments["refunds"].pk)
+    evidence = gate_evaluate(deployment=refunds).as_dict()
+    request = PromotionRequest.objects.create(
+        deployment=refunds,
+        from_stage="approval",
+        to_stage="supervised",
+        requested_by=admin,
+        requested_at=now - timedelta(hours=20),
+        request_reason="30 days of approvals; the counterfactual looks clean. Second pair of eyes, please.",
+        evidence=evidence,
+    )
+    AuditEvent.objects.create(
+        verb="deployments.promotion.requested",
+        actor=admin,
+        actor_label="admin",
+        deployment=refunds,
+        object_type="deployments.promotionrequest",
+        object_id=str(request.pk),
+        reason=request.request_reason,
+        data={"from": "approval", "to": "supervised", "outcome": evidence.get("outcome")},
+        created_at=request.requested_at,
+    )
+    invoices = deployments["invoice-matching"]
+    for verb, days_ago, reason, actor in [
+        ("deployments.breaker.tripped", 9, "execution failure rate 7.9% over 1 h (limit 5%), n=76", None),
+        ("deployments.breaker.reset", 8, "Supplier API outage fixed; failures back to normal.", admin),
+    ]:
+        AuditEvent.objects.create(
+            verb=verb,
+            actor=actor,
+            actor_label=actor.get_username() if actor else "system",
+            deployment=invoices,
+            object_type="deployments.deployment",
+            object_id=str(invoices.pk),
+            reason=reason,
+            created_at=now - timedelta(days=days_ago),
+        )

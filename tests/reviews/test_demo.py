@@ -40,6 +40,16 @@ def test_load_demo_tells_a_consistent_story(capsys):
     # Queues have something to show right now.
     assert ProposedAction.objects.pending().count() > 0
     assert AuditEvent.objects.filter(verb="deployments.stage.promoted").count() == 6
+    from deployments.models import PromotionRequest
+
+    waiting = PromotionRequest.objects.get(status="open")
+    assert (waiting.deployment.slug, waiting.to_stage, waiting.requested_by.username) == (
+        "refunds",
+        "supervised",
+        "admin",
+    )
+    assert waiting.evidence["criteria"]
+    assert AuditEvent.objects.filter(verb="deployments.breaker.tripped").count() == 1
 
 
 def test_load_demo_again_keeps_the_history_and_prints_new_keys(capsys):

@@ -159,6 +159,11 @@ class Client:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         return Action(self._request("POST", "/actions", json=body, headers=headers, retry=bool(idempotency_key)))
 
+    def report_outcomes(self, outcomes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Shadow mode: what the humans actually did (up to 1000 outcomes, each with
+        `external_id`, `action_type`, `payload`). Idempotent per external_id."""
+        return self._request("POST", "/outcomes", json=outcomes, retry=True)
+
     def get(self, action_id: int) -> Action:
         """The action now: status, decision, final_payload, payload_sha256, reason."""
         return Action(self._request("GET", f"/actions/{int(action_id)}", retry=True))
