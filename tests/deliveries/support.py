@@ -242,8 +242,11 @@ def celery_broker(url: str) -> Iterator[None]:
     old = app.conf.broker_url
 
     def switch(to: str) -> None:
-        if app._pool is not None:
-            app._pool.force_close_all()
+        from kombu import pools
+
+        # kombu keeps producer/connection pools in a global registry keyed by broker; closing
+        # the app's pool alone would leave a closed pool registered for the next user.
+        pools.reset()
         app.conf.broker_url = to
         app._pool = None
         app.amqp._producer_pool = None

@@ -48,7 +48,9 @@ def test_postgres_restart_during_ingest_gives_503_then_every_key_exactly_once(li
             health = httpx.get(live_stack.base_url + "/healthz", timeout=5)
             assert health.status_code == 503
             # A signed-in page (its session lives in the database) is a plain 503 page.
-            page = httpx.get(live_stack.base_url + "/deployments/", cookies={"sessionid": "s" * 32}, timeout=5)
+            page = httpx.get(
+                live_stack.base_url + "/deployments/", cookies={"__Host-trustladder_session": "s" * 32}, timeout=5
+            )
             assert page.status_code == 503, page.text[:300]
             assert page.headers["content-type"].startswith("text/html") and page.headers["retry-after"]
             live_stack.pg.start()

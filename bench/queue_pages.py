@@ -1,6 +1,6 @@
 """Benchmark: the reviewer queue, "claim next" and the admin changelist at 1k and 1M actions.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/tl_bench_queue .venv/bin/python bench/queue.py
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/tl_bench_queue .venv/bin/python bench/queue_pages.py
 
 Uses one PostgreSQL database per size, named after DATABASE_URL's (default tl_bench_queue):
 tl_bench_queue_1000 and tl_bench_queue_1000000, created if missing and migrated. Bulk-loads
@@ -17,8 +17,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# This file is named queue.py: keep its folder off sys.path so `import queue` is the stdlib's.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 os.environ.setdefault("DJANGO_DEBUG", "false")
@@ -62,7 +60,7 @@ def use_database(name: str) -> None:
 def ensure_database(name: str) -> None:
     db = settings.DATABASES["default"]
     if db["ENGINE"] != "django.db.backends.postgresql":
-        sys.exit("bench/queue.py needs PostgreSQL: set DATABASE_URL")
+        sys.exit("bench/queue_pages.py needs PostgreSQL: set DATABASE_URL")
     dsn = f"host={db['HOST'] or '127.0.0.1'} port={db['PORT'] or 5432} user={db['USER']} dbname=postgres"
     with psycopg.connect(dsn, autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
