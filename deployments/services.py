@@ -188,17 +188,13 @@ def evidence_add(
     """
     live = day is None
     day = day or timezone.now().date()
-    table = EvidenceCount._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            INSERT INTO {table} (deployment_id, day, action_type, metric, shard, n, total)
-            VALUES (%s, %s, %s, %s, %s, %s, %s)
-            ON CONFLICT (deployment_id, day, action_type, metric, shard)
-            DO UPDATE SET n = {table}.n + excluded.n, total = {table}.total + excluded.total
-            """,  # noqa: S608 -- the table name is ours, every value is a parameter
-            [deployment_id, day, action_type, metric, random.randrange(EvidenceCount.SHARDS), n, total],
-        )
+    counters_add_many(
+        model=EvidenceCount,
+        keys=("deployment_id", "day", "action_type", "metric"),
+        values=("n", "total"),
+        rows={(deployment_id, day, action_type, metric): (n, total)},
+        shards=EvidenceCount.SHARDS,
+    )
     if live:
         from deployments.breakers import WATCHED_METRICS
 
@@ -211,18 +207,14 @@ def breaker_count_add(*, deployment_id: int, metric: str, n: int = 1, at: dateti
     from deployments.breakers import minute_of
 
     minute = minute_of(at or timezone.now())
-    adapt = connection.ops.adapt_datetimefield_value
-    table = BreakerCount._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            INSERT INTO {table} (deployment_id, minute, metric, shard, n)
-            VALUES (%s, %s, %s, %s, %s)
-            ON CONFLICT (deployment_id, minute, metric, shard)
-            DO UPDATE SET n = {table}.n + excluded.n
-            """,  # noqa: S608 -- the table name is ours, every value is a parameter
-            [deployment_id, adapt(minute), metric, random.randrange(BreakerCount.SHARDS), n],
-        )
+    counters_add_many(
+        model=BreakerCount,
+        keys=("deployment_id", "minute", "metric"),
+        values=("n",),
+        # Raw SQL: the datetime is adapted as the ORM would store it (naive UTC text on SQLite).
+        rows={(deployment_id, connection.ops.adapt_datetimefield_value(minute), metric): (n,)},
+        shards=BreakerCount.SHARDS,
+    )
 
 
 # ---------------------------------------------------------------------------------------
