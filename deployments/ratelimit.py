@@ -1,9 +1,10 @@
 """Per-key rate limit of the agent API: a fixed-window counter shared by every web worker.
 
-With REDIS_URL the counter is a Redis key (`INCR` + `EXPIRE` in one MULTI); without it, one
-row per bucket in the database, bumped by a single upsert. Both are atomic, so concurrent
-workers never lose a hit. A fixed window lets a client send up to twice the limit across a
-window boundary; that is the accepted price of one round trip per request.
+With REDIS_URL the counter is a Redis key (`INCR`, and `EXPIRE` on a window's first hit, in
+one Lua script); without it, one row per bucket in the database, bumped by a single upsert.
+Both are atomic, so concurrent workers never lose a hit. A fixed window lets a client send up
+to twice the limit across a window boundary; that is the accepted price of one round trip
+per request.
 
 If Redis cannot be reached the request is let through (and logged): the limiter guards
 against floods, and must not turn a Redis outage into an API outage.
@@ -30,15 +31,25 @@ def _redis():
     return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=0.5, socket_timeout=0.5)
 
 
+# INCR, and on the window's first hit EXPIRE: one atomic round trip (EVALSHA).
+_INCR_WITH_EXPIRY = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return count
+"""
+
+
+@cache
+def _incr_script(client):
+    return client.register_script(_INCR_WITH_EXPIRY)
+
+
 def _hit_redis(bucket: str, window: int, period: int) -> int | None:
     import redis
 
     key = f"trustladder:ratelimit:{bucket}:{window}"
     try:
-        pipe = _redis().pipeline(transaction=True)
-        pipe.incr(key)
-        pipe.expire(key, period + 1)
-        count, _ = pipe.execute()
+        count = _incr_script(_redis())(keys=[key], args=[period + 1])
     except redis.RedisError as exc:
         global _last_warning
         if time.monotonic() - _last_warning > 60:  # one line a minute per process, not one per request

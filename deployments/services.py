@@ -1,11 +1,13 @@
 """Every write to deployments, keys, members, evidence counters and the audit log."""
 
+import functools
 import logging
 import math
 import random
 import secrets
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -28,6 +30,7 @@ from deployments.models import (
     hash_api_key,
 )
 from deployments.policy import Stage
+from deployments.sql import counter_upsert_tail, instance_from_row, prepared_cursor, select_list
 
 SYSTEM = "system"
 logger = logging.getLogger(__name__)
@@ -44,14 +47,33 @@ def audit_event_record(
     data: dict | None = None,
 ) -> AuditEvent:
     """Append one audit event. Call inside the transaction of the change it records."""
+    event = audit_event_build(
+        verb=verb, actor=actor, actor_label=actor_label, deployment=deployment, obj=obj, reason=reason, data=data
+    )
+    event.save()
+    return event
+
+
+def audit_event_build(
+    *,
+    verb: str,
+    actor: AbstractBaseUser | None = None,
+    actor_label: str = "",
+    deployment: Deployment | int | None = None,
+    obj: object | None = None,
+    reason: str = "",
+    data: dict | None = None,
+) -> AuditEvent:
+    """The audit event `audit_event_record` appends, unsaved, for a caller that writes it
+    with other rows in one statement (`reviews.ingest`). An unsaved `obj` gets its id there."""
     deployment_id = deployment.pk if isinstance(deployment, Deployment) else deployment
-    return AuditEvent.objects.create(
+    return AuditEvent(
         verb=verb,
         actor=actor if actor is not None and actor.is_authenticated else None,
         actor_label=actor_label or (actor.get_username() if actor is not None else SYSTEM),
         deployment_id=deployment_id,
         object_type=obj._meta.label_lower if obj is not None else "",
-        object_id=str(obj.pk) if obj is not None else "",
+        object_id=str(obj.pk) if obj is not None and obj.pk is not None else "",
         reason=reason,
         data=data or {},
     )
@@ -132,11 +154,27 @@ def api_key_authenticate(raw: str) -> ApiKey | None:
     """The active key matching `raw`, with its deployment, or None."""
     if not raw or not raw.startswith(ApiKey.PREFIX) or len(raw) > 200:
         return None
-    try:
-        # hashed_key is unique: .get() spares the ORDER BY that .first() would add.
-        return ApiKey.objects.select_related("deployment").get(hashed_key=hash_api_key(raw), revoked_at__isnull=True)
-    except ApiKey.DoesNotExist:
+    # Every API request asks this first, so the SQL is written out once (the ORM would compile
+    # it per request). It is ApiKey.objects.select_related("deployment").get(hashed_key=...,
+    # revoked_at__isnull=True); tests/deployments/test_api_keys.py checks the two agree.
+    with prepared_cursor() as cursor:
+        cursor.execute(_api_key_sql(), [hash_api_key(raw)])
+        row = cursor.fetchone()
+    if row is None:
         return None
+    key = instance_from_row(ApiKey, row)
+    key.deployment = instance_from_row(Deployment, row[len(ApiKey._meta.concrete_fields) :])
+    return key
+
+
+@functools.cache
+def _api_key_sql() -> str:
+    keys, deployments = ApiKey._meta.db_table, Deployment._meta.db_table
+    return (
+        f"SELECT {select_list(ApiKey, 'k')}, {select_list(Deployment, 'd')} "  # noqa: S608 -- names are ours
+        f"FROM {keys} k JOIN {deployments} d ON d.id = k.deployment_id "
+        "WHERE k.hashed_key = %s AND k.revoked_at IS NULL"
+    )
 
 
 @transaction.atomic
@@ -171,6 +209,55 @@ def member_create(
     return member
 
 
+@dataclass(frozen=True)
+class CounterDelta:
+    """What to add to one row of a sharded counter table (EvidenceCount, BreakerCount)."""
+
+    model: type[EvidenceCount] | type[BreakerCount]
+    key: dict[str, Any]  # column: value, the row's identity (without the shard)
+    add: dict[str, int | float]  # column: amount to add
+
+
+def evidence_deltas(
+    *,
+    deployment_id: int,
+    action_type: str,
+    metric: str,
+    n: int = 1,
+    total: float = 0.0,
+    day: date | None = None,
+) -> list[CounterDelta]:
+    """The counter rows one piece of evidence adds to: its day's evidence counter and, for a
+    live event (no `day` given) of a metric the circuit breakers watch, the breaker's minute."""
+    from deployments.breakers import WATCHED_METRICS
+
+    key = {"deployment_id": deployment_id, "day": day or timezone.now().date(), "action_type": action_type}
+    deltas = [CounterDelta(EvidenceCount, key | {"metric": metric}, {"n": n, "total": total})]
+    if day is None and metric in WATCHED_METRICS:
+        deltas.append(_breaker_delta(deployment_id=deployment_id, metric=metric, n=n, at=None))
+    return deltas
+
+
+def _breaker_delta(*, deployment_id: int, metric: str, n: int, at: datetime | None) -> CounterDelta:
+    from deployments.breakers import minute_of
+
+    # Raw SQL: the datetime is adapted as the ORM would store it (naive UTC text on SQLite).
+    minute = connection.ops.adapt_datetimefield_value(minute_of(at or timezone.now()))
+    return CounterDelta(BreakerCount, {"deployment_id": deployment_id, "minute": minute, "metric": metric}, {"n": n})
+
+
+def counters_apply(deltas: Iterable[CounterDelta]) -> None:
+    """Add `deltas` to their counter rows in the caller's transaction: one statement a table."""
+    for delta in deltas:
+        counters_add_many(
+            model=delta.model,
+            keys=tuple(delta.key),
+            values=tuple(delta.add),
+            rows={tuple(delta.key.values()): tuple(delta.add.values())},
+            shards=delta.model.SHARDS,
+        )
+
+
 def evidence_add(
     *,
     deployment_id: int,
@@ -186,35 +273,14 @@ def evidence_add(
     concurrent writers rarely wait on the same row. A live event (no `day` given) of a metric
     the circuit breakers watch also goes into the breaker's minute buckets.
     """
-    live = day is None
-    day = day or timezone.now().date()
-    counters_add_many(
-        model=EvidenceCount,
-        keys=("deployment_id", "day", "action_type", "metric"),
-        values=("n", "total"),
-        rows={(deployment_id, day, action_type, metric): (n, total)},
-        shards=EvidenceCount.SHARDS,
+    counters_apply(
+        evidence_deltas(deployment_id=deployment_id, action_type=action_type, metric=metric, n=n, total=total, day=day)
     )
-    if live:
-        from deployments.breakers import WATCHED_METRICS
-
-        if metric in WATCHED_METRICS:
-            breaker_count_add(deployment_id=deployment_id, metric=metric, n=n)
 
 
 def breaker_count_add(*, deployment_id: int, metric: str, n: int = 1, at: datetime | None = None) -> None:
     """Add `n` to the breaker's minute bucket of `metric` (in the caller's transaction)."""
-    from deployments.breakers import minute_of
-
-    minute = minute_of(at or timezone.now())
-    counters_add_many(
-        model=BreakerCount,
-        keys=("deployment_id", "minute", "metric"),
-        values=("n",),
-        # Raw SQL: the datetime is adapted as the ORM would store it (naive UTC text on SQLite).
-        rows={(deployment_id, connection.ops.adapt_datetimefield_value(minute), metric): (n,)},
-        shards=BreakerCount.SHARDS,
-    )
+    counters_apply([_breaker_delta(deployment_id=deployment_id, metric=metric, n=n, at=at)])
 
 
 # ---------------------------------------------------------------------------------------
@@ -665,8 +731,7 @@ def counters_add_many(
             f"""
             INSERT INTO {table} ({", ".join(columns)})
             VALUES {", ".join([row_sql] * len(items))}
-            ON CONFLICT ({", ".join([*keys, "shard"])})
-            DO UPDATE SET {", ".join(f"{v} = {table}.{v} + excluded.{v}" for v in values)}
+            {counter_upsert_tail(table, keys, values)}
             """,  # noqa: S608 -- table and column names are ours, every value is a parameter
             params,
         )

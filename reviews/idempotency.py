@@ -11,11 +11,12 @@ response is stored in the transaction that does the work (`idempotency_complete`
 from datetime import datetime
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from deployments.errors import Conflict, DomainError
 from deployments.models import Deployment
+from deployments.sql import prepared_cursor
 from reviews.models import IdempotencyRecord
 
 
@@ -65,22 +66,26 @@ def _insert_claim(*, deployment: Deployment, key: str, fingerprint: str, now: da
     path, so the SQL is written once here rather than compiled by the ORM per request.
     """
     table = IdempotencyRecord._meta.db_table
+    values = "VALUES (%s, %s, %s, %s, %s)"
+    if connection.vendor == "postgresql":
+        # The claim is a marker, not the record of an accepted action, so it need not wait
+        # for its own WAL flush: the work's (synchronous) commit flushes the WAL up to and
+        # past this one, so a claim is durable whenever its work is. If the server crashes
+        # before that, claim and work are lost together and a retry starts afresh: the
+        # guarantee is unchanged, and one disk flush per request is saved. set_config(...,
+        # true) lasts until this statement's own transaction ends (or the caller's, if any).
+        values = (
+            "SELECT %s::bigint, %s, %s, %s, %s::timestamptz "
+            "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed"
+        )
     sql = f"""
         INSERT INTO {table} (deployment_id, key, request_sha256, in_flight, created_at)
-        VALUES (%s, %s, %s, %s, %s)
+        {values}
         ON CONFLICT (deployment_id, key) DO NOTHING
         RETURNING id
     """  # noqa: S608 -- the table name is ours, every value is a parameter
     created_at = IdempotencyRecord._meta.get_field("created_at").get_db_prep_save(now, connection)
-    with transaction.atomic(), connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # The claim is a marker, not the record of an accepted action, so it need not wait
-            # for its own WAL flush: the work's (synchronous) commit flushes the WAL up to and
-            # past this one, so a claim is durable whenever its work is. If the server crashes
-            # before that, claim and work are lost together and a retry starts afresh: the
-            # guarantee is unchanged, and one disk flush per request is saved. (SET LOCAL ends
-            # with this transaction; inside a caller's transaction it lasts until that ends.)
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+    with prepared_cursor() as cursor:  # one statement: its own transaction, or the caller's
         cursor.execute(sql, [deployment.pk, key, fingerprint, True, created_at])
         row = cursor.fetchone()
     if row is None:

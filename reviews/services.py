@@ -7,7 +7,7 @@ log are written in the same transaction as the change they describe.
 """
 
 import random
-from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -20,9 +20,17 @@ from deliveries.services import delivery_create
 from deployments.errors import Conflict, InvalidInput, InvalidTransition, NotAllowed
 from deployments.models import Deployment, Member
 from deployments.policy import Route, Stage, route_for
-from deployments.services import audit_event_record, blast_radius_reserve, breaker_check, evidence_add
+from deployments.services import (
+    audit_event_build,
+    audit_event_record,
+    blast_radius_reserve,
+    breaker_check,
+    evidence_add,
+    evidence_deltas,
+)
 from reviews.canonical import payload_sha256
-from reviews.models import Decision, ProposedAction
+from reviews.ingest import NewProposal, proposal_insert
+from reviews.models import Decision, IdempotencyRecord, ProposedAction
 from reviews.representation import action_representation
 from reviews.shadow.services import shadow_action_logged
 
@@ -78,7 +86,6 @@ def _require_can_decide(action: ProposedAction, actor: AbstractBaseUser | None) 
         raise NotAllowed("only senior reviewers may decide the senior queue")
 
 
-@transaction.atomic
 def proposed_action_create(
     *,
     deployment: Deployment,
@@ -93,29 +100,18 @@ def proposed_action_create(
     callback_url: str = "",
     idempotency_key: str | None = None,
     actor_label: str = "",
-    on_created: Callable[[ProposedAction], None] | None = None,
+    idempotency_record: IdempotencyRecord | None = None,
 ) -> ProposedAction:
     """Store a proposed action and route it by the deployment's effective stage (SPEC §1).
 
     Refuses (Conflict) a proposal that repeats one already rejected for the same external_id.
-    `on_created(action)` runs last, inside this transaction: what it writes (the API's stored
-    idempotent response) commits or rolls back with the action, without a savepoint.
+    `idempotency_record`, the API's claim of the request's Idempotency-Key, is completed with
+    the 201 reply in the same transaction: the replay exists exactly when the action does.
+
+    One transaction: with a blast-radius budget to reserve, an explicit one (the reservation
+    locks the deployment row); otherwise the single statement of `reviews.ingest`.
     """
     proposal_hash = payload_sha256(payload)
-    if (
-        external_id
-        and ProposedAction.objects.filter(
-            deployment=deployment,
-            external_id=external_id,
-            action_type=action_type,
-            proposal_sha256=proposal_hash,
-            status=Status.REJECTED,
-        ).exists()
-    ):
-        raise Conflict(
-            f"this {action_type} for external_id {external_id!r} was already rejected; a rejected action stays rejected"
-        )
-
     stage = deployment.effective_stage(action_type)
     route = route_for(
         stage=stage,
@@ -126,59 +122,73 @@ def proposed_action_create(
         fail_closed=deployment.fail_closed,
     )
     now = timezone.now()
-    limited = ""
-    if route is Route.AUTO:
-        allowed, limited = blast_radius_reserve(deployment=deployment, payload=payload, now=now)
-        if not allowed:
-            route = Route.REVIEW  # past a blast-radius limit (or failed closed meanwhile): a person decides
-    action = ProposedAction(
-        deployment=deployment,
-        action_type=action_type,
-        external_id=external_id,
-        idempotency_key=idempotency_key,
-        payload=payload,
-        proposal_sha256=proposal_hash,
-        risk_score=risk_score,
-        confidence=confidence,
-        model_version=model_version,
-        rationale=rationale,
-        needs_human=needs_human,
-        callback_url=callback_url,
-        stage=stage.value,
-        route=route.value,
-        status=ROUTE_STATUS[route],
-    )
-    if route is Route.AUTO:
-        action.final_payload = payload
-        action.payload_sha256 = proposal_hash
-        action.decided_at = now
-        action.audit_sample = random.random() < deployment.audit_sample_rate
-    elif route is Route.REVIEW:
-        action.expires_at = now + deployment.review_sla
-    elif route is Route.SENIOR:
-        action.expires_at = now + deployment.senior_sla
-    action.save()
+    reserve = route is Route.AUTO and deployment.has_blast_limits
+    with transaction.atomic() if reserve else nullcontext():
+        limited = ""
+        if reserve:
+            allowed, limited = blast_radius_reserve(deployment=deployment, payload=payload, now=now)
+            if not allowed:
+                route = Route.REVIEW  # past a blast-radius limit (or failed closed meanwhile): a person decides
+        action = ProposedAction(
+            deployment=deployment,
+            action_type=action_type,
+            external_id=external_id,
+            idempotency_key=idempotency_key,
+            payload=payload,
+            proposal_sha256=proposal_hash,
+            risk_score=risk_score,
+            confidence=confidence,
+            model_version=model_version,
+            rationale=rationale,
+            needs_human=needs_human,
+            callback_url=callback_url,
+            stage=stage.value,
+            route=route.value,
+            status=ROUTE_STATUS[route],
+            created_at=now,
+        )
+        if route is Route.AUTO:
+            action.final_payload = payload
+            action.payload_sha256 = proposal_hash
+            action.decided_at = now
+            action.audit_sample = random.random() < deployment.audit_sample_rate
+        elif route is Route.REVIEW:
+            action.expires_at = now + deployment.review_sla
+        elif route is Route.SENIOR:
+            action.expires_at = now + deployment.senior_sla
+        audit = audit_event_build(
+            verb="reviews.action.auto_approved" if route is Route.AUTO else "reviews.action.proposed",
+            actor_label=actor_label or "agent",
+            deployment=deployment,
+            obj=action,
+            data={
+                "action_type": action_type,
+                "route": route.value,
+                "stage": stage.value,
+                "risk_score": risk_score,
+                "confidence": confidence,
+                "fail_closed": deployment.fail_closed,
+                **({"limited": limited} if limited else {}),
+            },
+        )
+        stored = proposal_insert(
+            NewProposal(
+                action=action,
+                audit=audit,
+                counters=evidence_deltas(
+                    deployment_id=deployment.pk, action_type=action_type, metric=f"proposed.{route.value}"
+                ),
+                unless_rejected=bool(external_id),
+                replay=idempotency_record,
+            )
+        )
+        if not stored:
+            raise Conflict(
+                f"this {action_type} for external_id {external_id!r} was already rejected; "
+                "a rejected action stays rejected"
+            )
     if route is Route.SHADOW:
         shadow_action_logged(action=action)  # its outcome may have arrived first
-
-    evidence_add(deployment_id=deployment.pk, action_type=action_type, metric=f"proposed.{route.value}")
-    audit_event_record(
-        verb="reviews.action.auto_approved" if route is Route.AUTO else "reviews.action.proposed",
-        actor_label=actor_label or "agent",
-        deployment=deployment,
-        obj=action,
-        data={
-            "action_type": action_type,
-            "route": route.value,
-            "stage": stage.value,
-            "risk_score": risk_score,
-            "confidence": confidence,
-            "fail_closed": deployment.fail_closed,
-            **({"limited": limited} if limited else {}),
-        },
-    )
-    if on_created is not None:
-        on_created(action)
     return action
 
 

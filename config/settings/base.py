@@ -95,10 +95,21 @@ DATABASES = {
     "default": dj_database_url.parse(
         env("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
         conn_max_age=int(env("DJANGO_CONN_MAX_AGE", "60")),
-        conn_health_checks=True,
+        # Off: a health check is one more round trip on every request. After a database
+        # restart each worker's first query fails instead, answered 503 with Retry-After
+        # (config.unavailable), and the next request reconnects.
+        conn_health_checks=env_bool("DJANGO_CONN_HEALTH_CHECKS", False),
     )
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The agent API's hot path (deployments.sql.prepared_cursor) prepares its few fixed
+    # statements once per connection; Django's own queries are never prepared. Set
+    # TRUSTLADDER_DB_PREPARED_STATEMENTS=0 behind a pooler that cannot keep them
+    # (PgBouncer in transaction mode before 1.21).
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
+        1 if env_bool("TRUSTLADDER_DB_PREPARED_STATEMENTS", True) else None
+    )
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL and a busy timeout let the demo server and an in-process worker share the file.
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 20,

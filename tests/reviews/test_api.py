@@ -47,6 +47,16 @@ def test_propose_auto_in_supervised(api, deployment):
     assert body["payload_sha256"] == payload_sha256(body["final_payload"])
 
 
+@pytest.mark.parametrize("overrides", [{}, {"risk_score": 0.5}, {"risk_score": 0.9, "external_id": "E-1"}])
+def test_the_201_is_exactly_the_declared_action_shape(api, overrides):
+    """The POST answer skips django-ninja's response validation: it must be ActionOut exactly."""
+    from reviews.api import ActionOut
+
+    body = api.post("/api/v1/actions", proposal(**overrides)).json()
+    assert set(body) == set(ActionOut.model_fields)
+    assert ActionOut.model_validate(body).model_dump(mode="json") == body
+
+
 def test_propose_wait_and_get_back(api):
     r = api.post("/api/v1/actions", proposal(risk_score=0.5, external_id="T-9", rationale="because"))
     assert r.json()["decision"] == "wait"

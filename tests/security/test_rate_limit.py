@@ -64,6 +64,12 @@ def test_redis_counter_windows():
     assert [rate_limit_hit(bucket=bucket, limit=2, period=60, now=120.0) for _ in range(2)] == [None, None]
     assert rate_limit_hit(bucket=bucket, limit=2, period=60, now=179.5) == pytest.approx(0.5)
     assert rate_limit_hit(bucket=bucket, limit=2, period=60, now=180.0) is None
+    # Each window's key expires after the window (set on its first hit, kept by later ones).
+    from deployments.ratelimit import _redis
+
+    for window in (2, 3):
+        ttl = _redis().ttl(f"trustladder:ratelimit:{bucket}:{window}")
+        assert 0 < ttl <= 61, (window, ttl)
 
 
 @override_settings(REDIS_URL="redis://127.0.0.1:1/0")

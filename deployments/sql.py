@@ -1,0 +1,102 @@
+"""Pieces of hand-written SQL for the few hot paths where the ORM's cost per statement shows.
+
+The ORM compiles every statement anew (a few hundred microseconds each); the agent API's
+ingest writes five rows per request, so it writes them in one PostgreSQL statement instead
+(`reviews.ingest`). These helpers keep such SQL tied to the models: the columns, values and
+types come from the model's fields, exactly as the ORM would write them.
+"""
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from django.db import connection
+from django.db.backends.utils import CursorWrapper
+from django.db.models import Field, Model
+
+
+def prepared_cursor() -> CursorWrapper:
+    """A cursor for the hot path's hand-written statements (use it as a context manager).
+
+    On PostgreSQL the statements are bound server-side and prepared once per connection, so
+    the server parses and plans each of them once, not per request. (The project's other
+    queries keep Django's default of client-side binding; Django cannot prepare ORM SQL.)
+    It is Django's cursor wrapper all the same: errors, execute_wrappers and query logging
+    behave as for any other cursor. Elsewhere (SQLite) it is Django's plain cursor.
+    """
+    if connection.vendor != "postgresql":
+        return connection.cursor()
+    connection.ensure_connection()
+    cursor = _PreparingCursor(connection.connection)
+    return connection.make_debug_cursor(cursor) if connection.queries_logged else connection.make_cursor(cursor)
+
+
+def insert_row(obj: Model) -> tuple[list[str], list[Any], list[str]]:
+    """(columns, values, SQL types) of an unsaved instance, as the ORM's INSERT would write
+    them: every concrete field but the primary key, defaults applied, values prepared for the
+    database. The types are for explicit casts (`%s::jsonb`), which `INSERT ... SELECT` needs."""
+    fields, columns, types = _insert_shape(type(obj), connection.vendor)
+    values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    return columns, values, types
+
+
+@functools.cache
+def _insert_shape(model: type[Model], vendor: str) -> tuple[list[Field], list[str], list[str]]:
+    fields = [f for f in model._meta.local_concrete_fields if not f.primary_key]
+    return fields, [f.column for f in fields], [f.cast_db_type(connection) for f in fields]
+
+
+@functools.cache
+def cast_types(model: type[Model], vendor: str, columns: tuple[str, ...]) -> list[str]:
+    """The SQL types of `columns` of `model`, for casts."""
+    return [model._meta.get_field(column).cast_db_type(connection) for column in columns]
+
+
+def typed_placeholders(types: Sequence[str]) -> str:
+    """`%s::type, %s::type, ...` for a SELECT list whose values go into typed columns."""
+    return ", ".join(f"%s::{t}" for t in types)
+
+
+def counter_upsert_tail(table: str, keys: Sequence[str], values: Sequence[str]) -> str:
+    """The ON CONFLICT clause that adds to a sharded counter row instead of inserting it."""
+    sets = ", ".join(f"{v} = {table}.{v} + excluded.{v}" for v in values)
+    return f"ON CONFLICT ({', '.join([*keys, 'shard'])}) DO UPDATE SET {sets}"
+
+
+def select_list(model: type[Model], alias: str) -> str:
+    """`alias.col, ...` of every concrete field, in the order `instance_from_row` reads them."""
+    return ", ".join(f"{alias}.{f.column}" for f in model._meta.concrete_fields)
+
+
+def instance_from_row(model: type[Model], row: Sequence[Any]) -> Model:
+    """An instance from the first columns of `row` (as `select_list` wrote them), converted
+    from database values exactly as the ORM's compiler does (backend and field converters,
+    e.g. JSONField decoding, SQLite datetimes)."""
+    names, converters = _row_shape(model, connection.vendor)
+    values = list(row[: len(names)])
+    for i, (expression, functions) in converters:
+        for convert in functions:
+            values[i] = convert(values[i], expression, connection)
+    return model.from_db(connection.alias, names, values)
+
+
+@functools.cache
+def _row_shape(model: type[Model], vendor: str) -> tuple[list[str], list[tuple[int, tuple[Any, list]]]]:
+    names, converters = [], []
+    for i, field in enumerate(model._meta.concrete_fields):
+        names.append(field.attname)
+        col = field.get_col(model._meta.db_table)
+        functions = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+        if functions:
+            converters.append((i, (col, functions)))
+    return names, converters
+
+
+class _PreparingCursor(psycopg.Cursor):
+    """psycopg's server-side binding cursor, preparing every statement it runs (Django turns
+    psycopg's automatic preparation off, as connection poolers in transaction mode break it;
+    these statements are few and fixed, and run on Django's own persistent connections)."""
+
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> "_PreparingCursor":
+        return super().execute(query, params, prepare=True, **kwargs)

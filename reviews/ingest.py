@@ -1,0 +1,154 @@
+"""Storing a new proposal: the action, its audit event, its evidence counters and the API's
+stored Idempotency-Key reply, all or nothing.
+
+This is the agent API's hot path (issue 2 measures it against a trivial endpoint: see
+bench/ingest.py). On PostgreSQL it is ONE statement: data-modifying CTEs hang off the
+action's INSERT ... RETURNING id, so a proposal costs one round trip and, outside a caller's
+transaction, one commit, with no SQL compiled per request. Elsewhere (SQLite, the embedded
+default) the ORM writes the same rows one by one inside a transaction.
+tests/reviews/test_ingest.py checks that the two write the same rows.
+
+The columns and values come from the model instances (`deployments.sql.insert_row`), so a
+new field on ProposedAction or AuditEvent is written here without touching this module.
+"""
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+
+from deployments.models import AuditEvent
+from deployments.services import CounterDelta, counters_apply
+from deployments.sql import cast_types, counter_upsert_tail, insert_row, prepared_cursor, typed_placeholders
+from reviews.idempotency import idempotency_complete
+from reviews.models import IdempotencyRecord, ProposedAction
+from reviews.representation import action_representation
+
+REPLAY_STATUS = 201
+
+
+@dataclass
+class NewProposal:
+    """The rows of one new proposal, unsaved."""
+
+    action: ProposedAction
+    audit: AuditEvent  # its object_id is filled in with the action's id
+    counters: Sequence[CounterDelta]
+    # Write nothing if the same proposal (deployment, external_id, action_type, proposal
+    # hash) was already rejected.
+    unless_rejected: bool
+    # A claimed Idempotency-Key: it is completed with the action's representation as its
+    # stored 201 reply.
+    replay: IdempotencyRecord | None
+
+
+def proposal_insert(proposal: NewProposal) -> bool:
+    """Write `proposal`, all or nothing. False (nothing written) when it was refused as
+    already rejected; on True, `proposal.action.pk` is set."""
+    if connection.vendor == "postgresql":
+        return _insert_postgresql(proposal)
+    return _insert_orm(proposal)
+
+
+def _already_rejected(action: ProposedAction):
+    return ProposedAction.objects.filter(
+        deployment_id=action.deployment_id,
+        external_id=action.external_id,
+        action_type=action.action_type,
+        proposal_sha256=action.proposal_sha256,
+        status=ProposedAction.Status.REJECTED,
+    )
+
+
+def _insert_orm(proposal: NewProposal) -> bool:
+    action, audit, replay = proposal.action, proposal.audit, proposal.replay
+    with transaction.atomic():
+        if proposal.unless_rejected and _already_rejected(action).exists():
+            return False
+        action.save()
+        audit.object_id = str(action.pk)
+        audit.save()
+        counters_apply(proposal.counters)
+        if replay is not None:
+            idempotency_complete(record=replay, status=REPLAY_STATUS, body=_reply(action))
+    return True
+
+
+def _reply(action: ProposedAction) -> dict:
+    return action_representation(action, deployment_slug=action.deployment.slug)
+
+
+def _insert_postgresql(proposal: NewProposal) -> bool:
+    """WITH action AS (INSERT ... SELECT ... [WHERE NOT already rejected] RETURNING id),
+    then one CTE per other row, each reading `action`: none of them writes when it is empty.
+
+    Table and column names are the models' own; every value is a parameter (hence the S608
+    waivers below)."""
+    action, audit, replay = proposal.action, proposal.audit, proposal.replay
+    params: list = []
+
+    columns, values, types = insert_row(action)
+    params += values
+    guard = ""
+    if proposal.unless_rejected:  # _already_rejected(), written out: the ORM would compile it per request
+        guard = (
+            f"WHERE NOT EXISTS (SELECT 1 FROM {ProposedAction._meta.db_table} "  # noqa: S608
+            "WHERE deployment_id = %s AND external_id = %s AND action_type = %s "
+            "AND proposal_sha256 = %s AND status = %s)"
+        )
+        params += [
+            action.deployment_id,
+            action.external_id,
+            action.action_type,
+            action.proposal_sha256,
+            ProposedAction.Status.REJECTED.value,
+        ]
+    parts = [
+        f"action AS (INSERT INTO {ProposedAction._meta.db_table} ({', '.join(columns)}) "  # noqa: S608
+        f"SELECT {typed_placeholders(types)} {guard} RETURNING id)"
+    ]
+
+    columns, values, types = insert_row(audit)
+    select = [
+        "action.id::text" if column == "object_id" else f"%s::{type_}"
+        for column, type_ in zip(columns, types, strict=True)
+    ]
+    params += [value for column, value in zip(columns, values, strict=True) if column != "object_id"]
+    parts.append(
+        f"audit AS (INSERT INTO {AuditEvent._meta.db_table} ({', '.join(columns)}) "  # noqa: S608
+        f"SELECT {', '.join(select)} FROM action)"
+    )
+
+    for i, delta in enumerate(proposal.counters):
+        meta = delta.model._meta
+        keys, adds = list(delta.key), list(delta.add)
+        columns = [*keys, "shard", *adds]
+        types = cast_types(delta.model, connection.vendor, tuple(columns))
+        params += [*delta.key.values(), random.randrange(delta.model.SHARDS), *delta.add.values()]
+        parts.append(
+            f"counter{i} AS (INSERT INTO {meta.db_table} ({', '.join(columns)}) "  # noqa: S608
+            f"SELECT {typed_placeholders(types)} FROM action {counter_upsert_tail(meta.db_table, keys, adds)})"
+        )
+
+    if replay is not None:
+        field = IdempotencyRecord._meta.get_field("response_body")
+        table = IdempotencyRecord._meta.db_table
+        # The reply's id is the new action's: set in SQL, as it is known only there.
+        params += [REPLAY_STATUS, field.get_db_prep_save(_reply(action), connection), replay.pk]
+        parts.append(
+            f"replay AS (UPDATE {table} SET in_flight = false, response_status = %s, "  # noqa: S608
+            "response_body = jsonb_set(%s::jsonb, '{id}', to_jsonb(action.id)) "
+            f"FROM action WHERE {table}.id = %s)"
+        )
+
+    with prepared_cursor() as cursor:
+        cursor.execute(f"WITH {', '.join(parts)} SELECT id FROM action", params)  # noqa: S608
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    action.pk = row[0]
+    action._state.adding = False
+    action._state.db = connection.alias
+    audit.object_id = str(action.pk)
+    return True
