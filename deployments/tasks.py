@@ -1,6 +1,7 @@
 """Periodic and after-commit work of deployments: breakers, their notifications, purges.
 
-Thin: take ids, call a service. Safe to repeat.
+Thin: take ids, call a service. Safe to repeat. They run on the `default` queue
+(CELERY_TASK_ROUTES).
 """
 
 import logging
@@ -19,7 +20,7 @@ from deployments.services import blast_radius_purge, breaker_check, breaker_coun
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name="deployments.breakers_check_all", queue="default", ignore_result=True)
+@shared_task(name="deployments.breakers_check_all", ignore_result=True)
 def breakers_check_all() -> int:
     """Check the breaker of every stage-3/4 deployment whose breaker is not tripped. Returns
     how many tripped now. Safe to repeat: a tripped breaker is never tripped twice."""
@@ -29,7 +30,7 @@ def breakers_check_all() -> int:
     return sum(1 for pk in ids if breaker_check(deployment=pk))
 
 
-@shared_task(name="deployments.breaker_notify", queue="default", ignore_result=True)
+@shared_task(name="deployments.breaker_notify", ignore_result=True)
 def breaker_notify(deployment_id: int, event_id: int) -> bool:
     """Tell the admins a breaker tripped: an email, and the Slack-compatible webhook if set.
 
@@ -61,7 +62,7 @@ def breaker_notify(deployment_id: int, event_id: int) -> bool:
     return True
 
 
-@shared_task(name="deployments.purge_windows", queue="default", ignore_result=True)
+@shared_task(name="deployments.purge_windows", ignore_result=True)
 def purge_windows() -> int:
     """Delete breaker buckets past retention and blast-radius rows past every window."""
     now = timezone.now()

@@ -246,7 +246,7 @@ CELERY_BEAT_SCHEDULE: dict = {
     # Old breaker minute buckets and blast-radius budget rows.
     "deployments.purge_windows": {"task": "deployments.purge_windows", "schedule": timedelta(hours=1)},
 }
-CELERY_TASK_ROUTES: dict = {}
+CELERY_TASK_ROUTES: dict = {"deployments.*": {"queue": "default"}}
 
 # ---------------------------------------------------------------------------------------
 # Webhook deliveries (deliveries app) — Standard Webhooks, https://www.standardwebhooks.com/

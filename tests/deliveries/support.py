@@ -1,11 +1,9 @@
 """Test doubles that are real: an HTTP receiver on 127.0.0.1, Celery worker processes and a
-private redis-server, each started and stopped by the test that uses it."""
+private redis-server (tests.support.servers), each started and stopped by the test that uses it."""
 
 import contextlib
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -176,63 +174,6 @@ def wait_for(predicate: Callable[[], object], timeout: float, message: str, inte
 def purge_queues() -> None:
     """Drop messages left in the test broker by earlier tests (their rows are gone)."""
     current_app.control.purge()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class PrivateRedis:
-    """A redis-server of this test alone, so stopping it touches nobody else's broker."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is not installed"
-        subprocess.run(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "yes",
-                "--dir",
-                str(self.workdir),
-                "--pidfile",
-                str(self.workdir / "redis.pid"),
-                "--logfile",
-                str(self.workdir / "redis.log"),
-            ],
-            check=True,
-        )
-        wait_for(self.ping, 20, "private redis-server did not start")
-
-    def ping(self) -> bool:
-        import redis
-
-        try:
-            return bool(redis.Redis(port=self.port, socket_connect_timeout=0.5).ping())
-        except redis.RedisError:
-            return False
-
-    def stop(self) -> None:
-        import redis
-
-        with contextlib.suppress(redis.RedisError):
-            redis.Redis(port=self.port, socket_connect_timeout=0.5).shutdown(nosave=True)
-        wait_for(lambda: not self.ping(), 20, "private redis-server did not stop")
 
 
 @contextlib.contextmanager

@@ -7,7 +7,8 @@ from trustladder_client import WebhookVerificationError, verify_webhook
 from deliveries.models import Delivery
 from deliveries.sender import delivery_send
 from tests.deliveries.factories import DeliveryFactory
-from tests.deliveries.support import free_port, http_receiver
+from tests.deliveries.support import http_receiver
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.django_db
 

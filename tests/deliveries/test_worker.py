@@ -14,15 +14,9 @@ from deliveries.models import Delivery
 from deployments.models import Member
 from reviews.models import ProposedAction
 from reviews.services import proposed_action_approve, proposed_action_create, proposed_action_reject
-from tests.deliveries.support import (
-    PrivateRedis,
-    Worker,
-    celery_broker,
-    http_receiver,
-    purge_queues,
-    wait_for,
-)
+from tests.deliveries.support import Worker, celery_broker, http_receiver, purge_queues, wait_for
 from tests.factories import DeploymentFactory, MemberFactory
+from tests.support.servers import PrivateRedis
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 

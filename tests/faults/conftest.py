@@ -30,7 +30,7 @@ def live_stack(stack):
     yield stack
     if not stack.pg.running():
         stack.pg.start()
-    if not stack.redis.process.alive():
+    if not stack.redis.alive():
         stack.redis.start()
     if stack.web is not None and stack.web.alive():
         deadline = time.monotonic() + 60

@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,9 +26,10 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from tests.support.servers import REDIS_SERVER, PrivateRedis, free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 PG_BIN = Path(os.environ.get("TRUSTLADDER_PG_BIN", "/usr/lib/postgresql/15/bin"))
-REDIS_SERVER = os.environ.get("TRUSTLADDER_REDIS_SERVER", shutil.which("redis-server") or "redis-server")
 SECRET_KEY = "fault-tests-only-" + "x" * 50
 
 
@@ -43,12 +43,6 @@ def missing_binaries() -> list[str]:
     if not shutil.which(REDIS_SERVER):
         missing.append("redis-server")
     return missing
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(predicate: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.1) -> None:
@@ -196,49 +190,6 @@ class PrivatePostgres:
             return ""
 
 
-class PrivateRedis:
-    """A throwaway Redis on its own port, without persistence (a restart loses everything)."""
-
-    def __init__(self, base: Path, env: dict) -> None:
-        self.port = free_port()
-        self.process = Process(
-            "redis",
-            [
-                REDIS_SERVER,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-                "--dir",
-                str(base),
-            ],
-            env=env,
-            log=base / "redis.log",
-        )
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def ping(self) -> bool:
-        import redis
-
-        return bool(redis.Redis.from_url(self.url, socket_connect_timeout=0.5, socket_timeout=0.5).ping())
-
-    def start(self) -> None:
-        self.process.start()
-        wait_for(self.ping, timeout=20, what="redis to answer")
-
-    def stop(self) -> None:
-        self.process.stop()
-
-
 class Stack:
     """PostgreSQL + Redis + gunicorn (+ Celery workers and beat on demand), all private."""
 
@@ -255,7 +206,7 @@ class Stack:
         self.web_workers = web_workers
         self.extra_env = extra_env or {}
         self.processes: list[Process] = []
-        self.redis = PrivateRedis(self.logs, self._base_env())
+        self.redis = PrivateRedis(self.logs)
         self.web: Process | None = None
 
     # -- environment ------------------------------------------------------------------

@@ -121,3 +121,30 @@ def test_every_beat_entry_is_a_registered_task_on_a_consumed_queue(settings):
         route = current_app.amqp.router.route({}, name)
         assert route["queue"].name in consumed, name
     assert current_app.amqp.router.route({}, "deliveries.deliver")["queue"].name == "deliveries"
+
+
+@pytest.mark.parametrize(
+    ("name", "queue"),
+    [
+        ("deployments.breakers_check_all", "default"),
+        ("deployments.breaker_notify", "default"),
+        ("deployments.purge_windows", "default"),
+        ("deliveries.deliver", "deliveries"),
+        ("reviews.shadow_compare_actions", "default"),
+    ],
+)
+def test_tasks_are_routed_by_name_in_task_routes(name, queue):
+    current_app.loader.import_default_modules()
+    task = current_app.tasks[name]
+    # Celery 5.7 warns about (and 6.0 ignores) a queue= given on the task decorator.
+    assert "queue" not in type(task).__dict__, f"{name}: route it in CELERY_TASK_ROUTES, not with queue="
+    router = current_app.amqp.router
+    assert router.lookup_route(name) == {"queue": queue}
+    assert router.route({}, name, task_type=task)["queue"].name == queue
+
+
+def test_no_task_of_ours_names_its_queue_on_the_decorator():
+    current_app.loader.import_default_modules()
+    ours = [t for name, t in current_app.tasks.items() if name.startswith(("deployments.", "reviews.", "deliveries."))]
+    assert len(ours) >= 10
+    assert [t.name for t in ours if "queue" in type(t).__dict__] == []
