@@ -143,6 +143,40 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 
 # --------------------------------------------------------------------------------------
+# Where the CPU went (Linux /proc): the ratio is a CPU budget on a machine this size
+# --------------------------------------------------------------------------------------
+def cpu_seconds(server_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by the server (gunicorn and its workers), PostgreSQL, Redis and
+    this process (the load generator and the psycopg floor)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    groups = {"server": 0.0, "postgres": 0.0, "redis": 0.0, "load generator": 0.0}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        used = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        if int(pid) == os.getpid():
+            groups["load generator"] += used
+        elif int(pid) == server_pid or int(fields[1]) == server_pid:  # gunicorn and its workers
+            groups["server"] += used
+        elif cmd.startswith("postgres"):
+            groups["postgres"] += used
+        elif "redis-server" in cmd:
+            groups["redis"] += used
+    return groups
+
+
+def cpu_per_request(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
+    """Milliseconds of CPU per request, by process group."""
+    return {name: round((after[name] - before[name]) / max(requests, 1) * 1000, 2) for name in before}
+
+
+# --------------------------------------------------------------------------------------
 # Load generators
 # --------------------------------------------------------------------------------------
 async def _http_request(port: int, raw: bytes) -> int:
@@ -315,9 +349,10 @@ def main() -> int:
             common = {"port": port, "key": key, "concurrency": args.concurrency, "max_seconds": args.max_seconds}
             for path in ("/bench/noop", "/api/v1/actions"):  # warm both workers, caches and connections
                 http_load(path=path, total=args.warmup, **common)
-            noop = http_load(path="/bench/noop", total=args.requests, **common)
-            results[f"ingest/{threads}"] = http_load(path="/api/v1/actions", total=args.requests, **common)
-            results[f"noop/{threads}"] = noop
+            for name, path in ((f"noop/{threads}", "/bench/noop"), (f"ingest/{threads}", "/api/v1/actions")):
+                before = cpu_seconds(server.pid)
+                results[name] = http_load(path=path, total=args.requests, **common)
+                results[name]["cpu_ms"] = cpu_per_request(before, cpu_seconds(server.pid), results[name]["n"])
         finally:
             stop_server(server)
         labels[f"ingest/{threads}"] = f"POST /api/v1/actions ({server_desc})"
@@ -336,6 +371,13 @@ def main() -> int:
     print(f"{'measurement':<58} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for name, r in results.items():
         print(f"{labels[name]:<58} {r['rps']:>9.1f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>7}")
+    print("\nCPU per request (ms), by process: the two cores are the budget both share")
+    groups = list(next(r["cpu_ms"] for r in results.values() if "cpu_ms" in r))
+    print(f"{'measurement':<58} " + " ".join(f"{g:>14}" for g in groups) + f" {'total':>8}")
+    for name, r in results.items():
+        if "cpu_ms" in r:
+            cells = " ".join(f"{r['cpu_ms'][g]:>14.2f}" for g in groups)
+            print(f"{labels[name]:<58} {cells} {sum(r['cpu_ms'].values()):>8.2f}")
     print()
     for threads, ratio in ratios.items():
         verdict = "met" if ratio >= 0.5 else "NOT met"
@@ -358,7 +400,8 @@ def main() -> int:
             "ratio": round(main_ratio, 3),
             "met": main_ratio >= 0.5,
         },
-        "notes": [f"ingest / lower floor with threads={t}: {r:.2f}" for t, r in ratios.items()],
+        "notes": [f"ingest / lower floor with threads={t}: {r:.2f}" for t, r in ratios.items()]
+        + [f"CPU ms per request, {labels[n]}: {r['cpu_ms']}" for n, r in results.items() if "cpu_ms" in r],
     }
     print("BENCH-RESULT " + json.dumps(line))
     errors = sum(r["errors"] for r in results.values())

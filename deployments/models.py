@@ -223,12 +223,14 @@ class AuditEvent(models.Model):
     """Append-only audit log. On PostgreSQL a trigger refuses UPDATE and DELETE."""
 
     verb = models.CharField(max_length=100)  # dotted, e.g. "reviews.action.approved"
+    # Indexed only where set (audit_by_actor): agents' and the system's events have no actor.
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
     actor_label = models.CharField(max_length=150, help_text="Username, 'api-key:<prefix>' or 'system'.")
+    # No index of its own: audit_by_deployment leads with it.
     deployment = models.ForeignKey(
-        Deployment, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_events"
+        Deployment, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_events", db_index=False
     )
     object_type = models.CharField(max_length=64, blank=True)
     object_id = models.CharField(max_length=64, blank=True)
@@ -245,6 +247,8 @@ class AuditEvent(models.Model):
             models.Index(fields=["object_type", "object_id"], name="audit_by_object"),
             # Audit log filtered by verb.
             models.Index(fields=["verb", "-created_at"], name="audit_by_verb"),
+            # One person's events (and the PROTECT check when a user is deleted).
+            models.Index(fields=["actor"], condition=models.Q(actor__isnull=False), name="audit_by_actor"),
         ]
 
     def __str__(self) -> str:

@@ -53,11 +53,6 @@ def cast_types(model: type[Model], vendor: str, columns: tuple[str, ...]) -> lis
     return [model._meta.get_field(column).cast_db_type(connection) for column in columns]
 
 
-def typed_placeholders(types: Sequence[str]) -> str:
-    """`%s::type, %s::type, ...` for a SELECT list whose values go into typed columns."""
-    return ", ".join(f"%s::{t}" for t in types)
-
-
 def counter_upsert_tail(table: str, keys: Sequence[str], values: Sequence[str]) -> str:
     """The ON CONFLICT clause that adds to a sharded counter row instead of inserting it."""
     sets = ", ".join(f"{v} = {table}.{v} + excluded.{v}" for v in values)

@@ -12,20 +12,25 @@ The columns and values come from the model instances (`deployments.sql.insert_ro
 new field on ProposedAction or AuditEvent is written here without touching this module.
 """
 
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection, transaction
 
 from deployments.models import AuditEvent
 from deployments.services import CounterDelta, counters_apply
-from deployments.sql import cast_types, counter_upsert_tail, insert_row, prepared_cursor, typed_placeholders
+from deployments.sql import cast_types, counter_upsert_tail, insert_row, prepared_cursor
 from reviews.idempotency import idempotency_complete
 from reviews.models import IdempotencyRecord, ProposedAction
 from reviews.representation import action_representation
 
 REPLAY_STATUS = 201
+REJECTED = ProposedAction.Status.REJECTED.value
+# What makes two proposals "the same" for the rejected-stays-rejected rule.
+SAME_PROPOSAL = ("deployment_id", "external_id", "action_type", "proposal_sha256")
+# What the action's INSERT returns, for the rows that hang off it.
+RETURNED = ("id", "deployment_id", "action_type")
 
 
 @dataclass
@@ -53,11 +58,7 @@ def proposal_insert(proposal: NewProposal) -> bool:
 
 def _already_rejected(action: ProposedAction):
     return ProposedAction.objects.filter(
-        deployment_id=action.deployment_id,
-        external_id=action.external_id,
-        action_type=action.action_type,
-        proposal_sha256=action.proposal_sha256,
-        status=ProposedAction.Status.REJECTED,
+        status=REJECTED, **{column: getattr(action, column) for column in SAME_PROPOSAL}
     )
 
 
@@ -80,64 +81,70 @@ def _reply(action: ProposedAction) -> dict:
 
 
 def _insert_postgresql(proposal: NewProposal) -> bool:
-    """WITH action AS (INSERT ... SELECT ... [WHERE NOT already rejected] RETURNING id),
-    then one CTE per other row, each reading `action`: none of them writes when it is empty.
+    """WITH new AS (SELECT the action's values), action AS (INSERT ... SELECT FROM new
+    [WHERE NOT already rejected] RETURNING id), then one CTE per other row, each reading
+    `action`: none of them writes when it is empty.
 
     Table and column names are the models' own; every value is a parameter (hence the S608
-    waivers below)."""
+    waivers below). Their number stays within what psycopg caches the parsed query for
+    (tests/reviews/test_ingest.py checks it)."""
     action, audit, replay = proposal.action, proposal.audit, proposal.replay
+    actions = ProposedAction._meta.db_table
     params: list = []
 
     columns, values, types = insert_row(action)
     params += values
+    new = ", ".join(f"%s::{type_} AS {column}" for column, type_ in zip(columns, types, strict=True))
     guard = ""
     if proposal.unless_rejected:  # _already_rejected(), written out: the ORM would compile it per request
-        guard = (
-            f"WHERE NOT EXISTS (SELECT 1 FROM {ProposedAction._meta.db_table} "  # noqa: S608
-            "WHERE deployment_id = %s AND external_id = %s AND action_type = %s "
-            "AND proposal_sha256 = %s AND status = %s)"
+        same = " AND ".join(
+            f"a.{c} = new.{c}" for c in ("deployment_id", "external_id", "action_type", "proposal_sha256")
         )
-        params += [
-            action.deployment_id,
-            action.external_id,
-            action.action_type,
-            action.proposal_sha256,
-            ProposedAction.Status.REJECTED.value,
-        ]
+        guard = f"WHERE NOT EXISTS (SELECT 1 FROM {actions} a WHERE {same} AND a.status = '{REJECTED}')"  # noqa: S608
     parts = [
-        f"action AS (INSERT INTO {ProposedAction._meta.db_table} ({', '.join(columns)}) "  # noqa: S608
-        f"SELECT {typed_placeholders(types)} {guard} RETURNING id)"
+        f"new AS (SELECT {new})",
+        f"action AS (INSERT INTO {actions} ({', '.join(columns)}) "  # noqa: S608
+        f"SELECT {', '.join(columns)} FROM new {guard} RETURNING {', '.join(RETURNED)})",
     ]
 
+    def select(column: str, type_: str, value: Any) -> str:
+        """The SQL of one value of a row hanging off `action`: read from it when the action
+        has the same value (fewer parameters), else a parameter."""
+        if column in RETURNED and value == getattr(action, column):
+            return f"action.{column}"
+        params.append(value)
+        return f"%s::{type_}"
+
     columns, values, types = insert_row(audit)
-    select = [
-        "action.id::text" if column == "object_id" else f"%s::{type_}"
-        for column, type_ in zip(columns, types, strict=True)
+    row = [
+        "action.id::text" if column == "object_id" else select(column, type_, value)
+        for column, type_, value in zip(columns, types, values, strict=True)
     ]
-    params += [value for column, value in zip(columns, values, strict=True) if column != "object_id"]
     parts.append(
         f"audit AS (INSERT INTO {AuditEvent._meta.db_table} ({', '.join(columns)}) "  # noqa: S608
-        f"SELECT {', '.join(select)} FROM action)"
+        f"SELECT {', '.join(row)} FROM action)"
     )
 
     for i, delta in enumerate(proposal.counters):
         meta = delta.model._meta
         keys, adds = list(delta.key), list(delta.add)
-        columns = [*keys, "shard", *adds]
-        types = cast_types(delta.model, connection.vendor, tuple(columns))
-        params += [*delta.key.values(), random.randrange(delta.model.SHARDS), *delta.add.values()]
+        types = cast_types(delta.model, connection.vendor, (*keys, *adds))
+        row = [select(c, t, v) for c, t, v in zip(keys, types, delta.key.values(), strict=False)]
+        row.append(f"floor(random() * {int(delta.model.SHARDS)})::int")  # one of the row's shards, at random
+        row += [f"%s::{t}" for t in types[len(keys) :]]
+        params += delta.add.values()
         parts.append(
-            f"counter{i} AS (INSERT INTO {meta.db_table} ({', '.join(columns)}) "  # noqa: S608
-            f"SELECT {typed_placeholders(types)} FROM action {counter_upsert_tail(meta.db_table, keys, adds)})"
+            f"counter{i} AS (INSERT INTO {meta.db_table} ({', '.join([*keys, 'shard', *adds])}) "  # noqa: S608
+            f"SELECT {', '.join(row)} FROM action {counter_upsert_tail(meta.db_table, keys, adds)})"
         )
 
     if replay is not None:
         field = IdempotencyRecord._meta.get_field("response_body")
         table = IdempotencyRecord._meta.db_table
         # The reply's id is the new action's: set in SQL, as it is known only there.
-        params += [REPLAY_STATUS, field.get_db_prep_save(_reply(action), connection), replay.pk]
+        params += [field.get_db_prep_save(_reply(action), connection), replay.pk]
         parts.append(
-            f"replay AS (UPDATE {table} SET in_flight = false, response_status = %s, "  # noqa: S608
+            f"replay AS (UPDATE {table} SET in_flight = false, response_status = {int(REPLAY_STATUS)}, "  # noqa: S608
             "response_body = jsonb_set(%s::jsonb, '{id}', to_jsonb(action.id)) "
             f"FROM action WHERE {table}.id = %s)"
         )

@@ -33,7 +33,8 @@ class ProposedAction(models.Model):
     PENDING_STATUSES = (Status.PENDING_REVIEW, Status.PENDING_SENIOR)
     TERMINAL_STATUSES = (Status.COMPARED, Status.REJECTED, Status.EXPIRED, Status.EXECUTED, Status.FAILED)
 
-    deployment = models.ForeignKey(Deployment, on_delete=models.PROTECT, related_name="actions")
+    # No index of its own: action_by_external_id and action_by_deployment_recent lead with it.
+    deployment = models.ForeignKey(Deployment, on_delete=models.PROTECT, related_name="actions", db_index=False)
     action_type = models.CharField(max_length=100)
     external_id = models.CharField(max_length=200, blank=True)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
@@ -62,8 +63,9 @@ class ProposedAction(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     result_error = models.TextField(blank=True)
 
+    # Indexed only where set (action_claimed_by): most actions are never claimed.
     claimed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     claimed_at = models.DateTimeField(null=True, blank=True)
 
@@ -117,6 +119,8 @@ class ProposedAction(models.Model):
             ),
             # Shadow matching and rejected-stays-rejected: one deployment's actions by external_id.
             models.Index(fields=["deployment", "external_id"], name="action_by_external_id"),
+            # A user's claims (released when the user is deleted: SET NULL); most rows have none.
+            models.Index(fields=["claimed_by"], condition=Q(claimed_by__isnull=False), name="action_claimed_by"),
             # Shadow sweep: logged shadow actions still waiting for their human outcome.
             models.Index(
                 fields=["deployment", "id"],
@@ -214,7 +218,8 @@ class IdempotencyRecord(models.Model):
     IDEMPOTENCY_KEY_TTL.
     """
 
-    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="+")
+    # No index of its own: idempotency_unique_key leads with it.
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="+", db_index=False)
     key = models.CharField(max_length=255)
     request_sha256 = models.CharField(max_length=64)
     in_flight = models.BooleanField(default=True)

@@ -147,3 +147,22 @@ def test_the_api_ingest_makes_three_statements(api):
         r = api.post("/api/v1/actions", proposal_body(external_id="X-1"), headers={"Idempotency-Key": "k-3"})
     assert r.status_code == 201, r.content
     assert len(queries) == 3, [q["sql"][:80] for q in queries]
+
+
+@pytest.mark.postgres
+def test_the_statement_stays_within_psycopgs_query_cache(deployment):
+    """psycopg re-parses a query with more than MAX_CACHED_STATEMENT_PARAMS parameters on
+    every execution; the hot path's statement must stay below that."""
+    from psycopg._queries import MAX_CACHED_STATEMENT_PARAMS
+
+    captured: list = []
+
+    def spy(execute, sql, params, many, context):
+        captured.append(params)
+        return execute(sql, params, many, context)
+
+    new = _new(deployment, key="k-params", external_id="E-9")
+    with connection.execute_wrapper(spy):
+        assert proposal_insert(new)
+    assert len(captured) == 1
+    assert 0 < len(captured[0]) <= MAX_CACHED_STATEMENT_PARAMS - 5  # a margin for new fields
