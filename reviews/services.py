@@ -192,7 +192,7 @@ def proposed_action_create(
     return action
 
 
-def _record_human_decision(
+def _decision_create(
     *,
     action: ProposedAction,
     verb: Decision.Verb,
@@ -202,7 +202,9 @@ def _record_human_decision(
     now: datetime,
     payload_before: Any = None,
     payload_after: Any = None,
-) -> Decision:
+) -> tuple[Decision, float]:
+    """The Decision row of a move (to `action.status`, already set) and its `decision.<verb>`
+    counter with the seconds it took (from the decider's claim, else from the proposal)."""
     started = action.claimed_at if action.claimed_at and action.claimed_by_id == getattr(actor, "pk", None) else None
     seconds = (now - (started or action.created_at)).total_seconds()
     decision = Decision.objects.create(
@@ -217,8 +219,39 @@ def _record_human_decision(
         claimed_at=started,
         seconds_to_decide=seconds,
     )
+    evidence_add(
+        deployment_id=action.deployment_id,
+        action_type=action.action_type,
+        metric=f"decision.{verb.value}",
+        total=seconds,
+    )
+    return decision, seconds
+
+
+def _record_human_decision(
+    *,
+    action: ProposedAction,
+    verb: Decision.Verb,
+    actor: AbstractBaseUser | None,
+    from_status: str,
+    reason: str,
+    now: datetime,
+    payload_before: Any = None,
+    payload_after: Any = None,
+) -> Decision:
+    """A final decision (approve, edit, reject, expire): its Decision and counters, the SLA
+    and 2→3 counterfactual evidence, the audit event and the agent's webhook."""
+    decision, seconds = _decision_create(
+        action=action,
+        verb=verb,
+        actor=actor,
+        from_status=from_status,
+        reason=reason,
+        now=now,
+        payload_before=payload_before,
+        payload_after=payload_after,
+    )
     deployment_id, action_type = action.deployment_id, action.action_type
-    evidence_add(deployment_id=deployment_id, action_type=action_type, metric=f"decision.{verb.value}", total=seconds)
     if verb in (Decision.Verb.APPROVE, Decision.Verb.EDIT, Decision.Verb.REJECT):
         within = action.expires_at is None or now <= action.expires_at
         evidence_add(
@@ -345,23 +378,15 @@ def proposed_action_escalate(*, action_id: int, actor: AbstractBaseUser, reason:
     action.status = Status.PENDING_SENIOR
     action.reason = reason.strip()
     action.expires_at = now + action.deployment.senior_sla
-    started = action.claimed_at if action.claimed_by_id == actor.pk else None
-    seconds = (now - (started or action.created_at)).total_seconds()
-    Decision.objects.create(
+    # Not a final decision: no SLA or counterfactual evidence and no webhook (the agent keeps
+    # waiting), so only the Decision row and its counter are shared with the others.
+    _decision_create(
         action=action,
         verb=Decision.Verb.ESCALATE,
         actor=actor,
         from_status=Status.PENDING_REVIEW,
-        to_status=Status.PENDING_SENIOR,
         reason=action.reason,
-        claimed_at=started,
-        seconds_to_decide=seconds,
-    )
-    evidence_add(
-        deployment_id=action.deployment_id,
-        action_type=action.action_type,
-        metric="decision.escalate",
-        total=seconds,
+        now=now,
     )
     audit_event_record(
         verb="reviews.action.escalated",
