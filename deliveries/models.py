@@ -28,7 +28,7 @@ class Delivery(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending"  # not delivered yet; retried when `next_attempt_at` comes
         DELIVERED = "delivered"  # a 2xx answer was received
-        FAILED = "failed"  # gave up at `give_up_at`; an admin may redeliver
+        FAILED = "failed"  # gave up at `give_up_at` (or at once: a refused address); an admin may redeliver
 
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="deliveries")
     event_type = models.CharField(max_length=64)  # e.g. "action.approved"

@@ -123,10 +123,12 @@ def delivery_attempt_finish(
     latency_ms: int | None,
     error: str = "",
     response_excerpt: str = "",
+    permanent: bool = False,
     now: datetime | None = None,
 ) -> Delivery:
     """Record how an attempt ended and what happens next: delivered on a 2xx; otherwise the next
-    attempt after an exponential backoff, or given up once `give_up_at` has passed.
+    attempt after an exponential backoff, or given up once `give_up_at` has passed, or at once
+    if the failure is `permanent` (retrying cannot help, e.g. a refused destination).
 
     Precondition: `attempt` came from `delivery_claim`. If the delivery moved on meanwhile (a
     later claim after this one's lease ran out), only the attempt is recorded.
@@ -147,7 +149,7 @@ def delivery_attempt_finish(
     if attempt.succeeded:
         delivery.status = Delivery.Status.DELIVERED
         delivery.delivered_at = now
-    elif now >= delivery.give_up_at:
+    elif permanent or now >= delivery.give_up_at:
         delivery.status = Delivery.Status.FAILED
     else:
         wait = timedelta(seconds=delivery_backoff(delivery.attempts))

@@ -2,10 +2,12 @@
 
 from typing import Annotated, Any, Literal
 
+from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from ninja import Field, Header, Path, Router, Schema
 from pydantic import AnyHttpUrl, field_validator
 
+from deliveries.egress import url_host_not_public
 from deployments.api import AUTH_ERRORS, ErrorOut, bearer
 from reviews.canonical import payload_sha256
 from reviews.idempotency import idempotency_claim, idempotency_release
@@ -51,6 +53,17 @@ class ActionIn(Schema):
     @classmethod
     def no_nul(cls, value: Any) -> Any:
         _no_nul(value)
+        return value
+
+    @field_validator("callback_url")
+    @classmethod
+    def public_callback(cls, value: AnyHttpUrl | None) -> AnyHttpUrl | None:
+        """Early word on a URL the worker would refuse. From the URL alone: a name is resolved,
+        and its addresses checked, only when the worker connects (deliveries.egress)."""
+        if value is not None and not settings.TRUSTLADDER_WEBHOOK_ALLOW_PRIVATE:
+            reason = url_host_not_public(str(value))
+            if reason:
+                raise ValueError(f"webhooks go only to public addresses: {reason}")
         return value
 
 

@@ -43,6 +43,37 @@ def test_production_settings_refuse_a_missing_secret_key():
     assert result.returncode != 0 and "DJANGO_SECRET_KEY" in result.stderr
 
 
+def _settings_value(module: str, name: str, **env_vars: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_ALLOW_ASYNC_UNSAFE", name)}
+    env |= {"DJANGO_SECRET_KEY": "x7" * 30 + "-production-like-secret", **env_vars}
+    result = subprocess.run(
+        [sys.executable, "-c", f"import {module} as s; print(s.{name})"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+@pytest.mark.parametrize(
+    ("module", "env_value", "expected"),
+    [
+        ("config.settings.production", None, "False"),  # webhooks only to public addresses
+        ("config.settings.production", "true", "True"),
+        ("config.settings.local", None, "True"),  # the demo's receivers are on this machine
+        ("config.settings.local", "false", "False"),
+        ("config.settings.test", None, "True"),
+    ],
+)
+def test_webhooks_to_private_addresses_are_off_in_production_unless_set(module, env_value, expected):
+    name = "TRUSTLADDER_WEBHOOK_ALLOW_PRIVATE"
+    env_vars = {} if env_value is None else {name: env_value}
+    assert _settings_value(module, name, **env_vars) == expected
+
+
 @pytest.mark.django_db
 def test_healthz_ok(client):
     r = client.get("/healthz")

@@ -268,6 +268,10 @@ WEBHOOK_SECRET_ROTATION_GRACE = timedelta(hours=24)
 WEBHOOK_PAGE_WINDOW = timedelta(days=7)
 # Delivered and given-up deliveries (with their attempts) are deleted after this long.
 WEBHOOK_RETENTION = timedelta(days=int(env("TRUSTLADDER_WEBHOOK_RETENTION_DAYS", "30")))
+# Off: deliveries connect only to public addresses (checked as they connect, after DNS), and the
+# API refuses a callback_url whose host is a non-public IP literal or localhost (SSRF: loopback,
+# the private network, cloud metadata at 169.254.169.254). On in local and test settings.
+TRUSTLADDER_WEBHOOK_ALLOW_PRIVATE = env_bool("TRUSTLADDER_WEBHOOK_ALLOW_PRIVATE", False)
 
 
 def _every(seconds: float) -> dict:

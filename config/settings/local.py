@@ -6,6 +6,8 @@ from config.logging import build_logging
 from .base import *  # noqa: F403
 
 DEBUG = env_bool("DJANGO_DEBUG", True)
+# The demo's agents and receivers are on this machine.
+TRUSTLADDER_WEBHOOK_ALLOW_PRIVATE = env_bool("TRUSTLADDER_WEBHOOK_ALLOW_PRIVATE", True)
 
 # Serve static files straight from the source folders (no collectstatic needed).
 WHITENOISE_USE_FINDERS = True

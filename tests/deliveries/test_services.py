@@ -96,6 +96,16 @@ def test_failures_stop_at_give_up_at():
     assert given_up.status == P.FAILED and given_up.attempts == 2
 
 
+def test_a_permanent_failure_gives_up_at_once_however_long_is_left():
+    delivery = DeliveryFactory()
+    attempt = delivery_claim(delivery_id=delivery.pk)
+    error = "refused to connect to 10.0.0.5: not a public address (TRUSTLADDER_WEBHOOK_ALLOW_PRIVATE is off)"
+    failed = delivery_attempt_finish(attempt=attempt, status_code=None, latency_ms=1, error=error, permanent=True)
+    assert failed.status == P.FAILED and failed.give_up_at > timezone.now() + timedelta(hours=23)
+    assert failed.last_error == error and failed.lease_until is None
+    assert delivery_claim(delivery_id=delivery.pk) is None
+
+
 def test_an_attempt_finishing_after_a_takeover_is_recorded_but_decides_nothing(settings):
     settings.WEBHOOK_LEASE_SECONDS = 10
     delivery = DeliveryFactory()

@@ -108,6 +108,44 @@ def test_bad_fields_are_422_naming_the_field(api, change, field):
     assert ProposedAction.objects.count() == 0
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8000/hook",
+        "http://localhost:8000/hook",
+        "https://10.0.0.5/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://2130706433/hook",  # 127.0.0.1 written as one number
+    ],
+)
+def test_a_callback_url_to_a_non_public_host_is_422(api, settings, url):
+    settings.TRUSTLADDER_WEBHOOK_ALLOW_PRIVATE = False
+    r = api.post("/api/v1/actions", proposal(callback_url=url))
+    assert r.status_code == 422, r.content
+    body = r.json()
+    assert body["error"] == "validation_error" and body["detail"].startswith("callback_url: ")
+    assert "public" in body["detail"]
+    assert ProposedAction.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("allow_private", "url"),
+    [
+        (False, "https://hooks.example.com/trustladder"),  # a name: checked when the worker connects
+        (False, "https://8.8.8.8/hook"),
+        (True, "http://127.0.0.1:8000/hook"),
+        (True, "http://localhost:8000/hook"),
+    ],
+)
+def test_a_callback_url_the_worker_may_reach_is_accepted(api, settings, allow_private, url):
+    settings.TRUSTLADDER_WEBHOOK_ALLOW_PRIVATE = allow_private
+    r = api.post("/api/v1/actions", proposal(callback_url=url))
+    assert r.status_code == 201, r.content
+    assert ProposedAction.objects.get().callback_url == url
+
+
 @pytest.mark.parametrize("missing", ["action_type", "payload", "risk_score", "confidence"])
 def test_missing_fields_are_422(api, missing):
     body = proposal()
