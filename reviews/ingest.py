@@ -13,15 +13,16 @@ new field on ProposedAction or AuditEvent is written here without touching this 
 """
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 
 from deployments.models import AuditEvent
 from deployments.services import CounterDelta, counters_apply
 from deployments.sql import cast_types, counter_upsert_tail, insert_row, prepared_cursor
-from reviews.idempotency import idempotency_complete
+from reviews.idempotency import IdempotencyKeyReused, idempotency_complete
 from reviews.models import IdempotencyRecord, ProposedAction
 from reviews.representation import action_representation
 
@@ -50,10 +51,20 @@ class NewProposal:
 
 def proposal_insert(proposal: NewProposal) -> bool:
     """Write `proposal`, all or nothing. False (nothing written) when it was refused as
-    already rejected; on True, `proposal.action.pk` is set."""
-    if connection.vendor == "postgresql":
-        return _insert_postgresql(proposal)
-    return _insert_orm(proposal)
+    already rejected; on True, `proposal.action.pk` is set. Raises IdempotencyKeyReused (422)
+    when an earlier action already carries the Idempotency-Key."""
+    try:
+        if connection.vendor == "postgresql":
+            return _insert_postgresql(proposal)
+        return _insert_orm(proposal)
+    except IntegrityError as exc:
+        # The action's (deployment, idempotency_key) is unique for good, while the key's claim
+        # is purged after IDEMPOTENCY_KEY_TTL: a key sent again after that lands here.
+        if proposal.action.idempotency_key is not None and "idempotency_key" in str(exc):
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was used for an earlier action, now past its retention; send a new key"
+            ) from exc
+        raise
 
 
 def _already_rejected(action: ProposedAction):
@@ -149,7 +160,9 @@ def _insert_postgresql(proposal: NewProposal) -> bool:
             f"FROM action WHERE {table}.id = %s)"
         )
 
-    with prepared_cursor() as cursor:
+    # Alone, the statement is its own transaction. Inside a caller's, a savepoint keeps a
+    # failure (a reused Idempotency-Key) from aborting the caller's transaction.
+    with transaction.atomic() if connection.in_atomic_block else nullcontext(), prepared_cursor() as cursor:
         cursor.execute(f"WITH {', '.join(parts)} SELECT id FROM action", params)  # noqa: S608
         row = cursor.fetchone()
     if row is None:

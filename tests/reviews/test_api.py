@@ -242,6 +242,21 @@ def test_idempotency_replay_mismatch_and_scope(api, deployment):
     assert ProposedAction.objects.count() == 2
 
 
+def test_a_key_sent_again_after_its_retention_is_422_not_500(api, deployment):
+    """The claim is purged after IDEMPOTENCY_KEY_TTL; the action keeps the key for good."""
+    from reviews.models import IdempotencyRecord
+
+    first = api.post("/api/v1/actions", proposal(), headers={"Idempotency-Key": "k-old"})
+    assert first.status_code == 201
+    IdempotencyRecord.objects.filter(key="k-old").delete()  # as idempotency_purge does
+    again = api.post("/api/v1/actions", proposal(), headers={"Idempotency-Key": "k-old"})
+    assert again.status_code == 422, again.content
+    assert again.json()["error"] == "idempotency_key_reused"
+    assert ProposedAction.objects.filter(idempotency_key="k-old").count() == 1
+    # The failed request gave its claim back: the key is not left in flight.
+    assert not IdempotencyRecord.objects.filter(key="k-old").exists()
+
+
 def test_idempotency_in_flight_is_409(api, deployment):
     from reviews.idempotency import idempotency_claim
 

@@ -132,6 +132,7 @@ def test_a_rejected_proposal_writes_nothing(deployment, writer):
 
 
 @pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)  # as in production: no caller's transaction around it
 def test_a_proposal_is_one_statement_on_postgresql(deployment):
     new = _new(deployment, key="k-one")
     with CaptureQueriesContext(connection) as queries:
@@ -140,6 +141,7 @@ def test_a_proposal_is_one_statement_on_postgresql(deployment):
 
 
 @pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)  # as in production: no caller's transaction around it
 def test_the_api_ingest_makes_three_statements(api):
     """Key lookup, Idempotency-Key claim, the proposal: a fourth is a regression of the hot path."""
     api.post("/api/v1/actions", proposal_body(), headers={"Idempotency-Key": "warm"})  # the key's last_used_at
@@ -150,6 +152,7 @@ def test_the_api_ingest_makes_three_statements(api):
 
 
 @pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)  # as in production: no caller's transaction around it
 def test_the_statement_stays_within_psycopgs_query_cache(deployment):
     """psycopg re-parses a query with more than MAX_CACHED_STATEMENT_PARAMS parameters on
     every execution; the hot path's statement must stay below that."""
