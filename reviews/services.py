@@ -202,9 +202,11 @@ def _decision_create(
     now: datetime,
     payload_before: Any = None,
     payload_after: Any = None,
+    metric: str = "",
 ) -> tuple[Decision, float]:
-    """The Decision row of a move (to `action.status`, already set) and its `decision.<verb>`
-    counter with the seconds it took (from the decider's claim, else from the proposal)."""
+    """The Decision row of a move (to `action.status`, already set) and its counter
+    (`metric`, by default `decision.<verb>`) with the seconds it took (from the decider's
+    claim, else from the proposal)."""
     started = action.claimed_at if action.claimed_at and action.claimed_by_id == getattr(actor, "pk", None) else None
     seconds = (now - (started or action.created_at)).total_seconds()
     decision = Decision.objects.create(
@@ -222,7 +224,7 @@ def _decision_create(
     evidence_add(
         deployment_id=action.deployment_id,
         action_type=action.action_type,
-        metric=f"decision.{verb.value}",
+        metric=metric or f"decision.{verb.value}",
         total=seconds,
     )
     return decision, seconds
@@ -640,28 +642,19 @@ def proposed_action_audit_verdict(
         raise InvalidTransition(f"action {action.pk} is not an audit sample")
     if action.audit_verdict:
         raise InvalidTransition(f"action {action.pk} already has the audit verdict {action.audit_verdict!r}")
-    now = timezone.now()
-    started = action.claimed_at if action.claimed_at and action.claimed_by_id == actor.pk else None
-    seconds = (now - (started or action.created_at)).total_seconds()
-    action.audit_verdict = verdict
-    action.claimed_by, action.claimed_at = None, None
-    action.save(update_fields=["audit_verdict", "claimed_by", "claimed_at"])
-    Decision.objects.create(
+    # The verdict's Decision, timed from the auditor's claim, before the claim is released.
+    _decision_create(
         action=action,
         verb=AUDIT_VERDICTS[verdict],
         actor=actor,
         from_status=action.status,
-        to_status=action.status,
         reason=reason,
-        claimed_at=started,
-        seconds_to_decide=seconds,
-    )
-    evidence_add(
-        deployment_id=action.deployment_id,
-        action_type=action.action_type,
+        now=timezone.now(),
         metric=f"audit.{verdict}",
-        total=seconds,
     )
+    action.audit_verdict = verdict
+    action.claimed_by, action.claimed_at = None, None
+    action.save(update_fields=["audit_verdict", "claimed_by", "claimed_at"])
     audit_event_record(
         verb="reviews.action.audit_verdict",
         actor=actor,
