@@ -247,7 +247,7 @@ def _breaker_delta(*, deployment_id: int, metric: str, n: int, at: datetime | No
 
 
 def counters_apply(deltas: Iterable[CounterDelta]) -> None:
-    """Add `deltas` to their counter rows in the caller's transaction: one statement a table."""
+    """Add `deltas` to their counter rows in the caller's transaction: one statement each."""
     for delta in deltas:
         counters_add_many(
             model=delta.model,

@@ -89,9 +89,10 @@ def _row_shape(model: type[Model], vendor: str) -> tuple[list[str], list[tuple[i
 
 
 class _PreparingCursor(psycopg.Cursor):
-    """psycopg's server-side binding cursor, preparing every statement it runs (Django turns
-    psycopg's automatic preparation off, as connection poolers in transaction mode break it;
-    these statements are few and fixed, and run on Django's own persistent connections)."""
+    """psycopg's server-side binding cursor, preparing every statement it runs on its first
+    run. These statements are few and fixed, and run on Django's own persistent connections.
+    psycopg prepares nothing while the connection's prepare_threshold is None, which is how
+    TRUSTLADDER_DB_PREPARED_STATEMENTS=false turns this off (config/settings/base.py)."""
 
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> "_PreparingCursor":
         return super().execute(query, params, prepare=True, **kwargs)

@@ -108,9 +108,7 @@ def _insert_postgresql(proposal: NewProposal) -> bool:
     new = ", ".join(f"%s::{type_} AS {column}" for column, type_ in zip(columns, types, strict=True))
     guard = ""
     if proposal.unless_rejected:  # _already_rejected(), written out: the ORM would compile it per request
-        same = " AND ".join(
-            f"a.{c} = new.{c}" for c in ("deployment_id", "external_id", "action_type", "proposal_sha256")
-        )
+        same = " AND ".join(f"a.{c} = new.{c}" for c in SAME_PROPOSAL)
         guard = f"WHERE NOT EXISTS (SELECT 1 FROM {actions} a WHERE {same} AND a.status = '{REJECTED}')"  # noqa: S608
     parts = [
         f"new AS (SELECT {new})",
