@@ -15,6 +15,8 @@ from ninja.parser import Parser
 from deployments.api import ApiKeyRateThrottle, ErrorOut
 from deployments.api import router as deployment_router
 from deployments.errors import DomainError
+from deployments.models import ApiKey
+from deployments.services import api_key_confirm
 from reviews.api import router as actions_router
 from reviews.shadow.api import router as shadow_router
 
@@ -87,6 +89,11 @@ api.add_router("/", shadow_router)
 
 
 def _error(request: HttpRequest, status: int, code: str, detail: Any, **extra: Any) -> HttpResponse:
+    key = getattr(request, "auth", None)
+    if status != 401 and isinstance(key, ApiKey) and api_key_confirm(key) is None:
+        # The key came from the process's cache (POST /actions) and is no longer active: the
+        # agent learns that first, as it would have from a key read afresh.
+        return on_auth_error(request, AuthenticationError())
     return api.create_response(request, {"error": code, "detail": detail, **extra}, status=status)
 
 

@@ -1,7 +1,7 @@
 """Agent API: authentication by bearer key, and the key's deployment."""
 
 import threading
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
 from django.conf import settings
@@ -13,23 +13,30 @@ from ninja.throttling import BaseThrottle
 
 from deployments.models import ApiKey, Deployment
 from deployments.ratelimit import rate_limit_hit
-from deployments.services import api_key_authenticate
-
-LAST_USED_RESOLUTION = timedelta(minutes=5)
+from deployments.services import api_key_authenticate, api_key_mark_used
 
 
 class ApiKeyAuth(HttpBearer):
-    """`Authorization: Bearer <key>`; `request.auth` becomes the ApiKey (with its deployment)."""
+    """`Authorization: Bearer <key>`; `request.auth` becomes the ApiKey (with its deployment).
+
+    `cached=True` is for an operation whose write verifies the key itself (POST /actions):
+    the key may come from the process's cache, carrying the `key_check` that write makes, and any
+    error answer confirms it first (config.api). See api_key_authenticate."""
+
+    def __init__(self, *, cached: bool = False) -> None:
+        super().__init__()
+        self.cached = cached
 
     def authenticate(self, request: HttpRequest, token: str) -> ApiKey | None:
-        key = api_key_authenticate(token)
-        if key is not None and (key.last_used_at is None or timezone.now() - key.last_used_at > LAST_USED_RESOLUTION):
-            # Throttled so that the hot path does not write the key row on every request.
-            ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
+        key = api_key_authenticate(token, cached=self.cached)
+        if key is not None:
+            api_key_mark_used(key, now=timezone.now())
         return key
 
 
 bearer = ApiKeyAuth()
+# The same scheme in the OpenAPI document (the class names it).
+bearer_verified_by_write = ApiKeyAuth(cached=True)
 
 
 class ApiKeyRateThrottle(BaseThrottle):

@@ -32,3 +32,9 @@ class NotAllowed(DomainError):
 class InvalidInput(DomainError):
     code = "invalid"
     http_status = 422
+
+
+class ApiKeyChanged(Exception):  # noqa: N818 -- an outcome its caller handles, not an error for the user
+    """A write refused an API key taken from the process's cache: since it was read, the key
+    was revoked or its deployment changed. The caller reads the key afresh and tries again
+    (deployments.services.api_key_confirm); never shown to an agent as such."""

@@ -2,6 +2,7 @@
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -135,10 +136,37 @@ def hash_api_key(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class KeyCheck:
+    """What a write verifies, in its own statement, of an API key its request took from the
+    process's cache (`api_key_authenticate(..., cached=True)`): the key is still active, and
+    its deployment's row is still the version that was read.
+
+    The version is PostgreSQL's `xmin` and `ctid` of the row (ROW_VERSION_SQL): the id of the
+    transaction that wrote this version of the row, and where it lies. Every UPDATE of the row
+    writes a new version, which another transaction writes with another xmin, and the same
+    transaction at another place (its older version cannot be reclaimed while it is open).
+    Nothing needs to remember to bump it: a save, a queryset update, an admin edit or raw SQL
+    all change it; row locks (SELECT ... FOR UPDATE) do not. (xmin alone is the token Npgsql
+    and EF Core use for optimistic concurrency.)"""
+
+    key_id: int
+    deployment_version: str
+
+
+# The version of a row of alias `d`, as KeyCheck compares it.
+ROW_VERSION_SQL = "concat(d.xmin, '/', d.ctid)"
+
+
 class ApiKey(models.Model):
     """A bearer key of one deployment. Only its hash is stored; the raw key is shown once."""
 
     PREFIX = "tl_"
+    # last_used_at is written at most this often (deployments.services.api_key_mark_used).
+    LAST_USED_RESOLUTION = timedelta(minutes=5)
+    # Set on a key taken from the process's cache, which a write must verify; None when the
+    # key was read from the database for this request.
+    key_check: KeyCheck | None = None
 
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=100, blank=True)
@@ -197,7 +225,12 @@ class EvidenceCount(models.Model):
 
     SHARDS = 8
 
-    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="evidence")
+    # No database constraint: every proposal writes this row in the statement that writes its
+    # action (reviews.ingest), from the action's deployment_id, whose own foreign key checks
+    # it. Each constraint checks by locking the deployment's row (FOR KEY SHARE), one row that
+    # every concurrent proposal of the deployment locks: one such check per proposal is
+    # enough. The ORM's on_delete applies as before.
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="evidence", db_constraint=False)
     day = models.DateField()
     action_type = models.CharField(max_length=100)
     metric = models.CharField(max_length=64)
@@ -229,8 +262,19 @@ class AuditEvent(models.Model):
     )
     actor_label = models.CharField(max_length=150, help_text="Username, 'api-key:<prefix>' or 'system'.")
     # No index of its own: audit_by_deployment leads with it.
+    # No database constraint: every proposal writes this row in the statement that writes its
+    # action (reviews.ingest), or with the change it records, from the action's deployment_id, whose own foreign key checks
+    # it. Each constraint checks by locking the deployment's row (FOR KEY SHARE), one row that
+    # every concurrent proposal of the deployment locks: one such check per proposal is
+    # enough. The ORM's on_delete applies as before.
     deployment = models.ForeignKey(
-        Deployment, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_events", db_index=False
+        Deployment,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="audit_events",
+        db_index=False,
+        db_constraint=False,
     )
     object_type = models.CharField(max_length=64, blank=True)
     object_id = models.CharField(max_length=64, blank=True)
@@ -324,7 +368,8 @@ class BreakerCount(models.Model):
 
     SHARDS = 4
 
-    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="+")
+    # No database constraint: see EvidenceCount.deployment.
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="+", db_constraint=False)
     minute = models.DateTimeField()
     metric = models.CharField(max_length=64)
     shard = models.PositiveSmallIntegerField(default=0)

@@ -1,5 +1,6 @@
 """Every write to deployments, keys, members, evidence counters and the audit log."""
 
+import copy
 import functools
 import logging
 import math
@@ -19,12 +20,14 @@ from django.utils import timezone
 
 from deployments.errors import InvalidInput, InvalidTransition, NotAllowed
 from deployments.models import (
+    ROW_VERSION_SQL,
     ApiKey,
     AuditEvent,
     BlastRadiusUse,
     BreakerCount,
     Deployment,
     EvidenceCount,
+    KeyCheck,
     Member,
     PromotionRequest,
     hash_api_key,
@@ -150,28 +153,84 @@ def api_key_revoke(*, key_id: int, actor: AbstractBaseUser | None = None) -> Api
     return key
 
 
-def api_key_authenticate(raw: str) -> ApiKey | None:
-    """The active key matching `raw`, with its deployment, or None."""
+def api_key_authenticate(raw: str, *, cached: bool = False) -> ApiKey | None:
+    """The active key matching `raw`, with its deployment, or None.
+
+    `cached=True` (PostgreSQL only) may answer from this process's memory without a query:
+    the key then carries a `key_check` (KeyCheck) that the caller's write must verify in its own
+    statement, and if that fails, or the caller answers with an error, the caller confirms the
+    key with `api_key_confirm` first. Only the agent API's ingest does this (`reviews.ingest`):
+    every other caller reads the key afresh, as it is now.
+    """
     if not raw or not raw.startswith(ApiKey.PREFIX) or len(raw) > 200:
         return None
+    hashed = hash_api_key(raw)
+    if cached and connection.vendor == "postgresql":
+        entry = _key_cache.get(hashed)
+        if entry is not None:
+            key = copy.copy(entry.key)  # a request's own: the cached instance is never changed
+            key.key_check = entry.check
+            return key
+    return _api_key_read(hashed)
+
+
+def api_key_confirm(key: ApiKey) -> ApiKey | None:
+    """`key` read afresh if it came from the cache (None if it is no longer active), else `key`."""
+    if key.key_check is None:
+        return key
+    return _api_key_read(key.hashed_key)
+
+
+def api_key_mark_used(key: ApiKey, *, now: datetime) -> None:
+    """Record that `key` was used: at most one write per LAST_USED_RESOLUTION, so that the hot
+    path does not write the key row on every request."""
+    if key.last_used_at is not None and now - key.last_used_at <= ApiKey.LAST_USED_RESOLUTION:
+        return
+    ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+    key.last_used_at = now
+    entry = _key_cache.get(key.hashed_key)
+    if entry is not None:
+        entry.key.last_used_at = now  # one scalar: safe to share between the process's threads
+
+
+@dataclass(frozen=True)
+class _CachedKey:
+    key: ApiKey  # with its deployment, as read
+    check: KeyCheck
+
+
+# hashed key -> the key as last read. Bounded: past _KEY_CACHE_SIZE it starts afresh. A dict's
+# get and set are atomic, so the threads of a gthread worker share it without a lock.
+_key_cache: dict[str, _CachedKey] = {}
+_KEY_CACHE_SIZE = 1024
+
+
+def _api_key_read(hashed: str) -> ApiKey | None:
     # Every API request asks this first, so the SQL is written out once (the ORM would compile
     # it per request). It is ApiKey.objects.select_related("deployment").get(hashed_key=...,
     # revoked_at__isnull=True); tests/deployments/test_api_keys.py checks the two agree.
     with prepared_cursor() as cursor:
-        cursor.execute(_api_key_sql(), [hash_api_key(raw)])
+        cursor.execute(_api_key_sql(connection.vendor), [hashed])
         row = cursor.fetchone()
     if row is None:
+        _key_cache.pop(hashed, None)
         return None
     key = instance_from_row(ApiKey, row)
     key.deployment = instance_from_row(Deployment, row[len(ApiKey._meta.concrete_fields) :])
+    if connection.vendor == "postgresql":
+        if len(_key_cache) >= _KEY_CACHE_SIZE:
+            _key_cache.clear()
+        _key_cache[hashed] = _CachedKey(copy.copy(key), KeyCheck(key_id=key.pk, deployment_version=row[-1]))
     return key
 
 
 @functools.cache
-def _api_key_sql() -> str:
+def _api_key_sql(vendor: str) -> str:
     keys, deployments = ApiKey._meta.db_table, Deployment._meta.db_table
+    # On PostgreSQL also the deployment row's version (see KeyCheck).
+    version = f", {ROW_VERSION_SQL}" if vendor == "postgresql" else ""
     return (
-        f"SELECT {select_list(ApiKey, 'k')}, {select_list(Deployment, 'd')} "  # noqa: S608 -- names are ours
+        f"SELECT {select_list(ApiKey, 'k')}, {select_list(Deployment, 'd')}{version} "  # noqa: S608 -- names are ours
         f"FROM {keys} k JOIN {deployments} d ON d.id = k.deployment_id "
         "WHERE k.hashed_key = %s AND k.revoked_at IS NULL"
     )

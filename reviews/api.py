@@ -5,12 +5,17 @@ from typing import Annotated, Any, Literal
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from ninja import Field, Header, Path, Router, Schema
+from ninja.errors import AuthenticationError
 from pydantic import AnyHttpUrl, field_validator
 
 from deliveries.egress import url_host_not_public
-from deployments.api import AUTH_ERRORS, ErrorOut, bearer
+from deployments.api import AUTH_ERRORS, ErrorOut, bearer, bearer_verified_by_write
+from deployments.errors import ApiKeyChanged
+from deployments.models import ApiKey
+from deployments.services import api_key_confirm
 from reviews.canonical import payload_sha256
-from reviews.idempotency import idempotency_claim, idempotency_release
+from reviews.idempotency import IdempotencyKeyTaken, idempotency_claim, idempotency_release
+from reviews.models import IdempotencyRecord, ProposedAction
 from reviews.representation import action_representation
 from reviews.selectors import action_get_for_deployment
 from reviews.services import proposed_action_create, proposed_action_report_result
@@ -113,6 +118,7 @@ ERRORS = {**AUTH_ERRORS, 400: ErrorOut, 404: ErrorOut, 409: ErrorOut, 413: Error
 
 @router.post(
     "/actions",
+    auth=bearer_verified_by_write,
     response={201: ActionOut, **ERRORS},
     summary="Propose an action",
     description="Routes the action by the deployment's stage. `decision` says what to do now: "
@@ -124,39 +130,73 @@ def action_create(
     data: ActionIn,
     idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=255, min_length=1),
 ) -> Any:
+    """The hot path: one statement stores the action, its Idempotency-Key with the reply, and
+    checks the API key if it came from the process's cache. The rarer cases (a key changed
+    since it was cached, an Idempotency-Key already claimed) take a second look."""
     key = request.auth
-    deployment = key.deployment
     fields = data.model_dump(mode="json")
-    record = None
-    if idempotency_key is not None:
-        record = idempotency_claim(deployment=deployment, key=idempotency_key, fingerprint=payload_sha256(fields))
+    fingerprint = payload_sha256(fields) if idempotency_key is not None else ""
+    proposal = {
+        "action_type": data.action_type,
+        "payload": data.payload,
+        "risk_score": data.risk_score,
+        "confidence": data.confidence,
+        "external_id": data.external_id,
+        "model_version": data.model_version,
+        "rationale": data.rationale,
+        "needs_human": data.needs_human,
+        "callback_url": fields["callback_url"] or "",
+        "idempotency_key": idempotency_key,
+    }
+    try:
+        try:
+            action = _propose(key, proposal, fingerprint)
+        except ApiKeyChanged:
+            key = _confirmed(key)
+            action = _propose(key, proposal, fingerprint)
+    except IdempotencyKeyTaken:
+        key = _confirmed(key)  # a replay tells what the key's deployment did: not to a revoked key
+        record = idempotency_claim(deployment=key.deployment, key=idempotency_key, fingerprint=fingerprint)
         if not record.in_flight:
             return JsonResponse(
                 record.response_body, status=record.response_status, headers={"Idempotent-Replayed": "true"}
             )
-    try:
-        action = proposed_action_create(
-            deployment=deployment,
-            action_type=data.action_type,
-            payload=data.payload,
-            risk_score=data.risk_score,
-            confidence=data.confidence,
-            external_id=data.external_id,
-            model_version=data.model_version,
-            rationale=data.rationale,
-            needs_human=data.needs_human,
-            callback_url=fields["callback_url"] or "",
-            idempotency_key=idempotency_key,
-            actor_label=f"api-key:{key.prefix}",
-            idempotency_record=record,
-        )
-    except BaseException:
-        if record is not None:
+        try:
+            action = _create(key, proposal, record)
+        except BaseException:
             idempotency_release(record=record)
-        raise
+            raise
     # Returned as it is: the representation is the declared shape (tests/reviews/test_api.py),
     # so django-ninja's re-validation of it would only cost time on the hot path.
-    return JsonResponse(action_representation(action, deployment_slug=deployment.slug), status=201)
+    return JsonResponse(action_representation(action, deployment_slug=key.deployment.slug), status=201)
+
+
+def _propose(key: ApiKey, proposal: dict[str, Any], fingerprint: str) -> ProposedAction:
+    """The action, its Idempotency-Key (if sent) claimed in the same statement."""
+    record = None
+    if proposal["idempotency_key"] is not None:
+        record = IdempotencyRecord(
+            deployment=key.deployment, key=proposal["idempotency_key"], request_sha256=fingerprint
+        )
+    return _create(key, proposal, record)
+
+
+def _create(key: ApiKey, proposal: dict[str, Any], record: IdempotencyRecord | None) -> ProposedAction:
+    return proposed_action_create(
+        deployment=key.deployment,
+        **proposal,
+        actor_label=f"api-key:{key.prefix}",
+        idempotency_record=record,
+        key_check=key.key_check,
+    )
+
+
+def _confirmed(key: ApiKey) -> ApiKey:
+    """`key` read afresh (if it came from the cache); 401 if it is no longer active."""
+    fresh = api_key_confirm(key)
+    if fresh is None:
+        raise AuthenticationError()
+    return fresh
 
 
 @router.get("/actions/{action_id}", response={200: ActionOut, **ERRORS}, summary="Read an action")

@@ -4,8 +4,12 @@
 - same key, another body: 422;
 - same key while the first request is still in flight: 409.
 
-The key is claimed in its own short transaction so that concurrent requests see it; the
-response is stored in the transaction that does the work (`idempotency_complete`).
+A new key is claimed, with its reply, in the very statement that stores the action
+(reviews.ingest): the key's record exists exactly when its action does, and a concurrent
+request with the same key waits for that statement, then finds the reply. A key that is
+already claimed goes through `idempotency_claim`: a key of its own short transaction, so that
+concurrent requests see it, completed in the transaction that does the work
+(`idempotency_complete`).
 """
 
 from datetime import datetime
@@ -27,6 +31,12 @@ class IdempotencyKeyReused(DomainError):
 
 class IdempotencyKeyInFlight(Conflict):
     code = "idempotency_key_in_flight"
+
+
+class IdempotencyKeyTaken(Exception):  # noqa: N818 -- an outcome its caller handles
+    """The Idempotency-Key that a proposal was to claim in its own statement is already
+    claimed: nothing was written. The caller goes through `idempotency_claim`, which replays
+    the stored reply, or answers 409 or 422, or takes over an expired claim."""
 
 
 def idempotency_claim(*, deployment: Deployment, key: str, fingerprint: str) -> IdempotencyRecord:

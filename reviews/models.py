@@ -218,8 +218,11 @@ class IdempotencyRecord(models.Model):
     IDEMPOTENCY_KEY_TTL.
     """
 
-    # No index of its own: idempotency_unique_key leads with it.
-    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="+", db_index=False)
+    # No index of its own: idempotency_unique_key leads with it. No database constraint: see
+    # deployments.models.EvidenceCount.deployment.
+    deployment = models.ForeignKey(
+        Deployment, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
     key = models.CharField(max_length=255)
     request_sha256 = models.CharField(max_length=64)
     in_flight = models.BooleanField(default=True)

@@ -17,8 +17,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from deliveries.services import delivery_create
-from deployments.errors import Conflict, InvalidInput, InvalidTransition, NotAllowed
-from deployments.models import Deployment, Member
+from deployments.errors import ApiKeyChanged, Conflict, InvalidInput, InvalidTransition, NotAllowed
+from deployments.models import Deployment, KeyCheck, Member
 from deployments.policy import Route, Stage, route_for
 from deployments.services import (
     audit_event_build,
@@ -29,7 +29,8 @@ from deployments.services import (
     evidence_deltas,
 )
 from reviews.canonical import payload_sha256
-from reviews.ingest import NewProposal, proposal_insert
+from reviews.idempotency import IdempotencyKeyTaken
+from reviews.ingest import NewProposal, Outcome, proposal_insert
 from reviews.models import Decision, IdempotencyRecord, ProposedAction
 from reviews.representation import action_representation
 from reviews.shadow.services import shadow_action_logged
@@ -101,12 +102,17 @@ def proposed_action_create(
     idempotency_key: str | None = None,
     actor_label: str = "",
     idempotency_record: IdempotencyRecord | None = None,
+    key_check: KeyCheck | None = None,
 ) -> ProposedAction:
     """Store a proposed action and route it by the deployment's effective stage (SPEC §1).
 
     Refuses (Conflict) a proposal that repeats one already rejected for the same external_id.
-    `idempotency_record`, the API's claim of the request's Idempotency-Key, is completed with
-    the 201 reply in the same transaction: the replay exists exactly when the action does.
+    `idempotency_record`, the API's Idempotency-Key, is stored with the 201 reply in the same
+    transaction, so the replay exists exactly when the action does: an unsaved record is
+    claimed there (IdempotencyKeyTaken if the key is already claimed), a saved one (claimed
+    before, reviews.idempotency) completed. With `key_check` (an API key from the process's
+    cache, `deployment` as read with it) nothing is written unless the key is still as it was
+    read (ApiKeyChanged).
 
     One transaction: with a blast-radius budget to reserve, an explicit one (the reservation
     locks the deployment row); otherwise the single statement of `reviews.ingest`.
@@ -179,14 +185,19 @@ def proposed_action_create(
                     deployment_id=deployment.pk, action_type=action_type, metric=f"proposed.{route.value}"
                 ),
                 unless_rejected=bool(external_id),
-                replay=idempotency_record,
+                idempotency=idempotency_record,
+                key_check=key_check,
             )
         )
-        if not stored:
+        if stored is Outcome.REJECTED:
             raise Conflict(
                 f"this {action_type} for external_id {external_id!r} was already rejected; "
                 "a rejected action stays rejected"
             )
+        if stored is Outcome.KEY_TAKEN:
+            raise IdempotencyKeyTaken(idempotency_key)
+        if stored is Outcome.KEY_CHANGED:
+            raise ApiKeyChanged(key_check)
     if route is Route.SHADOW:
         shadow_action_logged(action=action)  # its outcome may have arrived first
     return action
