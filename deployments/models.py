@@ -261,12 +261,10 @@ class AuditEvent(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
     actor_label = models.CharField(max_length=150, help_text="Username, 'api-key:<prefix>' or 'system'.")
-    # No index of its own: audit_by_deployment leads with it.
-    # No database constraint: every proposal writes this row in the statement that writes its
-    # action (reviews.ingest), or with the change it records, from the action's deployment_id, whose own foreign key checks
-    # it. Each constraint checks by locking the deployment's row (FOR KEY SHARE), one row that
-    # every concurrent proposal of the deployment locks: one such check per proposal is
-    # enough. The ORM's on_delete applies as before.
+    # No index of its own: audit_by_deployment leads with it. No database constraint: a
+    # proposal's event is written in the statement that writes its action (reviews.ingest),
+    # from the action's deployment_id, which the action's own foreign key checks; other events
+    # come from the ORM with a deployment it has. See EvidenceCount.deployment.
     deployment = models.ForeignKey(
         Deployment,
         null=True,

@@ -41,6 +41,11 @@ def insert_row(obj: Model) -> tuple[list[str], list[Any], list[str]]:
     return columns, values, types
 
 
+def insert_columns(model: type[Model]) -> list[str]:
+    """The columns `insert_row` writes, in its order."""
+    return _insert_shape(model, connection.vendor)[1]
+
+
 @functools.cache
 def _insert_shape(model: type[Model], vendor: str) -> tuple[list[Field], list[str], list[str]]:
     fields = [f for f in model._meta.local_concrete_fields if not f.primary_key]

@@ -235,14 +235,15 @@ def test_the_api_ingest_is_one_statement(api):
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)  # as in production: no caller's transaction around it
 def test_the_statement_stays_within_psycopgs_query_cache(deployment):
-    """psycopg re-parses a query with more than MAX_CACHED_STATEMENT_PARAMS parameters on
-    every execution; the hot path's statement must stay below that."""
-    from psycopg._queries import MAX_CACHED_STATEMENT_PARAMS
+    """psycopg re-parses a query longer than MAX_CACHED_STATEMENT_LENGTH or with more than
+    MAX_CACHED_STATEMENT_PARAMS parameters on every execution; the hot path's statement must
+    stay below both."""
+    from psycopg._queries import MAX_CACHED_STATEMENT_LENGTH, MAX_CACHED_STATEMENT_PARAMS
 
     captured: list = []
 
     def spy(execute, sql, params, many, context):
-        captured.append(params)
+        captured.append((sql, params))
         return execute(sql, params, many, context)
 
     check, _ = _check(deployment)
@@ -250,4 +251,6 @@ def test_the_statement_stays_within_psycopgs_query_cache(deployment):
     with connection.execute_wrapper(spy):
         assert proposal_insert(new) is Outcome.STORED
     assert len(captured) == 1
-    assert 0 < len(captured[0]) <= MAX_CACHED_STATEMENT_PARAMS - 5  # a margin for new fields
+    sql, params = captured[0]
+    assert 0 < len(params) <= MAX_CACHED_STATEMENT_PARAMS - 5  # a margin for new fields
+    assert len(sql.encode()) <= MAX_CACHED_STATEMENT_LENGTH - 200
