@@ -117,3 +117,77 @@ def test_concurrent_hits_on_postgres_are_never_lost():
 def test_concurrent_hits_on_redis_are_never_lost():
     results = _hammer(limit=10, threads=16, bucket=_bucket())
     assert sum(r is None for r in results) == 10
+
+
+def _as_processes(count: int, hits: int, *, bucket: str, limit: int, period: int = 3600) -> tuple[int, int]:
+    """`hits` spread in turn over `count` worker processes, each with its own leases (this
+    module's state, swapped); returns (hits let through, round trips to the shared counter)."""
+    from deployments import ratelimit
+
+    leases = [{} for _ in range(count)]
+    trips = 0
+    counters = {"redis": ratelimit._hit_redis, "db": ratelimit._hit_database}
+
+    def counted(name):
+        def call(*args):
+            nonlocal trips
+            trips += 1
+            return counters[name](*args)
+
+        return call
+
+    saved = ratelimit._leases
+    allowed = 0
+    try:
+        ratelimit._hit_redis, ratelimit._hit_database = counted("redis"), counted("db")
+        for i in range(hits):
+            ratelimit._leases = leases[i % count]
+            allowed += rate_limit_hit(bucket=bucket, limit=limit, period=period, now=7200.0) is None
+    finally:
+        ratelimit._leases = saved
+        ratelimit._hit_redis, ratelimit._hit_database = counters["redis"], counters["db"]
+    return allowed, trips
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [pytest.param("redis", marks=pytest.mark.redis), pytest.param("db", marks=pytest.mark.postgres)],
+)
+@pytest.mark.django_db
+def test_a_high_limit_is_leased_and_never_exceeded(backend, settings):
+    """limit 500 a window: leases of 10. Over three workers, at most 500 pass, and at most
+    (10 - 1) x 2 fewer (leased by one worker, unspent); about one round trip per 10 hits."""
+    if backend == "db":
+        settings.REDIS_URL = ""
+    allowed, trips = _as_processes(3, 700, bucket=_bucket(), limit=500)
+    assert 500 - 9 * 2 <= allowed <= 500
+    assert trips <= 500 / 10 + 3 + 200  # a lease per 10 passed, one per worker at the end, one per refusal
+
+    # One worker: exactly the limit.
+    allowed, trips = _as_processes(1, 700, bucket=_bucket(), limit=500)
+    assert allowed == 500
+    assert trips == 50 + 200
+
+
+@pytest.mark.redis
+def test_concurrent_threads_of_one_worker_share_its_leases():
+    """Threads that lease at once keep both leases: one worker gets exactly its limit."""
+    results = _hammer_many(limit=200, threads=8, hits=40, bucket=_bucket())
+    assert sum(r is None for r in results) == 200
+
+
+def _hammer_many(limit: int, threads: int, hits: int, bucket: str) -> list:
+    results: list = []
+    barrier = threading.Barrier(threads)
+
+    def hit():
+        barrier.wait()
+        for _ in range(hits):
+            results.append(rate_limit_hit(bucket=bucket, limit=limit, period=3600))
+
+    workers = [threading.Thread(target=hit) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return results
