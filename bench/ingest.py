@@ -12,8 +12,11 @@ In one run, at the same concurrency:
                thread: the cost of a durable write on this PostgreSQL.
 Prints requests/s, p50 and p99 of each, the CPU each process group spent per request, and the
 target (ingest >= 50% of the lower floor; the first --threads value is the one judged).
-Before each measured phase the database is settled (ANALYZE, as autovacuum keeps a live one,
-and CHECKPOINT, so that no phase pays for the writes of the one before).
+On each server, noop and ingest alternate in --rounds rounds (3 by default), each a share of
+--requests, so that the machine speeding up or slowing down meanwhile (a shared VM does)
+weighs on both alike; each measurement adds up its rounds. Before each round the database is
+settled (ANALYZE, as autovacuum keeps a live one, and CHECKPOINT, so that no round pays for
+the writes of the one before).
 
 Everything runs on loopback, bounded in count (--requests) and time (--max-seconds). It uses
 its own database (tl_bench_ingest by default, dropped and created afresh) and, when REDIS_URL
@@ -254,7 +257,18 @@ def http_load(*, port: int, path: str, key: str, total: int, concurrency: int, m
     elapsed = asyncio.run(run())
     expected = 201 if path.startswith("/api/") else 200
     errors += sum(n for status, n in statuses.items() if status != expected)
-    return summarise(latencies, elapsed, errors, extra={"statuses": statuses})
+    return summarise(latencies, elapsed, errors, extra={"statuses": statuses, "latencies": latencies})
+
+
+def combined(parts: list[dict]) -> dict:
+    """One measurement from its rounds: all their requests over all their time."""
+    latencies = [t for part in parts for t in part["latencies"]]
+    statuses: dict[int, int] = {}
+    for part in parts:
+        for status, n in part["statuses"].items():
+            statuses[status] = statuses.get(status, 0) + n
+    elapsed = sum(part["seconds"] for part in parts)
+    return summarise(latencies, elapsed, sum(part["errors"] for part in parts), extra={"statuses": statuses})
 
 
 def insert_load(*, database_url: str, total: int, concurrency: int, max_seconds: float) -> dict:
@@ -334,6 +348,13 @@ def main() -> int:
         help="threads per worker, one server run each, comma-separated (1: sync workers, >1: gthread); "
         "the first is judged against the target (4: production's default)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="each server's two measurements alternate in this many rounds (a share of --requests each), "
+        "so that a machine slowing down or speeding up meanwhile weighs on both alike",
+    )
     parser.add_argument("--max-seconds", type=float, default=60.0, help="time bound of each measurement")
     parser.add_argument("--warmup", type=int, default=300, help="requests sent (and not counted) first")
     parser.add_argument(
@@ -363,11 +384,21 @@ def main() -> int:
             common = {"port": port, "key": key, "concurrency": args.concurrency, "max_seconds": args.max_seconds}
             for path in ("/bench/noop", "/api/v1/actions"):  # warm both workers, caches and connections
                 http_load(path=path, total=args.warmup, **common)
-            for name, path in ((f"noop/{threads}", "/bench/noop"), (f"ingest/{threads}", "/api/v1/actions")):
-                settle(database_url)
-                before = cpu_seconds(server.pid)
-                results[name] = http_load(path=path, total=args.requests, **common)
-                results[name]["cpu_ms"] = cpu_per_request(before, cpu_seconds(server.pid), results[name]["n"])
+            measured = ((f"noop/{threads}", "/bench/noop"), (f"ingest/{threads}", "/api/v1/actions"))
+            rounds: dict[str, list[dict]] = {name: [] for name, _ in measured}
+            cpu: dict[str, dict[str, float]] = {name: {} for name, _ in measured}
+            share = max(1, args.requests // args.rounds)
+            for _ in range(args.rounds):
+                for name, path in measured:
+                    settle(database_url)
+                    before = cpu_seconds(server.pid)
+                    rounds[name].append(http_load(path=path, total=share, **common))
+                    for group, used in cpu_seconds(server.pid).items():
+                        cpu[name][group] = cpu[name].get(group, 0.0) + used - before[group]
+            for name, _ in measured:
+                results[name] = combined(rounds[name])
+                zero = dict.fromkeys(cpu[name], 0.0)
+                results[name]["cpu_ms"] = cpu_per_request(zero, cpu[name], results[name]["n"])
         finally:
             stop_server(server)
         labels[f"ingest/{threads}"] = f"POST /api/v1/actions ({server_desc})"
@@ -383,7 +414,10 @@ def main() -> int:
         floor = min(results[f"noop/{threads}"]["rps"], results["insert"]["rps"])
         ratios[threads] = results[f"ingest/{threads}"]["rps"] / floor if floor else 0.0
 
-    print(f"\nconcurrency {args.concurrency}, {args.requests} requests each, gunicorn {args.workers} workers")
+    print(
+        f"\nconcurrency {args.concurrency}, {args.requests} requests each "
+        f"(server measurements in {args.rounds} alternating rounds), gunicorn {args.workers} workers"
+    )
     print(f"{'measurement':<58} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for name, r in results.items():
         print(f"{labels[name]:<58} {r['rps']:>9.1f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>7}")
@@ -409,6 +443,7 @@ def main() -> int:
             "requests": args.requests,
             "workers": args.workers,
             "threads": configs,
+            "rounds": args.rounds,
         },
         "rows": rows,
         "target": {
