@@ -8,10 +8,11 @@ types come from the model's fields, exactly as the ORM would write them.
 
 import functools
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import psycopg
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.db.backends.utils import CursorWrapper
 from django.db.models import Field, Model
 
@@ -25,20 +26,67 @@ def prepared_cursor() -> CursorWrapper:
     It is Django's cursor wrapper all the same: errors, execute_wrappers and query logging
     behave as for any other cursor. Elsewhere (SQLite) it is Django's plain cursor.
     """
-    if connection.vendor != "postgresql":
-        return connection.cursor()
-    connection.ensure_connection()
-    cursor = _PreparingCursor(connection.connection)
-    return connection.make_debug_cursor(cursor) if connection.queries_logged else connection.make_cursor(cursor)
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "postgresql":
+        return db.cursor()
+    db.ensure_connection()
+    cursor = _PreparingCursor(db.connection)
+    return db.make_debug_cursor(cursor) if db.queries_logged else db.make_cursor(cursor)
 
 
 def insert_row(obj: Model) -> tuple[list[str], list[Any], list[str]]:
     """(columns, values, SQL types) of an unsaved instance, as the ORM's INSERT would write
     them: every concrete field but the primary key, defaults applied, values prepared for the
     database. The types are for explicit casts (`%s::jsonb`), which `INSERT ... SELECT` needs."""
-    fields, columns, types = _insert_shape(type(obj), connection.vendor)
-    values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    db = connections[DEFAULT_DB_ALIAS]  # the connection itself: the fields ask it a lot, the proxy costs each time
+    fields, columns, types = _insert_shape(type(obj), db.vendor)
+    values = []
+    for field, kind in zip(fields, _unchanged_types(type(obj), db.vendor), strict=True):
+        if kind is not None:
+            value = getattr(obj, field.attname)
+            if value is None or (type(value) is kind and (kind is not datetime or value.tzinfo is not None)):
+                values.append(value)  # what get_db_prep_save would return, without its layers of calls
+                continue
+        values.append(field.get_db_prep_save(field.pre_save(obj, True), db))
     return columns, values, types
+
+
+# Field classes whose get_db_prep_save returns a value of this Python type (or None) as it is,
+# on PostgreSQL (which adapts datetimes as they are; SQLite turns them into text). Exact
+# classes: a subclass may change that.
+_UNCHANGED = {
+    models.CharField: str,
+    models.TextField: str,
+    models.SlugField: str,
+    models.BooleanField: bool,
+    models.FloatField: float,
+    models.IntegerField: int,
+    models.BigIntegerField: int,
+    models.SmallIntegerField: int,
+    models.PositiveIntegerField: int,
+    models.PositiveSmallIntegerField: int,
+    models.PositiveBigIntegerField: int,
+}
+
+
+@functools.cache
+def _unchanged_types(model: type[Model], vendor: str) -> list[type | None]:
+    """Per field of `_insert_shape`: the Python type whose values (and None) the field writes
+    unchanged, or None if its own get_db_prep_save must see every value (JSON, auto_now...;
+    every field, on another database than PostgreSQL).
+    tests/deployments/test_sql.py checks the shortcut against the fields themselves."""
+    kinds: list[type | None] = []
+    for field in _insert_shape(model, vendor)[0]:
+        if vendor != "postgresql":
+            kinds.append(None)
+            continue
+        kind = _UNCHANGED.get(type(field))
+        if isinstance(field, models.ForeignKey) and type(field.target_field) in (models.AutoField, models.BigAutoField):
+            kind = int  # the referenced row's id
+        elif type(field) is models.DateTimeField and not (field.auto_now or field.auto_now_add):
+            kind = datetime  # aware: adapted as it is (a naive one gets the field's warning)
+        kinds.append(kind)
+    return kinds
 
 
 def insert_columns(model: type[Model]) -> list[str]:
@@ -73,12 +121,13 @@ def instance_from_row(model: type[Model], row: Sequence[Any]) -> Model:
     """An instance from the first columns of `row` (as `select_list` wrote them), converted
     from database values exactly as the ORM's compiler does (backend and field converters,
     e.g. JSONField decoding, SQLite datetimes)."""
-    names, converters = _row_shape(model, connection.vendor)
+    db = connections[DEFAULT_DB_ALIAS]
+    names, converters = _row_shape(model, db.vendor)
     values = list(row[: len(names)])
     for i, (expression, functions) in converters:
         for convert in functions:
-            values[i] = convert(values[i], expression, connection)
-    return model.from_db(connection.alias, names, values)
+            values[i] = convert(values[i], expression, db)
+    return model.from_db(db.alias, names, values)
 
 
 @functools.cache

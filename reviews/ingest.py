@@ -21,7 +21,7 @@ from contextlib import nullcontext, suppress
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
 
 from deployments.models import ROW_VERSION_SQL, ApiKey, AuditEvent, Deployment, KeyCheck
 from deployments.services import CounterDelta, counters_apply
@@ -183,7 +183,8 @@ def _insert_postgresql(proposal: NewProposal) -> Outcome:
 
     # Alone, the statement is its own transaction. Inside a caller's, a savepoint keeps a
     # failure (a reused Idempotency-Key) from aborting the caller's transaction.
-    with transaction.atomic() if connection.in_atomic_block else nullcontext(), prepared_cursor() as cursor:
+    db = connections[DEFAULT_DB_ALIAS]
+    with transaction.atomic() if db.in_atomic_block else nullcontext(), prepared_cursor() as cursor:
         cursor.execute(sql, params)
         pk, accepted, fresh, *claimed = cursor.fetchone()
     if pk is None:
@@ -192,7 +193,7 @@ def _insert_postgresql(proposal: NewProposal) -> Outcome:
         return Outcome.KEY_TAKEN if accepted else Outcome.REJECTED
     action.pk = pk
     action._state.adding = False
-    action._state.db = connection.alias
+    action._state.db = db.alias
     audit.object_id = str(pk)
     if claimed:
         record.pk = claimed[0]
