@@ -166,11 +166,9 @@ def api_key_authenticate(raw: str, *, cached: bool = False) -> ApiKey | None:
         return None
     hashed = hash_api_key(raw)
     if cached and connection.vendor == "postgresql":
-        entry = _key_cache.get(hashed)
-        if entry is not None:
-            key = copy.copy(entry.key)  # a request's own: the cached instance is never changed
-            key.key_check = entry.check
-            return key
+        cached_key = _key_cache.get(hashed)
+        if cached_key is not None:
+            return cached_key
     return _api_key_read(hashed)
 
 
@@ -188,20 +186,16 @@ def api_key_mark_used(key: ApiKey, *, now: datetime) -> None:
         return
     ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
     key.last_used_at = now
-    entry = _key_cache.get(key.hashed_key)
-    if entry is not None:
-        entry.key.last_used_at = now  # one scalar: safe to share between the process's threads
+    cached_key = _key_cache.get(key.hashed_key)
+    if cached_key is not None:
+        cached_key.last_used_at = now  # one scalar: safe to share between the process's threads
 
 
-@dataclass(frozen=True)
-class _CachedKey:
-    key: ApiKey  # with its deployment, as read
-    check: KeyCheck
-
-
-# hashed key -> the key as last read. Bounded: past _KEY_CACHE_SIZE it starts afresh. A dict's
-# get and set are atomic, so the threads of a gthread worker share it without a lock.
-_key_cache: dict[str, _CachedKey] = {}
+# hashed key -> the key as last read, with its deployment and its key_check. Every request
+# that takes it shares the one instance, which nothing changes but last_used_at. Bounded: past
+# _KEY_CACHE_SIZE it starts afresh. A dict's get and set are atomic, so the threads of a
+# gthread worker share it without a lock.
+_key_cache: dict[str, ApiKey] = {}
 _KEY_CACHE_SIZE = 1024
 
 
@@ -220,7 +214,9 @@ def _api_key_read(hashed: str) -> ApiKey | None:
     if connection.vendor == "postgresql":
         if len(_key_cache) >= _KEY_CACHE_SIZE:
             _key_cache.clear()
-        _key_cache[hashed] = _CachedKey(copy.copy(key), KeyCheck(key_id=key.pk, deployment_version=row[-1]))
+        cached_key = copy.copy(key)  # the request's own `key` stays one read afresh (no key_check)
+        cached_key.key_check = KeyCheck(key_id=key.pk, deployment_version=row[-1])
+        _key_cache[hashed] = cached_key
     return key
 
 

@@ -176,7 +176,7 @@ def _propose(key: ApiKey, proposal: dict[str, Any], fingerprint: str) -> Propose
     record = None
     if proposal["idempotency_key"] is not None:
         record = IdempotencyRecord(
-            deployment=key.deployment, key=proposal["idempotency_key"], request_sha256=fingerprint
+            deployment_id=key.deployment_id, key=proposal["idempotency_key"], request_sha256=fingerprint
         )
     return _create(key, proposal, record)
 
