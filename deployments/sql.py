@@ -2,13 +2,13 @@
 
 The ORM compiles every statement anew (a few hundred microseconds each); the agent API's
 ingest writes five rows per request, so it writes them in one PostgreSQL statement instead
-(`reviews.ingest`). These helpers keep such SQL tied to the models: the columns, values and
-types come from the model's fields, exactly as the ORM would write them.
+(`reviews.ingest`). These helpers keep such SQL tied to the models: the rows come from the
+model instances and their fields, exactly as the ORM would write them.
 """
 
 import functools
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import psycopg
@@ -34,30 +34,38 @@ def prepared_cursor() -> CursorWrapper:
     return db.make_debug_cursor(cursor) if db.queries_logged else db.make_cursor(cursor)
 
 
-def insert_row(obj: Model) -> tuple[list[str], list[Any], list[str]]:
-    """(columns, values, SQL types) of an unsaved instance, as the ORM's INSERT would write
-    them: every concrete field but the primary key, defaults applied, values prepared for the
-    database. The types are for explicit casts (`%s::jsonb`), which `INSERT ... SELECT` needs."""
-    db = connections[DEFAULT_DB_ALIAS]  # the connection itself: the fields ask it a lot, the proxy costs each time
-    fields, columns, types = _insert_shape(type(obj), db.vendor)
-    values = []
-    for field, kind in zip(fields, _unchanged_types(type(obj), db.vendor), strict=True):
-        if kind is not None:
-            value = getattr(obj, field.attname)
-            if value is None or (type(value) is kind and (kind is not datetime or value.tzinfo is not None)):
-                values.append(value)  # what get_db_prep_save would return, without its layers of calls
-                continue
-        values.append(field.get_db_prep_save(field.pre_save(obj, True), db))
-    return columns, values, types
+def json_row(obj: Model) -> dict[str, Any]:
+    """The row of an instance as one JSON object, column: value, for PostgreSQL's
+    `jsonb_populate_record`, which turns each value into its column's type: what the ORM's
+    INSERT would write, defaults and auto_now applied. Datetimes and dates are ISO 8601 (a
+    naive datetime made aware first, with the field's own warning), JSON documents as they are,
+    the rest as they are or as the field prepares them. A field of another kind raises
+    TypeError, so that a new one is not written wrong: tests/deployments/test_sql.py writes
+    these rows both ways and compares them."""
+    row = {}
+    for field, kind in _json_shape(type(obj)):
+        value = field.pre_save(obj, True) if kind is datetime else getattr(obj, field.attname)
+        if value is not None:
+            if kind is datetime:
+                if value.tzinfo is None:
+                    value = field.get_prep_value(value)
+                value = value.isoformat()
+            elif kind is date:
+                value = value.isoformat()
+            elif kind is not None and type(value) is not kind:
+                value = field.get_prep_value(value)  # e.g. an int for a float: as the field converts it
+        row[field.column] = value
+    return row
 
 
-# Field classes whose get_db_prep_save returns a value of this Python type (or None) as it is,
-# on PostgreSQL (which adapts datetimes as they are; SQLite turns them into text). Exact
-# classes: a subclass may change that.
-_UNCHANGED = {
+# Field classes whose values are JSON as they are (as the field prepares them: of this type).
+# Exact classes: a subclass may prepare its values otherwise.
+_JSON_NATIVE = {
     models.CharField: str,
     models.TextField: str,
     models.SlugField: str,
+    models.URLField: str,
+    models.EmailField: str,
     models.BooleanField: bool,
     models.FloatField: float,
     models.IntegerField: int,
@@ -66,44 +74,34 @@ _UNCHANGED = {
     models.PositiveIntegerField: int,
     models.PositiveSmallIntegerField: int,
     models.PositiveBigIntegerField: int,
+    models.AutoField: int,
+    models.BigAutoField: int,
 }
 
 
 @functools.cache
-def _unchanged_types(model: type[Model], vendor: str) -> list[type | None]:
-    """Per field of `_insert_shape`: the Python type whose values (and None) the field writes
-    unchanged, or None if its own get_db_prep_save must see every value (JSON, auto_now...;
-    every field, on another database than PostgreSQL).
-    tests/deployments/test_sql.py checks the shortcut against the fields themselves."""
-    kinds: list[type | None] = []
-    for field in _insert_shape(model, vendor)[0]:
-        if vendor != "postgresql":
-            kinds.append(None)
-            continue
-        kind = _UNCHANGED.get(type(field))
-        if isinstance(field, models.ForeignKey) and type(field.target_field) in (models.AutoField, models.BigAutoField):
-            kind = int  # the referenced row's id
-        elif type(field) is models.DateTimeField and not (field.auto_now or field.auto_now_add):
-            kind = datetime  # aware: adapted as it is (a naive one gets the field's warning)
-        kinds.append(kind)
-    return kinds
+def _json_shape(model: type[Model]) -> list[tuple[Field, type | None]]:
+    """Per concrete field: the Python type of its JSON value (datetime, date: ISO 8601; None: a
+    JSON document, as it is)."""
+    shape: list[tuple[Field, type | None]] = []
+    for field in model._meta.concrete_fields:
+        if isinstance(field, models.ForeignKey) and type(field.target_field) in _JSON_NATIVE:
+            kind = _JSON_NATIVE[type(field.target_field)]
+        elif type(field) is models.JSONField and field.encoder is None:
+            kind = None
+        elif type(field) in (models.DateTimeField, models.DateField):
+            kind = datetime if type(field) is models.DateTimeField else date
+        elif type(field) in _JSON_NATIVE:
+            kind = _JSON_NATIVE[type(field)]
+        else:
+            raise TypeError(f"{model.__name__}.{field.name}: no JSON form for a {type(field).__name__}")
+        shape.append((field, kind))
+    return shape
 
 
-def insert_columns(model: type[Model]) -> list[str]:
-    """The columns `insert_row` writes, in its order."""
-    return _insert_shape(model, connection.vendor)[1]
-
-
-@functools.cache
-def _insert_shape(model: type[Model], vendor: str) -> tuple[list[Field], list[str], list[str]]:
-    fields = [f for f in model._meta.local_concrete_fields if not f.primary_key]
-    return fields, [f.column for f in fields], [f.cast_db_type(connection) for f in fields]
-
-
-@functools.cache
-def cast_types(model: type[Model], vendor: str, columns: tuple[str, ...]) -> list[str]:
-    """The SQL types of `columns` of `model`, for casts."""
-    return [model._meta.get_field(column).cast_db_type(connection) for column in columns]
+def json_value(value: Any) -> Any:
+    """A counter's key or amount as JSON (see json_row)."""
+    return value.isoformat() if isinstance(value, date) else value
 
 
 def counter_upsert_tail(table: str, keys: Sequence[str], values: Sequence[str]) -> str:

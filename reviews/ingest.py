@@ -8,16 +8,18 @@ transaction, one commit, with no SQL compiled per request. Elsewhere (SQLite, th
 default) the ORM writes the same rows one by one inside a transaction.
 tests/reviews/test_ingest.py checks that the two write the same rows.
 
-The columns and values come from the model instances (`deployments.sql.insert_row`), so a
-new field on ProposedAction or AuditEvent is written here without touching this module.
+The rows come from the model instances (`deployments.sql.json_row`) as whole rows of their
+tables, so a new field on ProposedAction or AuditEvent is written here without touching this
+module.
 """
 
 # ruff: noqa: S608 -- the statement's table and column names are the models' own; every value is a parameter
 
 import enum
 import functools
+import json
 from collections.abc import Sequence
-from contextlib import nullcontext, suppress
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +27,7 @@ from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections,
 
 from deployments.models import ROW_VERSION_SQL, ApiKey, AuditEvent, Deployment, KeyCheck
 from deployments.services import CounterDelta, counters_apply
-from deployments.sql import cast_types, counter_upsert_tail, insert_columns, insert_row, prepared_cursor
+from deployments.sql import counter_upsert_tail, json_row, json_value, prepared_cursor
 from reviews.idempotency import IdempotencyKeyReused, idempotency_complete
 from reviews.models import IdempotencyRecord, ProposedAction
 from reviews.representation import action_representation
@@ -115,74 +117,36 @@ def _reply(action: ProposedAction) -> dict:
 
 
 def _insert_postgresql(proposal: NewProposal) -> Outcome:
-    """One statement (see `_statement`), its text cached: per request only the values are
-    worked out, as named parameters. A value equal to one of an earlier column of the same
-    name and type shares its parameter, and a NULL is written out, so the parameters stay
-    within what psycopg caches the parsed query for (tests/reviews/test_ingest.py checks it)."""
+    """One statement (see `_statement`, whose text is cached): the rows' values go as ONE
+    JSON document, which PostgreSQL turns into rows (jsonb_populate_record), so per request
+    Python builds a dict and encodes it once, whatever the number of columns."""
     action, audit, record = proposal.action, proposal.audit, proposal.idempotency
+    doc = {"a": json_row(action), "e": json_row(audit)}
+    claims = record is not None and record.pk is None
     params: dict[str, Any] = {}
-    shared: dict[tuple[str, str, Any], str] = {}
-
-    def names(prefix: str, model: type, columns: Sequence[str], values: Sequence[Any]) -> tuple[str | None, ...]:
-        """Each value's parameter name (None: NULL), registering new ones in `params`."""
-        types = cast_types(model, "postgresql", tuple(columns))
-        row = []
-        for i, (column, type_, value) in enumerate(zip(columns, types, values, strict=True)):
-            if value is None:
-                row.append(None)
-                continue
-            key = (column, type_, value)
-            try:
-                name = shared.get(key)
-            except TypeError:  # unhashable (a JSON document): a parameter of its own
-                name = None
-            if name is None:
-                name = f"{prefix}{i}"  # short: the statement's length counts too
-                params[name] = value
-                with suppress(TypeError):
-                    shared[key] = name
-            row.append(name)
-        return tuple(row)
-
-    action_row = names("a", ProposedAction, *insert_row(action)[:2])
-    columns, values, _ = insert_row(audit)
-    audit_row = names("e", AuditEvent, *_without(columns, values, AUDIT_FROM_ACTION))
-    counters = tuple(
-        (
-            delta.model,
-            tuple(delta.key),
-            names(f"c{i}k", delta.model, tuple(delta.key), tuple(delta.key.values())),
-            tuple(delta.add),
-            names(f"c{i}n", delta.model, tuple(delta.add), tuple(delta.add.values())),
-        )
-        for i, delta in enumerate(proposal.counters)
-    )
-    claim: tuple[str | None, ...] | None = None
-    if record is not None and record.pk is None:
+    if claims:
+        # The Idempotency-Key with its reply; the reply's id is the new action's, set in SQL.
         record.in_flight, record.response_status = False, REPLAY_STATUS
         record.response_body = _reply(action)
-        columns, values, _ = insert_row(record)
-        claim = names("k", IdempotencyRecord, *_without(columns, values, CLAIM_FROM_ACTION))
         record.created_at = action.created_at
+        doc["k"] = json_row(record)
     elif record is not None:  # claimed before: completed
-        field = IdempotencyRecord._meta.get_field("response_body")
-        params["reply"] = field.get_db_prep_save(_reply(action), connection)
+        params["reply"] = json.dumps(_reply(action))
         params["record_id"] = record.pk
+    for i, delta in enumerate(proposal.counters):
+        doc[f"c{i}"] = {column: json_value(v) for column, v in (*delta.key.items(), *delta.add.items())}
+    params["doc"] = json.dumps(doc)
     if proposal.key_check is not None:
         params["key_id"] = proposal.key_check.key_id
         params["key_version"] = proposal.key_check.deployment_version
     sql = _statement(
-        action_row,
-        audit_row,
-        counters,
-        claim,
-        completes=record is not None and record.pk is not None,
+        tuple((delta.model, tuple(delta.key), tuple(delta.add)) for delta in proposal.counters),
+        claims=claims,
+        completes=record is not None and not claims,
         checks_key=proposal.key_check is not None,
         unless_rejected=proposal.unless_rejected,
     )
 
-    # Alone, the statement is its own transaction. Inside a caller's, a savepoint keeps a
-    # failure (a reused Idempotency-Key) from aborting the caller's transaction.
     db = connections[DEFAULT_DB_ALIAS]
     with transaction.atomic() if db.in_atomic_block else nullcontext(), prepared_cursor() as cursor:
         cursor.execute(sql, params)
@@ -202,41 +166,27 @@ def _insert_postgresql(proposal: NewProposal) -> Outcome:
     return Outcome.STORED
 
 
-# Columns written from the action's row in SQL, not from parameters.
-AUDIT_FROM_ACTION = {"object_id": "action.id::text"}
-CLAIM_FROM_ACTION = {
-    "deployment_id": "accepted.deployment_id",
-    "key": "accepted.idempotency_key",
-    "created_at": "accepted.created_at",
-    "in_flight": "false",
-    "response_status": str(int(REPLAY_STATUS)),
-}
+def _populated(model: type, key: str, extra: str = "") -> str:
+    """The row of `model` that the document's `key` holds, as a FROM item `r`: its id taken
+    from the table's sequence, and `extra` (jsonb_build_object pairs) set over it."""
+    table = model._meta.db_table
+    pairs = f"'id', nextval(pg_get_serial_sequence('{table}', 'id')){extra}"
+    return f"jsonb_populate_record(NULL::{table}, doc.j -> '{key}' || jsonb_build_object({pairs})) r"
 
 
-def _without(columns: Sequence[str], values: Sequence[Any], written: dict[str, str]) -> tuple[list, list]:
-    kept = [(c, v) for c, v in zip(columns, values, strict=True) if c not in written]
-    return [c for c, _ in kept], [v for _, v in kept]
-
-
-def _values_sql(model: type, columns: Sequence[str], names: Sequence[str | None]) -> list[str]:
-    types = cast_types(model, "postgresql", tuple(columns))
-    return [f"%({n})s::{t}" if n else f"NULL::{t}" for n, t in zip(names, types, strict=True)]
-
-
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=64)
 def _statement(
-    action_row: tuple[str | None, ...],
-    audit_row: tuple[str | None, ...],
-    counters: tuple[tuple[type, tuple[str, ...], tuple[str | None, ...], tuple[str, ...], tuple[str | None, ...]], ...],
-    claim: tuple[str | None, ...] | None,
+    counters: tuple[tuple[type, tuple[str, ...], tuple[str, ...]], ...],
     *,
+    claims: bool,
     completes: bool,
     checks_key: bool,
     unless_rejected: bool,
 ) -> str:
-    """The statement of one proposal, from the parameter names of its values (None: NULL):
+    """The statement of one proposal; its values are in the JSON document %(doc)s:
 
-        new AS (SELECT nextval(the actions' id sequence) AS id, the action's values)
+        doc AS (SELECT the document)
+        new AS (the action's row, its id taken first from the sequence)
         [fresh AS (the cached API key is still active and its deployment unchanged)]
         accepted AS (SELECT * FROM new [WHERE fresh] [AND NOT already rejected])
         [claim AS (INSERT the Idempotency-Key with its reply FROM accepted ON CONFLICT DO NOTHING)]
@@ -245,17 +195,12 @@ def _statement(
         [replay AS (UPDATE the Idempotency-Key claimed before with its reply)]
         SELECT the action's id, whether it was accepted, whether the key was fresh[, the claim's id]
 
-    The id is taken first so that the claim can store the reply that names it. Table and
-    column names are the models' own; every value is a parameter (hence the S608 waivers).
-    A handful of shapes exist (routes, with or without a claim, a key check, a breaker minute),
-    so the cache holds them all."""
+    The id is taken first so that the claim can store the reply that names it. Rows are whole
+    rows of their tables (jsonb_populate_record of the table's own type), so the text names no
+    column but the few it sets itself; a new field needs no change here. A handful of shapes
+    exist (with or without a claim, a key check, a breaker minute): the cache holds them all."""
     actions = ProposedAction._meta.db_table
-    action_columns = insert_columns(ProposedAction)
-    values = ", ".join(
-        f"{sql} AS {column}"
-        for sql, column in zip(_values_sql(ProposedAction, action_columns, action_row), action_columns, strict=True)
-    )
-    parts = [f"new AS (SELECT nextval(pg_get_serial_sequence('{actions}', 'id')) AS id, {values})"]
+    parts = ["doc AS (SELECT %(doc)s::jsonb AS j)", f"new AS (SELECT r.* FROM doc, {_populated(ProposedAction, 'a')})"]
     conditions = []
     if checks_key:
         parts.append(
@@ -270,43 +215,28 @@ def _statement(
     parts.append(f"accepted AS (SELECT * FROM new{' WHERE ' if conditions else ''}{' AND '.join(conditions)})")
 
     claimed = ""
-    if claim is not None:
-        table = IdempotencyRecord._meta.db_table
-        columns = [c for c in insert_columns(IdempotencyRecord) if c not in CLAIM_FROM_ACTION]
-        row = [
-            f"jsonb_set({sql}, '{{id}}', to_jsonb(accepted.id))" if column == "response_body" else sql
-            for column, sql in zip(columns, _values_sql(IdempotencyRecord, columns, claim), strict=True)
-        ]
+    if claims:
+        reply = ", 'response_body', jsonb_set(doc.j -> 'k' -> 'response_body', '{id}', to_jsonb(accepted.id))"
         parts.append(
-            f"claim AS (INSERT INTO {table} ({', '.join([*CLAIM_FROM_ACTION, *columns])}) "
-            f"SELECT {', '.join([*CLAIM_FROM_ACTION.values(), *row])} FROM accepted "
+            f"claim AS (INSERT INTO {IdempotencyRecord._meta.db_table} SELECT r.* "
+            f"FROM doc, accepted, {_populated(IdempotencyRecord, 'k', reply)} "
             "ON CONFLICT (deployment_id, key) DO NOTHING RETURNING id)"
         )
         claimed = " WHERE EXISTS (SELECT 1 FROM claim)"
+    parts.append(f"action AS (INSERT INTO {actions} SELECT * FROM accepted{claimed} RETURNING id)")
+    object_id = ", 'object_id', action.id::text"
     parts.append(
-        f"action AS (INSERT INTO {actions} (id, {', '.join(action_columns)}) "
-        f"SELECT * FROM accepted{claimed} RETURNING id)"  # `new`'s columns, in this order
+        f"audit AS (INSERT INTO {AuditEvent._meta.db_table} SELECT r.* "
+        f"FROM doc, action, {_populated(AuditEvent, 'e', object_id)})"
     )
-
-    columns = [c for c in insert_columns(AuditEvent) if c not in AUDIT_FROM_ACTION]
-    parts.append(
-        f"audit AS (INSERT INTO {AuditEvent._meta.db_table} ({', '.join([*AUDIT_FROM_ACTION, *columns])}) "
-        f"SELECT {', '.join([*AUDIT_FROM_ACTION.values(), *_values_sql(AuditEvent, columns, audit_row)])} "
-        "FROM action)"
-    )
-
-    for i, (model, keys, key_names, adds, add_names) in enumerate(counters):
+    for i, (model, keys, adds) in enumerate(counters):
         table = model._meta.db_table
-        row = [
-            *_values_sql(model, keys, key_names),
-            f"floor(random() * {int(model.SHARDS)})::int",  # one of the row's shards, at random
-            *_values_sql(model, adds, add_names),
-        ]
+        row = [*(f"r.{k}" for k in keys), f"floor(random() * {int(model.SHARDS)})::int", *(f"r.{a}" for a in adds)]
         parts.append(
             f"counter{i} AS (INSERT INTO {table} ({', '.join([*keys, 'shard', *adds])}) "
-            f"SELECT {', '.join(row)} FROM action {counter_upsert_tail(table, keys, adds)})"
+            f"SELECT {', '.join(row)} FROM doc, action, jsonb_populate_record(NULL::{table}, doc.j -> 'c{i}') r "
+            f"{counter_upsert_tail(table, keys, adds)})"
         )
-
     if completes:
         table = IdempotencyRecord._meta.db_table
         parts.append(
@@ -317,6 +247,6 @@ def _statement(
 
     fresh = "EXISTS (SELECT 1 FROM fresh)" if checks_key else "true"
     returned = f"(SELECT id FROM action), EXISTS (SELECT 1 FROM accepted), {fresh}"
-    if claim is not None:
+    if claims:
         returned += ", (SELECT id FROM claim)"
     return f"WITH {', '.join(parts)} SELECT {returned}"
