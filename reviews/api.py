@@ -148,12 +148,13 @@ def action_create(
         "callback_url": fields["callback_url"] or "",
         "idempotency_key": idempotency_key,
     }
+    reply = None
     try:
         try:
-            action = _propose(key, proposal, fingerprint)
+            action, reply = _propose(key, proposal, fingerprint)
         except ApiKeyChanged:
             key = _confirmed(key)
-            action = _propose(key, proposal, fingerprint)
+            action, reply = _propose(key, proposal, fingerprint)
     except IdempotencyKeyTaken:
         key = _confirmed(key)  # a replay tells what the key's deployment did: not to a revoked key
         record = idempotency_claim(deployment=key.deployment, key=idempotency_key, fingerprint=fingerprint)
@@ -166,19 +167,24 @@ def action_create(
         except BaseException:
             idempotency_release(record=record)
             raise
-    # Returned as it is: the representation is the declared shape (tests/reviews/test_api.py),
+    # The action's representation (the reply stored with its Idempotency-Key, if one was sent:
+    # the same document), returned as it is: it is the declared shape (tests/reviews/test_api.py),
     # so django-ninja's re-validation of it would only cost time on the hot path.
-    return JsonResponse(action_representation(action, deployment_slug=key.deployment.slug), status=201)
+    if reply is None:
+        reply = action_representation(action, deployment_slug=key.deployment.slug)
+    return JsonResponse(reply, status=201)
 
 
-def _propose(key: ApiKey, proposal: dict[str, Any], fingerprint: str) -> ProposedAction:
-    """The action, its Idempotency-Key (if sent) claimed in the same statement."""
+def _propose(key: ApiKey, proposal: dict[str, Any], fingerprint: str) -> tuple[ProposedAction, dict | None]:
+    """The action, its Idempotency-Key (if sent) claimed in the same statement; and the reply
+    stored with the key, if any."""
     record = None
     if proposal["idempotency_key"] is not None:
         record = IdempotencyRecord(
             deployment_id=key.deployment_id, key=proposal["idempotency_key"], request_sha256=fingerprint
         )
-    return _create(key, proposal, record)
+    action = _create(key, proposal, record)
+    return action, record.response_body if record is not None else None
 
 
 def _create(key: ApiKey, proposal: dict[str, Any], record: IdempotencyRecord | None) -> ProposedAction:
