@@ -170,8 +170,18 @@ def _populated(model: type, key: str, extra: str = "") -> str:
     """The row of `model` that the document's `key` holds, as a FROM item `r`: its id taken
     from the table's sequence, and `extra` (jsonb_build_object pairs) set over it."""
     table = model._meta.db_table
-    pairs = f"'id', nextval(pg_get_serial_sequence('{table}', 'id')){extra}"
+    pairs = f"'id', nextval('{_id_sequence(table)}'::regclass){extra}"
     return f"jsonb_populate_record(NULL::{table}, doc.j -> '{key}' || jsonb_build_object({pairs})) r"
+
+
+@functools.cache
+def _id_sequence(table: str) -> str:
+    """The sequence of `table`'s id, looked up once (pg_get_serial_sequence searches the
+    catalog on every call): the statement names it, and the server resolves it when it
+    prepares the statement."""
+    with prepared_cursor() as cursor:
+        cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
+        return cursor.fetchone()[0].replace("'", "''")
 
 
 @functools.lru_cache(maxsize=64)
