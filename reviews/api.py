@@ -3,11 +3,12 @@
 from typing import Annotated, Any, Literal
 
 from django.conf import settings
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Field, Header, Path, Router, Schema
 from ninja.errors import AuthenticationError
 from pydantic import AnyHttpUrl, field_validator
 
+from config.fastjson import json_bytes
 from deliveries.egress import url_host_not_public
 from deployments.api import AUTH_ERRORS, ErrorOut, bearer, bearer_verified_by_write
 from deployments.errors import ApiKeyChanged
@@ -172,7 +173,7 @@ def action_create(
     # so django-ninja's re-validation of it would only cost time on the hot path.
     if reply is None:
         reply = action_representation(action, deployment_slug=key.deployment.slug)
-    return JsonResponse(reply, status=201)
+    return HttpResponse(json_bytes(reply), content_type="application/json", status=201)
 
 
 def _propose(key: ApiKey, proposal: dict[str, Any], fingerprint: str) -> tuple[ProposedAction, dict | None]:

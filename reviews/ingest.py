@@ -17,7 +17,6 @@ module.
 
 import enum
 import functools
-import json
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
 
+from config.fastjson import json_bytes
 from deployments.models import ROW_VERSION_SQL, ApiKey, AuditEvent, Deployment, KeyCheck
 from deployments.services import CounterDelta, counters_apply
 from deployments.sql import counter_upsert_tail, json_row, json_value, prepared_cursor
@@ -131,11 +131,11 @@ def _insert_postgresql(proposal: NewProposal) -> Outcome:
         record.created_at = action.created_at
         doc["k"] = json_row(record)
     elif record is not None:  # claimed before: completed
-        params["reply"] = json.dumps(_reply(action))
+        params["reply"] = json_bytes(_reply(action)).decode()
         params["record_id"] = record.pk
     for i, delta in enumerate(proposal.counters):
         doc[f"c{i}"] = {column: json_value(v) for column, v in (*delta.key.items(), *delta.add.items())}
-    params["doc"] = json.dumps(doc)
+    params["doc"] = json_bytes(doc).decode()
     if proposal.key_check is not None:
         params["key_id"] = proposal.key_check.key_id
         params["key_version"] = proposal.key_check.deployment_version
