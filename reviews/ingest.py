@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
+from psycopg.types.json import Jsonb
 
 from config.fastjson import json_bytes
 from deployments.models import ROW_VERSION_SQL, ApiKey, AuditEvent, Deployment, KeyCheck
@@ -135,7 +136,7 @@ def _insert_postgresql(proposal: NewProposal) -> Outcome:
         params["record_id"] = record.pk
     for i, delta in enumerate(proposal.counters):
         doc[f"c{i}"] = {column: json_value(v) for column, v in (*delta.key.items(), *delta.add.items())}
-    params["doc"] = json_bytes(doc).decode()
+    params["doc"] = Jsonb(doc, dumps=json_bytes)  # sent as jsonb: the server reads it once, at bind
     if proposal.key_check is not None:
         params["key_id"] = proposal.key_check.key_id
         params["key_version"] = proposal.key_check.deployment_version
@@ -171,7 +172,7 @@ def _populated(model: type, key: str, extra: str = "") -> str:
     from the table's sequence, and `extra` (jsonb_build_object pairs) set over it."""
     table = model._meta.db_table
     pairs = f"'id', nextval('{_id_sequence(table)}'::regclass){extra}"
-    return f"jsonb_populate_record(NULL::{table}, doc.j -> '{key}' || jsonb_build_object({pairs})) r"
+    return f"jsonb_populate_record(NULL::{table}, %(doc)s -> '{key}' || jsonb_build_object({pairs})) r"
 
 
 @functools.cache
@@ -195,7 +196,6 @@ def _statement(
 ) -> str:
     """The statement of one proposal; its values are in the JSON document %(doc)s:
 
-        doc AS (SELECT the document)
         new AS (the action's row, its id taken first from the sequence)
         [fresh AS (the cached API key is still active and its deployment unchanged)]
         accepted AS (SELECT * FROM new [WHERE fresh] [AND NOT already rejected])
@@ -210,7 +210,7 @@ def _statement(
     column but the few it sets itself; a new field needs no change here. A handful of shapes
     exist (with or without a claim, a key check, a breaker minute): the cache holds them all."""
     actions = ProposedAction._meta.db_table
-    parts = ["doc AS (SELECT %(doc)s::jsonb AS j)", f"new AS (SELECT r.* FROM doc, {_populated(ProposedAction, 'a')})"]
+    parts = [f"new AS (SELECT r.* FROM {_populated(ProposedAction, 'a')})"]
     conditions = []
     if checks_key:
         parts.append(
@@ -226,10 +226,10 @@ def _statement(
 
     claimed = ""
     if claims:
-        reply = ", 'response_body', jsonb_set(doc.j -> 'k' -> 'response_body', '{id}', to_jsonb(accepted.id))"
+        reply = ", 'response_body', jsonb_set(%(doc)s -> 'k' -> 'response_body', '{id}', to_jsonb(accepted.id))"
         parts.append(
             f"claim AS (INSERT INTO {IdempotencyRecord._meta.db_table} SELECT r.* "
-            f"FROM doc, accepted, {_populated(IdempotencyRecord, 'k', reply)} "
+            f"FROM accepted, {_populated(IdempotencyRecord, 'k', reply)} "
             "ON CONFLICT (deployment_id, key) DO NOTHING RETURNING id)"
         )
         claimed = " WHERE EXISTS (SELECT 1 FROM claim)"
@@ -237,14 +237,14 @@ def _statement(
     object_id = ", 'object_id', action.id::text"
     parts.append(
         f"audit AS (INSERT INTO {AuditEvent._meta.db_table} SELECT r.* "
-        f"FROM doc, action, {_populated(AuditEvent, 'e', object_id)})"
+        f"FROM action, {_populated(AuditEvent, 'e', object_id)})"
     )
     for i, (model, keys, adds) in enumerate(counters):
         table = model._meta.db_table
         row = [*(f"r.{k}" for k in keys), f"floor(random() * {int(model.SHARDS)})::int", *(f"r.{a}" for a in adds)]
         parts.append(
             f"counter{i} AS (INSERT INTO {table} ({', '.join([*keys, 'shard', *adds])}) "
-            f"SELECT {', '.join(row)} FROM doc, action, jsonb_populate_record(NULL::{table}, doc.j -> 'c{i}') r "
+            f"SELECT {', '.join(row)} FROM action, jsonb_populate_record(NULL::{table}, %(doc)s -> 'c{i}') r "
             f"{counter_upsert_tail(table, keys, adds)})"
         )
     if completes:
