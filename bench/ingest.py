@@ -431,7 +431,7 @@ def main() -> int:
     print()
     for threads, ratio in ratios.items():
         verdict = "met" if ratio >= 0.5 else "NOT met"
-        print(f"ingest / lower floor, threads={threads}: {ratio:.2f} (target >= 0.50: {verdict})")
+        print(f"ingest / lower floor, threads={threads}: {ratio:.3f} (target >= 0.50: {verdict})")
 
     fields = ("rps", "p50_ms", "p99_ms", "n", "errors")
     rows = [{"name": labels[name], **{k: r[k] for k in fields}} for name, r in results.items()]
@@ -451,7 +451,7 @@ def main() -> int:
             "ratio": round(main_ratio, 3),
             "met": main_ratio >= 0.5,
         },
-        "notes": [f"ingest / lower floor with threads={t}: {r:.2f}" for t, r in ratios.items()]
+        "notes": [f"ingest / lower floor with threads={t}: {r:.3f}" for t, r in ratios.items()]
         + [
             f"CPU per request, {labels[n]}: "
             + ", ".join(f"{group} {ms:.2f} ms" for group, ms in r["cpu_ms"].items())
