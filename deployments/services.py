@@ -281,15 +281,19 @@ def evidence_deltas(
     n: int = 1,
     total: float = 0.0,
     day: date | None = None,
+    at: datetime | None = None,
 ) -> list[CounterDelta]:
     """The counter rows one piece of evidence adds to: its day's evidence counter and, for a
-    live event (no `day` given) of a metric the circuit breakers watch, the breaker's minute."""
+    live event (no `day` given; it happens `at`, by default now) of a metric the circuit
+    breakers watch, the breaker's minute."""
     from deployments.breakers import WATCHED_METRICS
 
-    key = {"deployment_id": deployment_id, "day": day or timezone.now().date(), "action_type": action_type}
+    if day is None:
+        at = at or timezone.now()
+    key = {"deployment_id": deployment_id, "day": day or at.date(), "action_type": action_type}
     deltas = [CounterDelta(EvidenceCount, key | {"metric": metric}, {"n": n, "total": total})]
     if day is None and metric in WATCHED_METRICS:
-        deltas.append(_breaker_delta(deployment_id=deployment_id, metric=metric, n=n, at=None))
+        deltas.append(_breaker_delta(deployment_id=deployment_id, metric=metric, n=n, at=at))
     return deltas
 
 

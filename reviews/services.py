@@ -182,7 +182,7 @@ def proposed_action_create(
                 action=action,
                 audit=audit,
                 counters=evidence_deltas(
-                    deployment_id=deployment.pk, action_type=action_type, metric=f"proposed.{route.value}"
+                    deployment_id=deployment.pk, action_type=action_type, metric=f"proposed.{route.value}", at=now
                 ),
                 unless_rejected=bool(external_id),
                 idempotency=idempotency_record,
