@@ -37,8 +37,6 @@ REPLAY_STATUS = 201
 REJECTED = ProposedAction.Status.REJECTED.value
 # What makes two proposals "the same" for the rejected-stays-rejected rule.
 SAME_PROPOSAL = ("deployment_id", "external_id", "action_type", "proposal_sha256")
-# What the action's INSERT returns, for the rows that hang off it.
-RETURNED = ("id", "deployment_id", "action_type")
 
 
 class Outcome(enum.Enum):
@@ -92,7 +90,7 @@ def _already_rejected(action: ProposedAction):
 
 def _insert_orm(proposal: NewProposal) -> Outcome:
     action, audit, record = proposal.action, proposal.audit, proposal.idempotency
-    # The cache of keys is PostgreSQL's alone (its check reads xmin).
+    # The cache of keys is PostgreSQL's alone (its check reads the row version, xmin/ctid).
     assert proposal.key_check is None, "a cached API key is checked only on PostgreSQL"
     with transaction.atomic():
         if proposal.unless_rejected and _already_rejected(action).exists():
@@ -132,7 +130,7 @@ def _insert_postgresql(proposal: NewProposal) -> Outcome:
         record.created_at = action.created_at
         doc["k"] = json_row(record)
     elif record is not None:  # claimed before: completed
-        params["reply"] = json_bytes(_reply(action)).decode()
+        params["reply"] = Jsonb(_reply(action), dumps=json_bytes)
         params["record_id"] = record.pk
     for i, delta in enumerate(proposal.counters):
         doc[f"c{i}"] = {column: json_value(v) for column, v in (*delta.key.items(), *delta.add.items())}
@@ -251,7 +249,7 @@ def _statement(
         table = IdempotencyRecord._meta.db_table
         parts.append(
             f"replay AS (UPDATE {table} SET in_flight = false, response_status = {int(REPLAY_STATUS)}, "
-            "response_body = jsonb_set(%(reply)s::jsonb, '{id}', to_jsonb(action.id)) "
+            "response_body = jsonb_set(%(reply)s, '{id}', to_jsonb(action.id)) "
             f"FROM action WHERE {table}.id = %(record_id)s)"
         )
 
