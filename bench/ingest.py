@@ -187,9 +187,9 @@ def cpu_seconds(server_pid: int) -> dict[str, float]:
     return groups
 
 
-def cpu_per_request(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
-    """Milliseconds of CPU per request, by process group."""
-    return {name: round((after[name] - before[name]) / max(requests, 1) * 1000, 2) for name in before}
+def cpu_per_request(used: dict[str, float], requests: int) -> dict[str, float]:
+    """Milliseconds of CPU per request, by process group, from the seconds each group used."""
+    return {name: round(seconds / max(requests, 1) * 1000, 2) for name, seconds in used.items()}
 
 
 # --------------------------------------------------------------------------------------
@@ -397,8 +397,7 @@ def main() -> int:
                         cpu[name][group] = cpu[name].get(group, 0.0) + used - before[group]
             for name, _ in measured:
                 results[name] = combined(rounds[name])
-                zero = dict.fromkeys(cpu[name], 0.0)
-                results[name]["cpu_ms"] = cpu_per_request(zero, cpu[name], results[name]["n"])
+                results[name]["cpu_ms"] = cpu_per_request(cpu[name], results[name]["n"])
         finally:
             stop_server(server)
         labels[f"ingest/{threads}"] = f"POST /api/v1/actions ({server_desc})"
