@@ -226,7 +226,8 @@ class EvidenceCount(models.Model):
     # 32, not fewer: every proposal adds to one of these rows and holds its lock until its commit,
     # so two concurrent proposals that pick the same shard commit one after the other. With 8
     # server threads, 8 shards cost PostgreSQL 0.14 ms more per proposal than 32 (measured:
-    # docs/performance.md); a reader sums at most 32 rows per (day, type, metric).
+    # docs/performance.md). A reader sums at most 32 rows per (day, type, metric) for today:
+    # past days are folded into one row each (deployments.fold_evidence, hourly).
     SHARDS = 32
 
     # No database constraint: every proposal writes this row in the statement that writes its

@@ -404,6 +404,44 @@ def breaker_counts_purge(*, older_than: datetime) -> int:
     return deleted
 
 
+EVIDENCE_KEY = ("deployment_id", "day", "action_type", "metric")
+
+
+def evidence_counts_fold(*, before: date, batch: int = 2000) -> int:
+    """Fold the shards of every evidence counter of a day before `before` into its shard 0, so
+    that a reader of a long window sums one row per (day, type, metric), not EvidenceCount.SHARDS.
+
+    The day's writers are done by then (a late one adds to a shard again; the next fold takes
+    it). Each batch is one transaction: its shard rows locked in key order, deleted, and their
+    sums added to shard 0, so the totals every reader sees never change. Returns the number of
+    rows folded away; safe to repeat.
+    """
+    folded = 0
+    while True:
+        with transaction.atomic():
+            rows = list(
+                EvidenceCount.objects.select_for_update()
+                .filter(day__lt=before, shard__gt=0)
+                .order_by(*EVIDENCE_KEY, "shard")
+                .values_list("pk", *EVIDENCE_KEY, "n", "total")[:batch]
+            )
+            if not rows:
+                return folded
+            sums: dict[tuple, list] = defaultdict(lambda: [0, 0.0])
+            for _pk, *key, n, total in rows:
+                sums[tuple(key)][0] += n
+                sums[tuple(key)][1] += total
+            EvidenceCount.objects.filter(pk__in=[row[0] for row in rows]).delete()
+            counters_add_many(
+                model=EvidenceCount,
+                keys=EVIDENCE_KEY,
+                values=("n", "total"),
+                rows={key: tuple(amounts) for key, amounts in sums.items()},
+                shards=1,  # shard 0
+            )
+        folded += len(rows)
+
+
 # ---------------------------------------------------------------------------------------
 # Kill switch and circuit breakers (SPEC §1, §3)
 # ---------------------------------------------------------------------------------------

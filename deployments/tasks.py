@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from deployments.models import AuditEvent, Deployment, Member
 from deployments.policy import Stage
-from deployments.services import blast_radius_purge, breaker_check, breaker_counts_purge
+from deployments.services import blast_radius_purge, breaker_check, breaker_counts_purge, evidence_counts_fold
 
 logger = logging.getLogger(__name__)
 
@@ -70,3 +70,10 @@ def purge_windows() -> int:
     for pk, window in Deployment.objects.values_list("pk", "blast_window"):
         deleted += blast_radius_purge(deployment_id=pk, older_than=now - window)
     return deleted
+
+
+@shared_task(name="deployments.fold_evidence", ignore_result=True)
+def fold_evidence() -> int:
+    """Fold the shards of past days' evidence counters into one row each (the gate's reads of a
+    long stage window stay one row per day). Returns the rows folded away."""
+    return evidence_counts_fold(before=timezone.now().date())

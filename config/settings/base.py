@@ -245,6 +245,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     },
     # Old breaker minute buckets and blast-radius budget rows.
     "deployments.purge_windows": {"task": "deployments.purge_windows", "schedule": timedelta(hours=1)},
+    # Past days' evidence counter shards folded into one row each.
+    "deployments.fold_evidence": {"task": "deployments.fold_evidence", "schedule": timedelta(hours=1)},
 }
 CELERY_TASK_ROUTES: dict = {"deployments.*": {"queue": "default"}}
 

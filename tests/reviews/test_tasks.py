@@ -129,6 +129,7 @@ def test_every_beat_entry_is_a_registered_task_on_a_consumed_queue(settings):
         ("deployments.breakers_check_all", "default"),
         ("deployments.breaker_notify", "default"),
         ("deployments.purge_windows", "default"),
+        ("deployments.fold_evidence", "default"),
         ("deliveries.deliver", "deliveries"),
         ("reviews.shadow_compare_actions", "default"),
     ],

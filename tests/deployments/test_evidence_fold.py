@@ -1,0 +1,84 @@
+"""Folding past days' evidence counter shards into one row each (deployments.fold_evidence)."""
+
+from datetime import timedelta
+
+import pytest
+from django.db.models import Sum
+from django.utils import timezone
+
+from deployments.models import EvidenceCount
+from deployments.selectors import daily_metrics
+from deployments.services import evidence_counts_fold
+from deployments.tasks import fold_evidence
+from tests.factories import DeploymentFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def add(deployment, day, shard, n, total=0.0, metric="proposed.auto", action_type="invoice.match"):
+    EvidenceCount.objects.create(
+        deployment=deployment, day=day, action_type=action_type, metric=metric, shard=shard, n=n, total=total
+    )
+
+
+def rows(deployment, day):
+    return sorted(
+        EvidenceCount.objects.filter(deployment=deployment, day=day).values_list("action_type", "metric", "shard", "n")
+    )
+
+
+def test_past_days_fold_into_shard_zero_and_today_stays_sharded(deployment):
+    today = timezone.now().date()
+    yesterday = today - timedelta(days=1)
+    for shard, n in [(0, 1), (3, 2), (31, 4)]:
+        add(deployment, yesterday, shard, n, total=n * 1.5)
+    add(deployment, yesterday, 7, 5, metric="decision.approve")
+    add(deployment, today - timedelta(days=9), 12, 6)
+    add(deployment, today, 5, 7)
+    add(deployment, today, 9, 8)
+    before = {day: metrics for day, metrics in daily_metrics(deployment, days=10)}
+
+    assert evidence_counts_fold(before=today) == 4  # shard rows folded away: 3, 31, 7 and 12
+
+    assert rows(deployment, yesterday) == [
+        ("invoice.match", "decision.approve", 0, 5),
+        ("invoice.match", "proposed.auto", 0, 7),
+    ]
+    folded = EvidenceCount.objects.get(deployment=deployment, day=yesterday, metric="proposed.auto")
+    assert folded.total == pytest.approx(7 * 1.5)
+    assert rows(deployment, today - timedelta(days=9)) == [("invoice.match", "proposed.auto", 0, 6)]
+    assert rows(deployment, today) == [
+        ("invoice.match", "proposed.auto", 5, 7),
+        ("invoice.match", "proposed.auto", 9, 8),
+    ]
+    # What every reader sees is unchanged.
+    assert dict(daily_metrics(deployment, days=10)) == before
+    assert evidence_counts_fold(before=today) == 0  # safe to repeat
+
+
+def test_fold_runs_in_batches_and_keeps_deployments_and_types_apart(deployment):
+    other_deployment = DeploymentFactory()
+    day = timezone.now().date() - timedelta(days=2)
+    for shard in range(1, 6):
+        add(deployment, day, shard, shard)
+        add(deployment, day, shard, 10, action_type="refund.issue")
+        add(other_deployment, day, shard, 100)
+    total = EvidenceCount.objects.aggregate(n=Sum("n"))["n"]
+
+    assert evidence_counts_fold(before=day + timedelta(days=1), batch=4) == 15
+
+    assert rows(deployment, day) == [
+        ("invoice.match", "proposed.auto", 0, 15),
+        ("refund.issue", "proposed.auto", 0, 50),
+    ]
+    assert rows(other_deployment, day) == [("invoice.match", "proposed.auto", 0, 500)]
+    assert EvidenceCount.objects.aggregate(n=Sum("n"))["n"] == total
+
+
+def test_the_task_folds_every_day_before_today(deployment):
+    today = timezone.now().date()
+    add(deployment, today - timedelta(days=1), 4, 3)
+    add(deployment, today, 4, 3)
+    assert fold_evidence() == 1
+    assert fold_evidence() == 0
+    assert rows(deployment, today) == [("invoice.match", "proposed.auto", 4, 3)]
