@@ -250,8 +250,13 @@ class EvidenceCount(models.Model):
                 fields=["deployment", "day", "action_type", "metric", "shard"], name="evidence_count_unique"
             )
         ]
-        # Gate and dashboard: sum by metric over a deployment's recent days.
-        indexes = [models.Index(fields=["deployment", "metric", "day"], name="evidence_by_metric_day")]
+        indexes = [
+            # Gate and dashboard: sum by metric over a deployment's recent days.
+            models.Index(fields=["deployment", "metric", "day"], name="evidence_by_metric_day"),
+            # The fold (evidence_counts_fold, hourly) finds the rows it folds: only today's
+            # shards are in it.
+            models.Index(fields=["day"], condition=models.Q(shard__gt=0), name="evidence_unfolded"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.deployment_id} {self.day} {self.action_type} {self.metric}={self.n}"
@@ -382,7 +387,12 @@ class BreakerCount(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["deployment", "minute", "metric", "shard"], name="breaker_count_unique")
         ]
-        indexes = [models.Index(fields=["deployment", "metric", "minute"], name="breaker_by_metric_minute")]
+        indexes = [
+            models.Index(fields=["deployment", "metric", "minute"], name="breaker_by_metric_minute"),
+            # The fold (breaker_counts_fold, every minute) finds the rows it folds: only the
+            # last minutes' shards are in it.
+            models.Index(fields=["minute"], condition=models.Q(shard__gt=0), name="breaker_unfolded"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.deployment_id} {self.minute:%H:%M} {self.metric}={self.n}"

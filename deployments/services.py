@@ -405,37 +405,52 @@ def breaker_counts_purge(*, older_than: datetime) -> int:
 
 
 EVIDENCE_KEY = ("deployment_id", "day", "action_type", "metric")
+BREAKER_KEY = ("deployment_id", "minute", "metric")
 
 
 def evidence_counts_fold(*, before: date, batch: int = 2000) -> int:
     """Fold the shards of every evidence counter of a day before `before` into its shard 0, so
     that a reader of a long window sums one row per (day, type, metric), not EvidenceCount.SHARDS.
+    Returns the number of rows folded away; see `_counters_fold`."""
+    return _counters_fold(EvidenceCount, EVIDENCE_KEY, ("n", "total"), {"day__lt": before}, batch)
 
-    The day's writers are done by then (a late one adds to a shard again; the next fold takes
-    it). Each batch is one transaction: its shard rows locked in key order, deleted, and their
-    sums added to shard 0, so the totals every reader sees never change. Returns the number of
-    rows folded away; safe to repeat.
-    """
+
+def breaker_counts_fold(*, before: datetime, batch: int = 2000) -> int:
+    """Fold the shards of every breaker minute before `before` into its shard 0: a breaker's
+    day-long baseline then sums one row per minute and metric, not BreakerCount.SHARDS."""
+    return _counters_fold(BreakerCount, BREAKER_KEY, ("n",), {"minute__lt": before}, batch)
+
+
+def _counters_fold(model: type, keys: Sequence[str], values: Sequence[str], past: dict, batch: int) -> int:
+    """Fold the rows of a sharded counter table that match `past` into shard 0 of their key.
+
+    Their writers are done by then (a late one adds to a shard again; the next fold takes it).
+    Each batch is one transaction: its shard rows locked in key order, deleted, and their sums
+    added to shard 0, so the totals every reader sees never change. Safe to repeat."""
     folded = 0
     while True:
         with transaction.atomic():
             rows = list(
-                EvidenceCount.objects.select_for_update()
-                .filter(day__lt=before, shard__gt=0)
-                .order_by(*EVIDENCE_KEY, "shard")
-                .values_list("pk", *EVIDENCE_KEY, "n", "total")[:batch]
+                model.objects.select_for_update()
+                .filter(shard__gt=0, **past)
+                .order_by(*keys, "shard")
+                .values_list("pk", *keys, *values)[:batch]
             )
             if not rows:
                 return folded
-            sums: dict[tuple, list] = defaultdict(lambda: [0, 0.0])
-            for _pk, *key, n, total in rows:
-                sums[tuple(key)][0] += n
-                sums[tuple(key)][1] += total
-            EvidenceCount.objects.filter(pk__in=[row[0] for row in rows]).delete()
+            sums: dict[tuple, list] = defaultdict(lambda: [0] * len(values))
+            # Keys as the database stores them (a datetime on SQLite: its naive UTC text), for the upsert.
+            fields = [model._meta.get_field(name) for name in keys]
+            for row in rows:
+                key = row[1 : 1 + len(keys)]
+                amounts = sums[tuple(f.get_db_prep_value(v, connection) for f, v in zip(fields, key, strict=True))]
+                for i, amount in enumerate(row[1 + len(keys) :]):
+                    amounts[i] += amount
+            model.objects.filter(pk__in=[row[0] for row in rows]).delete()
             counters_add_many(
-                model=EvidenceCount,
-                keys=EVIDENCE_KEY,
-                values=("n", "total"),
+                model=model,
+                keys=keys,
+                values=values,
                 rows={key: tuple(amounts) for key, amounts in sums.items()},
                 shards=1,  # shard 0
             )

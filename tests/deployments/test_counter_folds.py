@@ -1,4 +1,4 @@
-"""Folding past days' evidence counter shards into one row each (deployments.fold_evidence)."""
+"""Folding the shards of past evidence days and breaker minutes into one row each."""
 
 from datetime import timedelta
 
@@ -6,10 +6,11 @@ import pytest
 from django.db.models import Sum
 from django.utils import timezone
 
-from deployments.models import EvidenceCount
+from deployments.breakers import breaker_reading, minute_of
+from deployments.models import BreakerCount, EvidenceCount
 from deployments.selectors import daily_metrics
-from deployments.services import evidence_counts_fold
-from deployments.tasks import fold_evidence
+from deployments.services import breaker_counts_fold, evidence_counts_fold
+from deployments.tasks import BREAKER_FOLD_AFTER, breakers_check_all, fold_evidence
 from tests.factories import DeploymentFactory
 
 pytestmark = pytest.mark.django_db
@@ -82,3 +83,49 @@ def test_the_task_folds_every_day_before_today(deployment):
     assert fold_evidence() == 1
     assert fold_evidence() == 0
     assert rows(deployment, today) == [("invoice.match", "proposed.auto", 4, 3)]
+
+
+def minutes(deployment):
+    return sorted(
+        BreakerCount.objects.filter(deployment=deployment).values_list("minute", "metric", "shard", "n"),
+    )
+
+
+def test_past_breaker_minutes_fold_into_shard_zero_and_the_reading_is_unchanged(deployment):
+    now = timezone.now()
+    current = minute_of(now)
+    for ago, metric, shard, n in [
+        (30, "proposed.auto", 0, 1),
+        (30, "proposed.auto", 17, 2),
+        (30, "proposed.auto", 31, 3),
+        (30, "execution.failed.auto", 5, 4),
+        (200, "proposed.auto", 9, 5),  # in the baseline
+        (1, "proposed.auto", 3, 6),  # the minute before: not yet folded
+        (0, "proposed.auto", 8, 7),
+    ]:
+        BreakerCount.objects.create(
+            deployment=deployment, minute=current - timedelta(minutes=ago), metric=metric, shard=shard, n=n
+        )
+    before = breaker_reading(deployment, now=now)
+
+    assert breaker_counts_fold(before=current - timedelta(minutes=1)) == 4
+
+    assert minutes(deployment) == [
+        (current - timedelta(minutes=200), "proposed.auto", 0, 5),
+        (current - timedelta(minutes=30), "execution.failed.auto", 0, 4),
+        (current - timedelta(minutes=30), "proposed.auto", 0, 6),
+        (current - timedelta(minutes=1), "proposed.auto", 3, 6),
+        (current, "proposed.auto", 8, 7),
+    ]
+    assert breaker_reading(deployment, now=now) == before
+    assert breaker_counts_fold(before=current - timedelta(minutes=1)) == 0
+
+
+def test_the_breaker_check_folds_the_minutes_that_are_over_first(deployment):
+    now = timezone.now()
+    old = minute_of(now - BREAKER_FOLD_AFTER - timedelta(minutes=1))
+    recent = minute_of(now)
+    for minute, shard in [(old, 4), (old, 6), (recent, 4)]:
+        BreakerCount.objects.create(deployment=deployment, minute=minute, metric="proposed.auto", shard=shard, n=1)
+    breakers_check_all()
+    assert minutes(deployment) == [(old, "proposed.auto", 0, 2), (recent, "proposed.auto", 4, 1)]
