@@ -374,7 +374,10 @@ class BreakerCount(models.Model):
     Purged after BREAKER_RETENTION by a periodic task.
     """
 
-    SHARDS = 32  # see EvidenceCount.SHARDS; an hour's window sums at most 60 x 32 rows per metric
+    # See EvidenceCount.SHARDS. The minutes that are over are folded into one row each by the
+    # breaker task (breaker_counts_fold), so a window sums one row per minute and metric, and
+    # up to 32 for the last two minutes.
+    SHARDS = 32
 
     # No database constraint: see EvidenceCount.deployment.
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="+", db_constraint=False)

@@ -32,13 +32,16 @@ BREAKER_FOLD_AFTER = timedelta(minutes=2)
 @shared_task(name="deployments.breakers_check_all", ignore_result=True)
 def breakers_check_all() -> int:
     """Check the breaker of every stage-3/4 deployment whose breaker is not tripped. Returns
-    how many tripped now. Safe to repeat: a tripped breaker is never tripped twice."""
-    # The minutes that are over first folded into one row each: the windows read fewer rows.
-    breaker_counts_fold(before=timezone.now() - BREAKER_FOLD_AFTER)
+    how many tripped now. Safe to repeat: a tripped breaker is never tripped twice.
+
+    Then the minutes that are over are folded into one row each, so the next check reads
+    fewer rows; after the checks, so that nothing in the fold can hold a breaker back."""
     ids = Deployment.objects.filter(
         stage__in=[Stage.SUPERVISED, Stage.AUTONOMOUS], breaker_tripped_at__isnull=True
     ).values_list("pk", flat=True)
-    return sum(1 for pk in ids if breaker_check(deployment=pk))
+    tripped = sum(1 for pk in ids if breaker_check(deployment=pk))
+    breaker_counts_fold(before=timezone.now() - BREAKER_FOLD_AFTER)
+    return tripped
 
 
 @shared_task(name="deployments.breaker_notify", ignore_result=True)

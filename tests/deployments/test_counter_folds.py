@@ -3,13 +3,15 @@
 from datetime import timedelta
 
 import pytest
+from django.db import DatabaseError
 from django.db.models import Sum
 from django.utils import timezone
 
+from deployments import tasks
 from deployments.breakers import breaker_reading, minute_of
 from deployments.models import BreakerCount, EvidenceCount
 from deployments.selectors import daily_metrics
-from deployments.services import breaker_counts_fold, evidence_counts_fold
+from deployments.services import breaker_counts_fold, evidence_add, evidence_counts_fold
 from deployments.tasks import BREAKER_FOLD_AFTER, breakers_check_all, fold_evidence
 from tests.factories import DeploymentFactory
 
@@ -121,7 +123,7 @@ def test_past_breaker_minutes_fold_into_shard_zero_and_the_reading_is_unchanged(
     assert breaker_counts_fold(before=current - timedelta(minutes=1)) == 0
 
 
-def test_the_breaker_check_folds_the_minutes_that_are_over_first(deployment):
+def test_the_breaker_check_folds_the_minutes_that_are_over(deployment):
     now = timezone.now()
     old = minute_of(now - BREAKER_FOLD_AFTER - timedelta(minutes=1))
     recent = minute_of(now)
@@ -129,3 +131,17 @@ def test_the_breaker_check_folds_the_minutes_that_are_over_first(deployment):
         BreakerCount.objects.create(deployment=deployment, minute=minute, metric="proposed.auto", shard=shard, n=1)
     breakers_check_all()
     assert minutes(deployment) == [(old, "proposed.auto", 0, 2), (recent, "proposed.auto", 4, 1)]
+
+
+def test_a_failing_fold_never_holds_a_breaker_back(deployment, monkeypatch):
+    evidence_add(deployment_id=deployment.pk, action_type="t.a", metric="execution.executed.auto", n=17)
+    evidence_add(deployment_id=deployment.pk, action_type="t.a", metric="execution.failed.auto", n=3)
+
+    def broken_fold(**kwargs):
+        raise DatabaseError("the fold failed")
+
+    monkeypatch.setattr(tasks, "breaker_counts_fold", broken_fold)
+    with pytest.raises(DatabaseError):  # the task fails, visibly...
+        tasks.breakers_check_all()
+    deployment.refresh_from_db()
+    assert deployment.breaker_tripped  # ...after the checks, which tripped the breaker
