@@ -84,14 +84,16 @@ def test_an_unreachable_redis_lets_requests_through():
         ratelimit._redis.cache_clear()
 
 
-def _hammer(limit: int, threads: int, bucket: str) -> list:
+def _hammer(limit: int, threads: int, bucket: str, hits: int = 1) -> list:
+    """`threads` threads, started together, each counting `hits` hits in `bucket`."""
     results: list = []
     barrier = threading.Barrier(threads)
 
     def hit():
         try:
             barrier.wait()
-            results.append(rate_limit_hit(bucket=bucket, limit=limit, period=3600))
+            for _ in range(hits):
+                results.append(rate_limit_hit(bucket=bucket, limit=limit, period=3600))
         finally:
             connection.close()
 
@@ -172,22 +174,5 @@ def test_a_high_limit_is_leased_and_never_exceeded(backend, settings):
 @pytest.mark.redis
 def test_concurrent_threads_of_one_worker_share_its_leases():
     """Threads that lease at once keep both leases: one worker gets exactly its limit."""
-    results = _hammer_many(limit=200, threads=8, hits=40, bucket=_bucket())
+    results = _hammer(limit=200, threads=8, hits=40, bucket=_bucket())
     assert sum(r is None for r in results) == 200
-
-
-def _hammer_many(limit: int, threads: int, hits: int, bucket: str) -> list:
-    results: list = []
-    barrier = threading.Barrier(threads)
-
-    def hit():
-        barrier.wait()
-        for _ in range(hits):
-            results.append(rate_limit_hit(bucket=bucket, limit=limit, period=3600))
-
-    workers = [threading.Thread(target=hit) for _ in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    return results
