@@ -427,6 +427,8 @@ def _counters_fold(model: type, keys: Sequence[str], values: Sequence[str], past
     Their writers are done by then (a late one adds to a shard again; the next fold takes it).
     Each batch is one transaction: its shard rows locked in key order, deleted, and their sums
     added to shard 0, so the totals every reader sees never change. Safe to repeat."""
+    # Keys as the database stores them (a datetime on SQLite: its naive UTC text), for the upsert.
+    fields = [model._meta.get_field(name) for name in keys]
     folded = 0
     while True:
         with transaction.atomic():
@@ -439,8 +441,6 @@ def _counters_fold(model: type, keys: Sequence[str], values: Sequence[str], past
             if not rows:
                 return folded
             sums: dict[tuple, list] = defaultdict(lambda: [0] * len(values))
-            # Keys as the database stores them (a datetime on SQLite: its naive UTC text), for the upsert.
-            fields = [model._meta.get_field(name) for name in keys]
             for row in rows:
                 key = row[1 : 1 + len(keys)]
                 amounts = sums[tuple(f.get_db_prep_value(v, connection) for f, v in zip(fields, key, strict=True))]
