@@ -138,8 +138,8 @@ def action_create(
     checks the API key if it came from the process's cache. The rarer cases (a key changed
     since it was cached, an Idempotency-Key already claimed) take a second look."""
     key = request.auth
-    fields = data.model_dump(mode="json")
-    fingerprint = payload_sha256(fields) if idempotency_key is not None else ""
+    # The request's fingerprint, only for an Idempotency-Key: the body as JSON, hashed.
+    fingerprint = payload_sha256(data.model_dump(mode="json")) if idempotency_key is not None else ""
     proposal = {
         "action_type": data.action_type,
         "payload": data.payload,
@@ -149,7 +149,7 @@ def action_create(
         "model_version": data.model_version,
         "rationale": data.rationale,
         "needs_human": data.needs_human,
-        "callback_url": fields["callback_url"] or "",
+        "callback_url": str(data.callback_url) if data.callback_url else "",  # as the body's JSON spells it
         "idempotency_key": idempotency_key,
     }
     reply = None
