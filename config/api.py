@@ -3,15 +3,14 @@
 Every error is JSON `{"error": code, "detail": ...}`; bad input is never a 500.
 """
 
-import json
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
-from ninja.parser import Parser
 
+from core.jsonbody import strict_json
 from deployments.api import ApiKeyRateThrottle, ErrorOut
 from deployments.api import router as deployment_router
 from deployments.errors import DomainError
@@ -19,22 +18,6 @@ from deployments.models import ApiKey
 from deployments.services import api_key_confirm
 from reviews.api import router as actions_router
 from reviews.shadow.api import router as shadow_router
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-class StrictJsonParser(Parser):
-    """JSON only: NaN and Infinity are refused, and so is anything that is not UTF-8."""
-
-    def parse_body(self, request: HttpRequest) -> Any:
-        try:
-            return json.loads(request.body.decode("utf-8"), parse_constant=_refuse_constant)
-        except RequestDataTooBig:
-            raise
-        except (ValueError, RecursionError) as exc:
-            raise HttpError(400, f"the body is not valid JSON: {exc}") from None
 
 
 class TrustladderAPI(NinjaAPI):
@@ -79,7 +62,7 @@ api = TrustladderAPI(
     version="1.0.0",
     description="Propose actions, learn what to do with them, report results. See the README.",
     urls_namespace="api",
-    parser=StrictJsonParser(),
+    parser=strict_json,
     docs_url="/docs",
     throttle=[ApiKeyRateThrottle()],
 )

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.serializers.json import DjangoJSONEncoder
@@ -20,6 +21,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core.tasks import task_get
 from deliveries.models import Delivery, DeliveryAttempt, RetiredWebhookSecret
 from deployments.errors import InvalidInput
 from deployments.models import Deployment
@@ -38,8 +40,6 @@ def delivery_backoff(attempts: int) -> float:
 def broker_connection() -> Any:
     """A broker connection that fails at once instead of retrying when the broker is down, so
     a web request that decides an action is never held up by an unreachable Redis."""
-    from celery import current_app
-
     options = {**current_app.conf.broker_transport_options, "max_retries": 0}
     return current_app.connection_for_write(transport_options=options)
 
@@ -47,8 +47,7 @@ def broker_connection() -> Any:
 def delivery_enqueue(*, delivery_id: int, countdown: float | None = None, connection: Any = None) -> bool:
     """Hand a delivery to a worker. Never raises: with the broker down the delivery stays due in
     the outbox and the sweeper enqueues it later. Returns whether the broker took it."""
-    from deliveries.tasks import deliver  # tasks import this module
-
+    deliver = task_get("deliveries.deliver")
     try:
         if connection is not None:
             deliver.apply_async(args=[delivery_id], countdown=countdown, retry=False, connection=connection)

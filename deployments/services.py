@@ -18,6 +18,7 @@ from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from core.tasks import enqueue_on_commit
 from deployments.errors import InvalidInput, InvalidTransition, NotAllowed
 from deployments.models import (
     ROW_VERSION_SQL,
@@ -531,18 +532,9 @@ def breaker_trip(*, deployment_id: int, reason: str, data: dict | None = None, n
     event = audit_event_record(
         verb="deployments.breaker.tripped", deployment=deployment, obj=deployment, reason=reason, data=data or {}
     )
-    transaction.on_commit(lambda: _enqueue_breaker_notify(deployment.pk, event.pk))
+    # After commit: the trip stands even if the broker is down; the failure is logged.
+    enqueue_on_commit("deployments.breaker_notify", deployment.pk, event.pk, robust=True)
     return True
-
-
-def _enqueue_breaker_notify(deployment_id: int, event_id: int) -> None:
-    """After commit: the trip stands even if the broker is down; the failure is logged."""
-    from deployments.tasks import breaker_notify
-
-    try:
-        breaker_notify.delay(deployment_id, event_id)
-    except Exception:
-        logger.exception("could not enqueue the breaker notification", extra={"deployment": deployment_id})
 
 
 def breaker_check(*, deployment: Deployment | int, now: datetime | None = None) -> bool:

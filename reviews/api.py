@@ -8,7 +8,7 @@ from ninja import Field, Header, Path, Router, Schema
 from ninja.errors import AuthenticationError
 from pydantic import AnyHttpUrl, BaseModel, field_validator
 
-from config.fastjson import json_bytes
+from core.fastjson import json_bytes
 from deliveries.egress import url_host_not_public
 from deployments.api import AUTH_ERRORS, ErrorOut, bearer, bearer_verified_by_write
 from deployments.errors import ApiKeyChanged

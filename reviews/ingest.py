@@ -25,7 +25,7 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
 from psycopg.types.json import Jsonb
 
-from config.fastjson import json_bytes
+from core.fastjson import json_bytes
 from deployments.models import ROW_VERSION_SQL, ApiKey, AuditEvent, Deployment, KeyCheck
 from deployments.services import CounterDelta, counters_apply
 from deployments.sql import counter_upsert_tail, json_row, json_value, prepared_cursor

@@ -1,4 +1,4 @@
-"""config.fastjson: the same JSON values as the json module, for anything a request can bring."""
+"""core.fastjson: the same JSON values as the json module, for anything a request can bring."""
 
 import json
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from config.fastjson import json_bytes
+from core.fastjson import json_bytes
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),

@@ -9,6 +9,7 @@ from ninja import Field, Router, Schema
 from ninja.errors import ValidationError
 from pydantic import TypeAdapter, field_validator
 
+from core.jsonbody import strict_json
 from deployments.api import bearer
 from reviews.api import ErrorOut, _no_nul
 from reviews.shadow.services import MAX_OUTCOMES, shadow_outcomes_record
@@ -114,9 +115,7 @@ def _validate(body: Any) -> list[OutcomeIn]:
     },
 )
 def outcomes_create(request: HttpRequest) -> Any:
-    from config.api import api
-
-    outcomes = _validate(api.parser.parse_body(request))
+    outcomes = _validate(strict_json.parse_body(request))
     key = request.auth
     results = shadow_outcomes_record(
         deployment=key.deployment,

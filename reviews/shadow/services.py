@@ -23,6 +23,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from core.tasks import enqueue_on_commit
 from deployments.errors import Conflict, InvalidInput, InvalidTransition, NotAllowed
 from deployments.models import Deployment, Member
 from deployments.policy import Route
@@ -220,11 +221,8 @@ def _enqueue_compare(action_ids: list[int]) -> None:
     """Compare these actions in a worker once the transaction commits (eager without Redis)."""
     if not action_ids:
         return
-    from reviews.shadow.tasks import shadow_compare_actions_task
-
     for i in range(0, len(action_ids), COMPARE_BATCH):
-        chunk = action_ids[i : i + COMPARE_BATCH]
-        transaction.on_commit(lambda chunk=chunk: shadow_compare_actions_task.delay(chunk))
+        enqueue_on_commit("reviews.shadow_compare_actions", action_ids[i : i + COMPARE_BATCH])
 
 
 @transaction.atomic
@@ -495,9 +493,7 @@ def shadow_recompute_start(*, deployment_id: int, actor: AbstractBaseUser | None
         obj=recompute,
         data={"total": total, "rules": recompute.rules},
     )
-    from reviews.shadow.tasks import shadow_recompute_task
-
-    transaction.on_commit(lambda: shadow_recompute_task.delay(recompute.pk))
+    enqueue_on_commit("reviews.shadow_recompute", recompute.pk)
     return recompute
 
 
