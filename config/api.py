@@ -37,6 +37,7 @@ class TrustladderAPI(NinjaAPI):
         described = {
             400: "Malformed JSON",
             401: "Missing, unknown or revoked API key",
+            403: "The API key lacks this operation's scope (propose or outcomes)",
             413: "Request body over 256 KiB",
             422: "Invalid input; `detail` names the field",
             429: "Over the key's rate limit; see Retry-After",
@@ -45,7 +46,7 @@ class TrustladderAPI(NinjaAPI):
             for operation in methods.values():
                 codes = []
                 if operation.get("security"):
-                    codes += [401, 429]
+                    codes += [401, 403, 429]
                 if "requestBody" in operation:
                     codes += [400, 413, 422]
                 elif operation.get("parameters"):

@@ -8,11 +8,13 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.utils import timezone
 from ninja import Field, Query, Router, Schema
+from ninja.errors import HttpError
 from ninja.security import HttpBearer
 from ninja.throttling import BaseThrottle
 
 from deployments.models import ApiKey, Deployment
 from deployments.ratelimit import rate_limit_hit
+from deployments.scopes import Scope
 from deployments.services import api_key_authenticate, api_key_mark_used
 
 
@@ -21,15 +23,22 @@ class ApiKeyAuth(HttpBearer):
 
     `cached=True` is for an operation whose write verifies the key itself (POST /actions):
     the key may come from the process's cache, carrying the `key_check` that write makes, and any
-    error answer confirms it first (config.api). See api_key_authenticate."""
+    error answer confirms it first (config.api). See api_key_authenticate.
 
-    def __init__(self, *, cached: bool = False) -> None:
+    `scope` (deployments.scopes): an active key without it is refused with 403, naming the
+    scope it lacks."""
+
+    def __init__(self, *, cached: bool = False, scope: Scope = Scope.PROPOSE) -> None:
         super().__init__()
         self.cached = cached
+        self.scope = scope
 
     def authenticate(self, request: HttpRequest, token: str) -> ApiKey | None:
         key = api_key_authenticate(token, cached=self.cached)
         if key is not None:
+            if not key.has_scope(self.scope):
+                has = ", ".join(key.scopes)
+                raise HttpError(403, f"this API key lacks the {self.scope.value!r} scope (it has: {has})")
             api_key_mark_used(key, now=timezone.now())
         return key
 
@@ -37,6 +46,8 @@ class ApiKeyAuth(HttpBearer):
 bearer = ApiKeyAuth()
 # The same scheme in the OpenAPI document (the class names it).
 bearer_verified_by_write = ApiKeyAuth(cached=True)
+# POST /outcomes: what humans did, from the system of record rather than the agent.
+bearer_outcomes = ApiKeyAuth(scope=Scope.OUTCOMES)
 
 
 class ApiKeyRateThrottle(BaseThrottle):
@@ -123,7 +134,7 @@ class ErrorOut(Schema):
 
 
 # The errors any authenticated operation can answer, declared in the OpenAPI document.
-AUTH_ERRORS = {401: ErrorOut, 429: ErrorOut}
+AUTH_ERRORS = {401: ErrorOut, 403: ErrorOut, 429: ErrorOut}
 
 
 @router.get("/deployment", response={200: DeploymentOut, **AUTH_ERRORS}, summary="The deployment of this API key")

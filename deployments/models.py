@@ -12,6 +12,7 @@ from django.db import models
 from django.utils import timezone
 
 from deployments import policy
+from deployments.scopes import default_scopes
 
 UNIT = [MinValueValidator(0.0), MaxValueValidator(1.0)]
 
@@ -176,6 +177,8 @@ class ApiKey(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # What the key may do (deployments.scopes): fixed when it is made, never changed.
+    scopes = models.JSONField(default=default_scopes)
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.deployment.slug})"
@@ -187,6 +190,9 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in (self.scopes or ())
 
 
 class Member(models.Model):

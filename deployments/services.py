@@ -19,6 +19,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from core.tasks import enqueue_on_commit
+from deployments import scopes as scopes_mod
 from deployments.errors import InvalidInput, InvalidTransition, NotAllowed
 from deployments.models import (
     ROW_VERSION_SQL,
@@ -122,9 +123,18 @@ def deployment_create(
 
 @transaction.atomic
 def api_key_create(
-    *, deployment: Deployment, name: str = "", actor: AbstractBaseUser | None = None
+    *,
+    deployment: Deployment,
+    name: str = "",
+    actor: AbstractBaseUser | None = None,
+    scopes: Sequence[str] = scopes_mod.DEFAULT,
 ) -> tuple[ApiKey, str]:
-    """Create a key; returns the row and the raw key, which is never stored or shown again."""
+    """Create a key with `scopes` (default: propose only); returns the row and the raw key,
+    which is never stored or shown again. InvalidInput for an unknown or empty scope list."""
+    try:
+        scopes = scopes_mod.scopes_clean(scopes)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
     raw = ApiKey.generate_raw()
     key = ApiKey.objects.create(
         deployment=deployment,
@@ -132,13 +142,14 @@ def api_key_create(
         prefix=raw[:10],
         hashed_key=hash_api_key(raw),
         created_by=actor if actor is not None and actor.is_authenticated else None,
+        scopes=scopes,
     )
     audit_event_record(
         verb="deployments.api_key.created",
         actor=actor,
         deployment=deployment,
         obj=key,
-        data={"prefix": key.prefix, "name": name},
+        data={"prefix": key.prefix, "name": name, "scopes": scopes},
     )
     return key, raw
 

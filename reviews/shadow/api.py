@@ -10,11 +10,11 @@ from ninja.errors import ValidationError
 from pydantic import TypeAdapter, field_validator
 
 from core.jsonbody import strict_json
-from deployments.api import bearer
+from deployments.api import bearer_outcomes
 from reviews.api import ErrorOut, _no_nul
 from reviews.shadow.services import MAX_OUTCOMES, shadow_outcomes_record
 
-router = Router(auth=bearer, tags=["shadow"])
+router = Router(auth=bearer_outcomes, tags=["shadow"])
 
 
 class OutcomeIn(Schema):
@@ -91,9 +91,10 @@ def _validate(body: Any) -> list[OutcomeIn]:
 
 @router.post(
     "/outcomes",
-    response={200: OutcomesOut, 400: ErrorOut, 401: ErrorOut, 413: ErrorOut, 422: ErrorOut},
+    response={200: OutcomesOut, 400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 413: ErrorOut, 422: ErrorOut},
     summary="Report what humans did (shadow mode)",
-    description="One outcome object, or a list of up to 1000: `external_id`, `action_type`, `payload`, optional "
+    description="Needs a key with the `outcomes` scope (403 otherwise). "
+    "One outcome object, or a list of up to 1000: `external_id`, `action_type`, `payload`, optional "
     "`decided_by`, `decided_at`. Idempotent per external_id: the first outcome stored wins; a repeat answers "
     "`duplicate`, a different outcome for a known external_id answers `conflict` and changes nothing. Each "
     "outcome is paired with the shadow action of the same external_id, whichever arrives first, and compared "
@@ -121,6 +122,7 @@ def outcomes_create(request: HttpRequest) -> Any:
         deployment=key.deployment,
         outcomes=[o.model_dump() for o in outcomes],
         actor_label=f"api-key:{key.prefix}",
+        api_key=key,
     )
     summary = {"created": 0, "duplicate": 0, "conflict": 0}
     for r in results:

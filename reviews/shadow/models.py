@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from deployments.models import Deployment
+from deployments.models import ApiKey, Deployment
 
 
 class ShadowOutcome(models.Model):
@@ -27,6 +27,8 @@ class ShadowOutcome(models.Model):
     decided_by = models.CharField(max_length=200, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
     received_at = models.DateTimeField(auto_now_add=True)
+    # The key that reported it (issue 16: the shadow report names it); null before keys had scopes.
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
         app_label = "reviews"

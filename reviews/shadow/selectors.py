@@ -9,9 +9,10 @@ from collections import defaultdict
 from datetime import date
 from typing import Any
 
-from django.db.models import Sum
+from django.db.models import Count, Sum
 
-from deployments.models import EvidenceCount
+from deployments.models import ApiKey, EvidenceCount
+from deployments.scopes import holds_both
 from deployments.stats import wilson_interval
 from reviews.models import ProposedAction
 from reviews.shadow.models import ShadowOutcome, ShadowRecompute, ShadowTally
@@ -117,3 +118,31 @@ def shadow_pending_counts(*, deployment_id: int) -> dict[str, int]:
         ).count(),
         "outcomes": ShadowOutcome.objects.filter(deployment_id=deployment_id).count(),
     }
+
+
+def shadow_outcome_sources(*, deployment_id: int) -> dict[str, Any]:
+    """Which API keys reported this deployment's outcomes (issue 16: outcomes should come from
+    the system of record), and which active keys may both propose and report outcomes.
+
+    `sources`: one row per reporting key (prefix, name, scopes, n, holds_both, revoked); key
+    None for outcomes stored before keys had scopes. `keys_holding_both`: active keys with
+    both scopes, which the report warns about."""
+    counts = (
+        ShadowOutcome.objects.filter(deployment_id=deployment_id)
+        .values("api_key_id")
+        .annotate(n=Count("id"))
+        .order_by("-n")
+    )
+    keys = {k.pk: k for k in ApiKey.objects.filter(deployment_id=deployment_id)}
+    sources = []
+    for row in counts:
+        key = keys.get(row["api_key_id"])
+        sources.append(
+            {
+                "key": key,
+                "n": row["n"],
+                "holds_both": key is not None and holds_both(key.scopes),
+            }
+        )
+    both = [k for k in keys.values() if k.is_active and holds_both(k.scopes)]
+    return {"sources": sources, "keys_holding_both": sorted(both, key=lambda k: k.pk)}

@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from core.tasks import enqueue_on_commit
 from deployments.errors import Conflict, InvalidInput, InvalidTransition, NotAllowed
-from deployments.models import Deployment, Member
+from deployments.models import ApiKey, Deployment, Member
 from deployments.policy import Route
 from deployments.services import audit_event_record, counters_add_many, evidence_add_many
 from reviews.models import ProposedAction
@@ -227,7 +227,7 @@ def _enqueue_compare(action_ids: list[int]) -> None:
 
 @transaction.atomic
 def shadow_outcomes_record(
-    *, deployment: Deployment, outcomes: list[dict[str, Any]], actor_label: str = ""
+    *, deployment: Deployment, outcomes: list[dict[str, Any]], actor_label: str = "", api_key: ApiKey | None = None
 ) -> list[dict[str, Any]]:
     """Store what humans did (validated dicts: external_id, action_type, payload, decided_by,
     decided_at) and pair each with the logged shadow actions of the same external_id.
@@ -254,6 +254,7 @@ def shadow_outcomes_record(
                 payload=o["payload"],
                 decided_by=o.get("decided_by") or "",
                 decided_at=o.get("decided_at"),
+                api_key=api_key,
             )
             for ext, o in first.items()
             if ext not in existing
@@ -296,7 +297,12 @@ def shadow_outcomes_record(
         verb="reviews.shadow.outcomes_received",
         actor_label=actor_label or "agent",
         deployment=deployment,
-        data={"received": len(outcomes), **counts, "matched_actions": len(action_ids)},
+        data={
+            "received": len(outcomes),
+            **counts,
+            "matched_actions": len(action_ids),
+            **({"api_key": api_key.prefix, "api_key_scopes": api_key.scopes} if api_key is not None else {}),
+        },
     )
     _enqueue_compare(action_ids)
     return results

@@ -49,6 +49,7 @@ def shadow_report(request: HttpRequest, slug: str) -> HttpResponse:
         "bars": charts.bars_chart(evidence["by_action_type"]),
         "recompute": selectors.shadow_recompute_latest(deployment_id=deployment.pk),
         "pending": selectors.shadow_pending_counts(deployment_id=deployment.pk),
+        "outcome_sources": selectors.shadow_outcome_sources(deployment_id=deployment.pk),
     }
     return render(request, "shadow/report.html", context)
 

@@ -14,11 +14,14 @@ def test_simulate_agent_proposes_executes_and_reports(live_server, stage, settin
     settings.API_RATE_LIMIT_PER_MINUTE = 0
     deployment = DeploymentFactory(slug=f"sim-{stage}", stage=stage)
     _, key = api_key_create(deployment=deployment)
+    _, recorder = api_key_create(deployment=deployment, scopes=["outcomes"])
     call_command(
         "simulate_agent",
         deployment.slug,
         "--key",
         key,
+        "--outcomes-key",
+        recorder,
         "--base-url",
         live_server.url,
         "--count",

@@ -2,6 +2,7 @@ import pytest
 from django.db.models import Sum
 
 from deployments.models import EvidenceCount
+from deployments.services import api_key_create
 from tests.conftest import ApiClient
 from tests.factories import DeploymentFactory
 
@@ -13,22 +14,32 @@ def deployment(db):
 
 class CommittingApi:
     """The JSON API client, with on-commit callbacks (the enqueued compare tasks, eager without
-    Redis) run when each request's transaction commits, as they do outside the test transaction."""
+    Redis) run when each request's transaction commits, as they do outside the test transaction.
 
-    def __init__(self, client: ApiClient, capture) -> None:
-        self.client, self.capture = client, capture
+    Outcomes go with `recorder`, a key of scope `outcomes` (the system of record), the rest
+    with the agent's key of scope `propose`, as in production."""
 
-    def post(self, *args, **kwargs):
+    def __init__(self, client: ApiClient, capture, recorder: ApiClient | None = None) -> None:
+        self.client, self.capture, self.recorder = client, capture, recorder or client
+
+    def post(self, path: str, *args, **kwargs):
+        client = self.recorder if path.startswith("/api/v1/outcomes") else self.client
         with self.capture(execute=True):
-            return self.client.post(*args, **kwargs)
+            return client.post(path, *args, **kwargs)
 
     def get(self, *args, **kwargs):
         return self.client.get(*args, **kwargs)
 
 
 @pytest.fixture
-def api(api_key, django_capture_on_commit_callbacks) -> CommittingApi:
-    return CommittingApi(ApiClient(api_key), django_capture_on_commit_callbacks)
+def outcomes_key(deployment) -> str:
+    _, raw = api_key_create(deployment=deployment, name="system of record", scopes=["outcomes"])
+    return raw
+
+
+@pytest.fixture
+def api(api_key, outcomes_key, django_capture_on_commit_callbacks) -> CommittingApi:
+    return CommittingApi(ApiClient(api_key), django_capture_on_commit_callbacks, ApiClient(outcomes_key))
 
 
 @pytest.fixture(autouse=True)

@@ -131,9 +131,9 @@ def test_outcomes_of_another_deployment_do_not_match(api, deployment):
     from tests.factories import DeploymentFactory
 
     other = DeploymentFactory(stage="shadow")
-    _, raw = api_key_create(deployment=other)
+    _, raw = api_key_create(deployment=other, scopes=["outcomes"])
     created = api.post("/api/v1/actions", proposal(external_id="T-1")).json()
-    ApiClient(raw).post("/api/v1/outcomes", outcome())
+    assert ApiClient(raw).post("/api/v1/outcomes", outcome()).status_code == 200
     assert api.get(f"/api/v1/actions/{created['id']}").json()["status"] == "logged"
 
 

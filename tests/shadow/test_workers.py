@@ -138,7 +138,7 @@ def wait_for(predicate, timeout: float = 60.0):
 def test_a_celery_worker_compares_what_the_api_enqueues(deployment, celery_worker_process):
     deployment.stage = "shadow"
     deployment.save()
-    _, raw = api_key_create(deployment=deployment)
+    _, raw = api_key_create(deployment=deployment, scopes=["propose", "outcomes"])
     api = ApiClient(raw)
     ids = [api.post("/api/v1/actions", proposal(external_id=f"W-{i}")).json()["id"] for i in range(5)]
     outcomes = [
@@ -166,7 +166,7 @@ def test_a_celery_worker_compares_what_the_api_enqueues(deployment, celery_worke
 
 
 def test_the_same_new_outcome_sent_twice_at_once_is_stored_once(deployment):
-    _, raw = api_key_create(deployment=deployment)
+    _, raw = api_key_create(deployment=deployment, scopes=["outcomes"])
     bodies = [
         {"external_id": "R-1", "action_type": "refund.issue", "payload": {"v": 1}},
         {"external_id": "R-1", "action_type": "refund.issue", "payload": {"v": 2}},

@@ -71,6 +71,10 @@ class Command(BaseCommand):
         keys = {}
         for slug, _name, _stage, _types in DEPLOYMENTS:
             _, keys[slug] = api_key_create(deployment=deployments[slug], name="demo")
+            # The humans' outcomes come from the system of record, with a key of its own.
+            _, keys[f"{slug}.outcomes"] = api_key_create(
+                deployment=deployments[slug], name="demo system of record", scopes=["outcomes"]
+            )
 
         demo_dir = Path(settings.BASE_DIR) / ".demo"
         demo_dir.mkdir(exist_ok=True)
@@ -81,7 +85,8 @@ class Command(BaseCommand):
             self.stdout.write(f"  {role:<9} {username:<9} password: {password}")
         self.stdout.write("\nAPI keys (new ones each run; also in .demo/keys.env):")
         for slug, key in keys.items():
-            self.stdout.write(f"  {slug:<17} ({deployments[slug].stage:<10}) {key}")
+            stage = deployments[slug.removesuffix(".outcomes")].stage
+            self.stdout.write(f"  {slug:<26} ({stage:<10}) {key}")
         self.stdout.write(
             "\nTry: curl -s -X POST http://127.0.0.1:8000/api/v1/actions "
             f"-H 'Authorization: Bearer {keys['invoice-matching']}' -H 'Content-Type: application/json' "

@@ -2,6 +2,9 @@
 executes what it is told to, reports results, and (in shadow mode) reports what the humans did.
 
     ./manage.py simulate_agent refunds --rate 1 --key tl_...   # key defaults to .demo/keys.env
+
+Outcomes go with a second key of scope `outcomes` (--outcomes-key, default `<slug>.outcomes`
+in .demo/keys.env), as the system of record would send them.
 """
 
 import random
@@ -23,6 +26,9 @@ class Command(BaseCommand):
         parser.add_argument("slug")
         parser.add_argument("--rate", type=float, default=1.0, help="proposals per second")
         parser.add_argument("--key", default="", help="API key (default: the one in .demo/keys.env)")
+        parser.add_argument(
+            "--outcomes-key", default="", help="API key with the outcomes scope (default: from .demo/keys.env)"
+        )
         parser.add_argument("--base-url", default="http://127.0.0.1:8000")
         parser.add_argument("--count", type=int, default=0, help="stop after this many proposals (0: run on)")
         parser.add_argument("--seconds", type=float, default=0, help="stop after this long (0: run on)")
@@ -39,7 +45,17 @@ class Command(BaseCommand):
         raise CommandError(f"no API key for {slug}: pass --key or run load_demo first")
 
     def handle(
-        self, *args, slug: str, rate: float, key: str, base_url: str, count: int, seconds: float, seed, **options
+        self,
+        *args,
+        slug: str,
+        rate: float,
+        key: str,
+        outcomes_key: str,
+        base_url: str,
+        count: int,
+        seconds: float,
+        seed,
+        **options,
     ) -> None:
         if rate <= 0:
             raise CommandError("--rate must be above 0")
@@ -47,6 +63,7 @@ class Command(BaseCommand):
         story = next((s for s in STORIES if s.slug == slug), None)
         types = story.types if story else ["demo.action"]
         client = Client(base_url + "/api/v1", self._key(slug, key))
+        recorder = Client(base_url + "/api/v1", self._key(f"{slug}.outcomes", outcomes_key))
         started, sent = time.monotonic(), 0
         while (not count or sent < count) and (not seconds or time.monotonic() - started < seconds):
             action_type = rng.choice(types)
@@ -74,10 +91,13 @@ class Command(BaseCommand):
                 elif action.decision == "shadow":
                     agree = rng.random() < (story.agreement if story else 0.9)
                     human = payload if agree else _human_version(action_type, payload, rng)[0]
-                    client.report_outcomes([{"external_id": external_id, "action_type": action_type, "payload": human}])
+                    recorder.report_outcomes(
+                        [{"external_id": external_id, "action_type": action_type, "payload": human}]
+                    )
                 self.stdout.write(f"#{action.id} {action_type:<24} → {action.decision}")
             except TrustladderError as exc:
                 self.stderr.write(f"error: {exc}")
             sent += 1
             time.sleep(rng.expovariate(rate))
         client.close()
+        recorder.close()
