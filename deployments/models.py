@@ -295,10 +295,16 @@ class AuditEvent(models.Model):
     reason = models.TextField(blank=True)
     data = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
+    # The hash chain (deployments.auditchain): set once, by the sealer, after the event is
+    # written; the trigger lets exactly that update through.
+    chain_seq = models.BigIntegerField(null=True, blank=True, unique=True, editable=False)
+    chain_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
+            # The sealer's next batch, and the page's count of events waiting for it.
+            models.Index(fields=["id"], condition=models.Q(chain_seq__isnull=True), name="audit_unsealed"),
             # Audit log page filtered by deployment, newest first.
             models.Index(fields=["deployment", "-created_at"], name="audit_by_deployment"),
             # History of one object on the action detail page.
@@ -319,6 +325,26 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValueError("Audit events are append-only.")
+
+
+class AuditVerification(models.Model):
+    """One check of the audit log's hash chain (deployments.auditchain.audit_chain_verify):
+    the head it verified, or the first event it found broken. Append-only like the log; the
+    last verified head anchors the next check."""
+
+    created_at = models.DateTimeField(default=timezone.now)
+    ok = models.BooleanField()
+    checked = models.BigIntegerField()
+    head_seq = models.BigIntegerField()
+    head_hash = models.CharField(max_length=64)
+    broken_event_id = models.BigIntegerField(null=True, blank=True)
+    problem = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {'ok' if self.ok else 'BROKEN'} @{self.head_seq}"
 
 
 class PromotionRequest(models.Model):

@@ -25,6 +25,28 @@ from deployments.services import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+@shared_task(name="deployments.audit_chain_seal", ignore_result=True, time_limit=300)
+def audit_chain_seal_task() -> int:
+    """Seal the audit events written since the last run into the hash chain. Safe to repeat
+    and to overlap: a second sealer returns at once."""
+    from deployments.auditchain import audit_chain_seal
+
+    return audit_chain_seal()
+
+
+@shared_task(name="deployments.audit_chain_verify", ignore_result=True, time_limit=3000)
+def audit_chain_verify_task() -> bool:
+    """Check the whole chain (daily) and record the result; a broken chain is logged as an error."""
+    from deployments.auditchain import audit_chain_verify
+
+    report = audit_chain_verify()
+    if not report.ok:
+        logger.error("audit chain broken: %s", report.problem)
+    return report.ok
+
+
 # A breaker minute's shards are folded once it is this far in the past (its writers are done).
 BREAKER_FOLD_AFTER = timedelta(minutes=2)
 

@@ -18,6 +18,7 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
 from deployments import selectors, services
+from deployments.auditchain import audit_chain_status
 from deployments.breakers import breaker_reading, settings_for
 from deployments.charts import stacked_bars_svg
 from deployments.errors import DomainError
@@ -227,7 +228,18 @@ breaker_reset = _reason_action(services.breaker_reset, "Breaker reset; its windo
 
 AUDIT_PAGE_SIZE = 50
 CSV_MAX_ROWS = 100_000
-CSV_COLUMNS = ["created_at", "verb", "actor", "deployment", "object_type", "object_id", "reason", "data"]
+CSV_COLUMNS = [
+    "created_at",
+    "verb",
+    "actor",
+    "deployment",
+    "object_type",
+    "object_id",
+    "reason",
+    "data",
+    "chain_seq",
+    "chain_hash",
+]
 
 
 def _parse_cursor(raw: str) -> tuple[datetime, int] | None:
@@ -248,7 +260,7 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     )
     qs = selectors.audit_events(request.member, filters)
     if request.GET.get("format") == "csv":
-        return _audit_csv(qs)
+        return _audit_csv(qs, chain=audit_chain_status())
     cursor_raw = request.GET.get("before", "")
     before = _parse_cursor(cursor_raw) if cursor_raw else None
     if cursor_raw and before is None:
@@ -269,6 +281,7 @@ def audit_log(request: HttpRequest) -> HttpResponse:
         "next_query": next_query,
         "csv_query": csv_query.urlencode(),
         "deployments": selectors.deployments_visible_to(request.member),
+        "chain": audit_chain_status(),
     }
     return render(request, "audit/log.html", context)
 
@@ -278,8 +291,9 @@ class _Echo:
         return value
 
 
-def _audit_csv(qs) -> StreamingHttpResponse:
-    """Stream the filtered log as CSV (bounded), without loading it into memory."""
+def _audit_csv(qs, *, chain: dict) -> StreamingHttpResponse:
+    """Stream the filtered log as CSV (bounded), without loading it into memory. Each row
+    carries its place and hash in the chain; the last row is the chain's verified head."""
     import json
 
     writer = csv.writer(_Echo())
@@ -297,13 +311,29 @@ def _audit_csv(qs) -> StreamingHttpResponse:
                     e.object_id,
                     _csv_safe(e.reason),
                     _csv_safe(json.dumps(e.data, sort_keys=True)),
+                    e.chain_seq or "",
+                    e.chain_hash,
                 ]
             )
+        yield writer.writerow(_chain_head_row(chain))
 
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
     response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="trustladder-audit-{stamp}.csv"'
     return response
+
+
+def _chain_head_row(chain: dict) -> list:
+    verified = chain["verification"]
+    if verified is None:
+        return ["# audit chain: not verified yet (manage.py audit_verify)"]
+    state = "verified" if verified.ok else f"BROKEN: {verified.problem}"
+    return [
+        f"# audit chain head {state} at {verified.created_at.isoformat()}",
+        f"seq={verified.head_seq}",
+        f"sha256={verified.head_hash}",
+        f"unsealed={chain['unsealed']}",
+    ]
 
 
 def _csv_safe(value: str) -> str:

@@ -247,6 +247,9 @@ CELERY_BEAT_SCHEDULE: dict = {
     "deployments.purge_windows": {"task": "deployments.purge_windows", "schedule": timedelta(hours=1)},
     # Past days' evidence counter shards folded into one row each.
     "deployments.fold_evidence": {"task": "deployments.fold_evidence", "schedule": timedelta(hours=1)},
+    # The audit log's hash chain (deployments.auditchain): sealed every minute, checked daily.
+    "deployments.audit_chain_seal": {"task": "deployments.audit_chain_seal", "schedule": timedelta(minutes=1)},
+    "deployments.audit_chain_verify": {"task": "deployments.audit_chain_verify", "schedule": timedelta(days=1)},
 }
 CELERY_TASK_ROUTES: dict = {"deployments.*": {"queue": "default"}}
 

@@ -189,7 +189,8 @@ def test_audit_log_filters_pages_and_exports_csv(admin, deployment):
     assert r["Content-Type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(b"".join(r.streaming_content).decode())))
     assert rows[0][:3] == ["created_at", "verb", "actor"]
-    assert len(rows) == 2 and rows[1][1] == "deployments.stage.demoted" and rows[1][6] == "'=HYPERLINK()"
+    assert len(rows) == 3 and rows[1][1] == "deployments.stage.demoted" and rows[1][6] == "'=HYPERLINK()"
+    assert rows[2][0].startswith("# audit chain")  # the export ends with the chain's head
     assert AuditEvent.objects.count() >= 61
 
 
