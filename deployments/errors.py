@@ -34,6 +34,13 @@ class InvalidInput(DomainError):
     http_status = 422
 
 
+class RefusedByRule(DomainError):
+    """A payload rule with effect `refuse` matched the proposal (deployments.rules)."""
+
+    code = "refused_by_rule"
+    http_status = 422
+
+
 class ApiKeyChanged(Exception):  # noqa: N818 -- an outcome its caller handles, not an error for the user
     """A write refused an API key taken from the process's cache: since it was read, the key
     was revoked or its deployment changed. The caller reads the key afresh and tries again

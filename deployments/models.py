@@ -75,6 +75,11 @@ class Deployment(models.Model):
     # reviews.shadow.services.comparison_rules_set, which recomputes every comparison.
     comparison_rules = models.JSONField(default=dict, blank=True)
 
+    # Payload rules per action type (deployments.rules): CEL expressions that can only raise a
+    # route or refuse a proposal, e.g. {"refund.issue": [{"name": "big", "expression":
+    # "payload.amount_cents >= 50000", "effect": "senior"}]}.
+    payload_rules = models.JSONField(default=dict, blank=True)
+
     # Requests per minute per API key of this deployment; empty: API_RATE_LIMIT_PER_MINUTE.
     api_rate_limit = models.PositiveIntegerField(
         null=True, blank=True, help_text="Requests per minute per API key (empty: the site default; 0: no limit)."
@@ -104,6 +109,10 @@ class Deployment(models.Model):
             raise ValidationError({"gate_criteria": errors})
         if errors := breaker_settings_errors(self.breaker_settings):
             raise ValidationError({"breaker_settings": errors})
+        from deployments.rules import payload_rules_errors
+
+        if errors := payload_rules_errors(self.payload_rules):
+            raise ValidationError({"payload_rules": errors})
         if self.blast_window is not None and self.blast_window.total_seconds() <= 0:
             raise ValidationError({"blast_window": "the window must be positive"})
 

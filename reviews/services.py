@@ -17,9 +17,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from deliveries.services import delivery_create
-from deployments.errors import ApiKeyChanged, Conflict, InvalidInput, InvalidTransition, NotAllowed
+from deployments.errors import ApiKeyChanged, Conflict, InvalidInput, InvalidTransition, NotAllowed, RefusedByRule
 from deployments.models import Deployment, KeyCheck, Member
 from deployments.policy import Route, Stage, route_for
+from deployments.rules import route_why, route_with_rules, rules_for, rules_match, strictest_refusal
 from deployments.services import (
     audit_event_build,
     audit_event_record,
@@ -127,6 +128,24 @@ def proposed_action_create(
         needs_human=needs_human,
         fail_closed=deployment.fail_closed,
     )
+    matches = ()
+    if rules := rules_for(deployment.payload_rules, action_type):
+        route, matches = _apply_rules(
+            deployment=deployment,
+            route=route,
+            rules=rules,
+            fields={
+                "payload": payload,
+                "action_type": action_type,
+                "risk_score": risk_score,
+                "confidence": confidence,
+                "needs_human": needs_human,
+                "external_id": external_id,
+                "model_version": model_version,
+                "rationale": rationale,
+            },
+            actor_label=actor_label,
+        )
     now = timezone.now()
     reserve = route is Route.AUTO and deployment.has_blast_limits
     with transaction.atomic() if reserve else nullcontext():
@@ -175,6 +194,19 @@ def proposed_action_create(
                 "confidence": confidence,
                 "fail_closed": deployment.fail_closed,
                 **({"limited": limited} if limited else {}),
+                **({"rules": [m.as_dict() for m in matches]} if matches else {}),
+                "why": route_why(
+                    deployment_stage=deployment.stage,
+                    stage=stage.value,
+                    thresholds=deployment.thresholds,
+                    risk=risk_score,
+                    confidence=confidence,
+                    needs_human=needs_human,
+                    paused=deployment.paused,
+                    breaker_reason=deployment.breaker_reason if deployment.breaker_tripped else None,
+                    matches=matches,
+                    limited=limited,
+                ),
             },
         )
         stored = proposal_insert(
@@ -201,6 +233,24 @@ def proposed_action_create(
     if route is Route.SHADOW:
         shadow_action_logged(action=action)  # its outcome may have arrived first
     return action
+
+
+def _apply_rules(
+    *, deployment: Deployment, route: Route, rules: tuple, fields: dict[str, Any], actor_label: str
+) -> tuple[Route, list]:
+    """The route raised by the payload rules that match (deployments.rules), and those rules.
+    A matching `refuse` rule refuses the proposal (RefusedByRule, 422): audited, nothing else
+    stored."""
+    matches = rules_match(rules, fields)
+    if refusal := strictest_refusal(matches):
+        audit_event_record(
+            verb="reviews.action.refused_by_rule",
+            actor_label=actor_label or "agent",
+            deployment=deployment,
+            data={"action_type": fields["action_type"], "external_id": fields["external_id"], **refusal.as_dict()},
+        )
+        raise RefusedByRule(f"refused by payload rule {refusal.name!r} of {fields['action_type']}")
+    return route_with_rules(route, matches), matches
 
 
 def _decision_create(

@@ -140,6 +140,9 @@ def claim_next(request: HttpRequest) -> HttpResponse:
 # ---------------------------------------------------------------------------------------
 
 
+PROPOSAL_VERBS = ("reviews.action.proposed", "reviews.action.auto_approved")
+
+
 def _detail_context(request: HttpRequest, action: ProposedAction, **extra) -> dict:
     member = request.member
     queue = selectors.action_queue(action)
@@ -163,7 +166,9 @@ def _detail_context(request: HttpRequest, action: ProposedAction, **extra) -> di
         "claim_until": action.claimed_at + timeout if live_claim else None,
         "previous": previous,
         "following": following,
-        "history": selectors.action_history(action),
+        "history": (history := selectors.action_history(action)),
+        # Why the action is where it is, as recorded when it was proposed (deployments.rules.route_why).
+        "route_why": next((h.detail.get("why") for h in history if h.what in PROPOSAL_VERBS), None),
         "payload_json": json.dumps(action.payload, indent=2, ensure_ascii=False, sort_keys=True),
         "final_payload_changed": action.final_payload is not None and action.final_payload != action.payload,
     }
