@@ -14,7 +14,6 @@ to commit), and reports both rates. Prints figures; asserts nothing.
 import argparse
 import hashlib
 import json
-import os
 import sys
 import threading
 import time
@@ -22,20 +21,10 @@ from pathlib import Path
 
 import psycopg
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _scratchdb import scratch_django, scratch_drop  # noqa: E402
+
 BENCH_DB = "tl_bench_audit"
-
-
-def _admin_url(url: str) -> str:
-    return url.rsplit("/", 1)[0] + "/postgres"
-
-
-def fresh_database(url: str) -> str:
-    with psycopg.connect(_admin_url(url), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    return url.rsplit("/", 1)[0] + "/" + BENCH_DB
 
 
 def write_rate(url: str, *, threads: int, seconds: float, chained: bool) -> float:
@@ -78,18 +67,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
-    url = fresh_database(os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"))
-    os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    url = scratch_django(BENCH_DB)
     from django.db import connection
 
     from deployments.auditchain import audit_chain_check, audit_chain_seal
 
-    call_command("migrate", verbosity=0)
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO deployments_auditevent (verb, actor_label, object_type, object_id, reason, data, "
@@ -109,9 +91,7 @@ def main() -> None:
     plain = write_rate(url, threads=args.threads, seconds=args.seconds, chained=False)
     chained = write_rate(url, threads=args.threads, seconds=args.seconds, chained=True)
     print(f"{args.threads} writers: plain inserts {plain:,.0f}/s, chained at write time {chained:,.0f}/s")
-    connection.close()
-    with psycopg.connect(_admin_url(url), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+    scratch_drop(url)
     result = {
         "bench": "audit_chain",
         "params": {"events": args.events, "threads": args.threads},

@@ -15,16 +15,14 @@ ratio of medians. Prints figures; asserts nothing.
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import psycopg
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _scratchdb import scratch_django, scratch_drop  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 BENCH_DB = "tl_bench_rules"
 
 RULES = [
@@ -41,30 +39,14 @@ RULES = [
 ]
 
 
-def fresh_database(url: str) -> str:
-    admin = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    return url.rsplit("/", 1)[0] + "/" + BENCH_DB
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=2000, help="per deployment and round")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    url = fresh_database(os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"))
-    os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
+    url = scratch_django(BENCH_DB)
     from deployments.services import deployment_create
 
-    call_command("migrate", verbosity=0)
     plain = deployment_create(slug="plain", stage="autonomous")
     ruled = deployment_create(slug="ruled", stage="autonomous", payload_rules={"refund.issue": RULES})
     ruled.full_clean()
@@ -108,11 +90,7 @@ def main() -> None:
         print(f"{name:>9}: median {medians[name] * 1000:.3f} ms, p99 {p99 * 1000:.3f} ms over {len(samples)}")
     ratio = medians["10 rules"] / medians["none"]
     print(f"10 rules / none: {ratio:.3f}")
-    from django.db import connection
-
-    connection.close()
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+    scratch_drop(url)
     result = {
         "bench": "rules",
         "params": {"requests": args.requests, "rounds": args.rounds, "rules": len(RULES)},

@@ -1,0 +1,42 @@
+"""A throw-away PostgreSQL database for a benchmark: created afresh, migrated, Django set up."""
+
+import os
+import sys
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _admin_url(url: str) -> str:
+    return url.rsplit("/", 1)[0] + "/postgres"
+
+
+def scratch_django(name: str) -> str:
+    """Drop and create database `name` next to DATABASE_URL's, point Django at it, set Django
+    up and migrate. Returns its URL."""
+    base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    with psycopg.connect(_admin_url(base), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    url = base.rsplit("/", 1)[0] + "/" + name
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    return url
+
+
+def scratch_drop(url: str) -> None:
+    """Close Django's connection and drop the scratch database."""
+    from django.db import connection
+
+    connection.close()
+    with psycopg.connect(_admin_url(url), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
