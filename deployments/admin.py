@@ -3,6 +3,7 @@ from django.db import transaction
 
 from deployments.models import ApiKey, AuditEvent, Deployment, Member, PromotionRequest
 from deployments.services import audit_event_record
+from deployments.settings_changes import GOVERNED
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -30,9 +31,11 @@ class DeploymentAdmin(admin.ModelAdmin):
         "breaker_tripped_at",
         "breaker_reason",
         "breaker_reset_at",
-        "stage_caps",  # a cap moves only by demotion or an approved promotion of its type
         "stage_caps_entered_at",
         "webhook_secret",
+        # Governed settings change on the settings page, four-eyes when they lower oversight
+        # (deployments.settings_changes); a cap also by demotion or promotion.
+        *GOVERNED,
     ]
 
     @transaction.atomic

@@ -407,6 +407,50 @@ class PromotionRequest(models.Model):
         return self.status == self.Status.OPEN
 
 
+class SettingsChangeRequest(models.Model):
+    """A change of a deployment's governed settings that may lower oversight
+    (deployments.settings_changes): requested by one admin with before/after and the replay
+    of recent traffic frozen in, applied only when a different admin approves. At most one
+    open request per deployment, a database fact."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        APPROVED = "approved"
+        REJECTED = "rejected"
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.PROTECT, related_name="settings_changes")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    # {field: value} of the changed fields only, as JSON (durations in seconds).
+    before = models.JSONField()
+    after = models.JSONField()
+    # The fields whose change may lower oversight (why this is a request, not applied at once).
+    lowering = models.JSONField(default=list)
+    simulation = models.JSONField(default=dict, blank=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField(default=timezone.now)
+    request_reason = models.TextField()
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["deployment"], condition=models.Q(status="open"), name="settings_change_one_open_request"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.deployment_id} settings change #{self.pk} ({self.status})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == self.Status.OPEN
+
+
 class BreakerCount(models.Model):
     """Fine-grained counters for the circuit breakers: per deployment, minute and metric.
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from deployments import views
+from deployments import settings_views, views
 
 app_name = "deployments"
 
@@ -18,5 +18,17 @@ urlpatterns = [
     path("deployments/<slug:slug>/pause", views.deployment_pause, name="pause"),
     path("deployments/<slug:slug>/resume", views.deployment_resume, name="resume"),
     path("deployments/<slug:slug>/breaker/reset", views.breaker_reset, name="breaker_reset"),
+    path("deployments/<slug:slug>/settings/", settings_views.deployment_settings, name="settings"),
+    path("deployments/<slug:slug>/changes/<int:change_id>/", settings_views.settings_change_detail, name="change"),
+    path(
+        "deployments/<slug:slug>/changes/<int:change_id>/approve",
+        settings_views.settings_change_approve_view,
+        name="change_approve",
+    ),
+    path(
+        "deployments/<slug:slug>/changes/<int:change_id>/reject",
+        settings_views.settings_change_reject_view,
+        name="change_reject",
+    ),
     path("audit/", views.audit_log, name="audit_log"),
 ]
