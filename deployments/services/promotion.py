@@ -74,7 +74,6 @@ def deployment_promotion_request(
     (the unmet criteria are named), when `to_stage` is not the next stage (no skipping), or
     when a request is already open for the same deployment and action type.
     """
-
     require_admin(actor, "request a promotion")
     _check_action_type(action_type)
     deployment = deployment_lock(deployment_id)
@@ -129,6 +128,22 @@ def _lock_request(request_id: int) -> tuple[PromotionRequest, Deployment]:
     return PromotionRequest.objects.select_for_update().get(pk=request_id), deployment
 
 
+def _lock_request_to_decide(
+    *, request_id: int, actor: AbstractBaseUser, reason: str, verb: str, done: str, own: str
+) -> tuple[PromotionRequest, Deployment, str]:
+    """What approving and rejecting both check: an admin, a reason, the request (locked after
+    its deployment) still open, and four-eyes. Returns the request, its deployment and the
+    stripped reason."""
+    require_admin(actor, f"{verb} a promotion")
+    reason = reason_required(reason, f"{verb} a promotion")
+    request, deployment = _lock_request(request_id)
+    if not request.is_open:
+        raise InvalidTransition(f"this request is {request.status}; only open requests can be {done}")
+    if request.requested_by_id == actor.pk:
+        raise NotAllowed(f"four-eyes: a different admin must {own} your own promotion request")
+    return request, deployment, reason
+
+
 @transaction.atomic
 def deployment_promotion_approve(*, request_id: int, actor: AbstractBaseUser, reason: str) -> PromotionRequest:
     """A second admin approves: the stage changes now.
@@ -138,14 +153,9 @@ def deployment_promotion_approve(*, request_id: int, actor: AbstractBaseUser, re
     both evaluations stay on the request and in the audit log. The deployment (or type) must
     still be at the request's starting stage.
     """
-
-    require_admin(actor, "approve a promotion")
-    reason = reason_required(reason, "approve a promotion")
-    request, deployment = _lock_request(request_id)
-    if not request.is_open:
-        raise InvalidTransition(f"this request is {request.status}; only open requests can be approved")
-    if request.requested_by_id == actor.pk:
-        raise NotAllowed("four-eyes: a different admin must approve your own promotion request")
+    request, deployment, reason = _lock_request_to_decide(
+        request_id=request_id, actor=actor, reason=reason, verb="approve", done="approved", own="approve"
+    )
     if request.evidence.get("outcome") != "pass":
         raise InvalidTransition("the frozen evaluation did not pass; reject this request")
     current = current_stage_for(deployment, request.action_type)
@@ -190,13 +200,9 @@ def deployment_promotion_approve(*, request_id: int, actor: AbstractBaseUser, re
 @transaction.atomic
 def deployment_promotion_reject(*, request_id: int, actor: AbstractBaseUser, reason: str) -> PromotionRequest:
     """A second admin rejects an open request, with a reason. The requester may not decide it."""
-    require_admin(actor, "reject a promotion")
-    reason = reason_required(reason, "reject a promotion")
-    request, deployment = _lock_request(request_id)
-    if not request.is_open:
-        raise InvalidTransition(f"this request is {request.status}; only open requests can be rejected")
-    if request.requested_by_id == actor.pk:
-        raise NotAllowed("four-eyes: a different admin must decide your own promotion request")
+    request, deployment, reason = _lock_request_to_decide(
+        request_id=request_id, actor=actor, reason=reason, verb="reject", done="rejected", own="decide"
+    )
     request.status = PromotionRequest.Status.REJECTED
     request.decided_by = actor
     request.decided_at = timezone.now()
@@ -214,7 +220,6 @@ def deployment_demote(
 ) -> Deployment:
     """Demote the deployment (or cap one action type) to any lower stage, at once. Admins only,
     with a reason. Open promotion requests it makes stale are cancelled."""
-
     require_admin(actor, "demote a deployment")
     reason = reason_required(reason, "demote")
     _check_action_type(action_type)
