@@ -25,11 +25,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from deployments.errors import InvalidInput, InvalidTransition, NotAllowed
-from deployments.gate import DEFAULT_CRITERIA
 from deployments.models import Deployment, Member, SettingsChangeRequest
 from deployments.policy import Stage
 from deployments.rules import rules_change_raises_only
 from deployments.services import audit_event_record
+from deployments.validators import DEFAULT_BREAKER_SETTINGS, DEFAULT_CRITERIA
 
 # The settings page's fields, named as the model's.
 GOVERNED = (
@@ -110,9 +110,7 @@ def _gate_lowers(before: dict, after: dict) -> bool:
 
 
 def _breaker_lowers(before: dict, after: dict) -> bool:
-    from deployments.breakers import DEFAULT_SETTINGS
-
-    for key, default in DEFAULT_SETTINGS.items():
+    for key, default in DEFAULT_BREAKER_SETTINGS.items():
         old, new = (before or {}).get(key, default), (after or {}).get(key, default)
         if old == new:
             continue
@@ -237,15 +235,6 @@ class ChangeOutcome:
     request: SettingsChangeRequest | None = None
 
 
-def _simulate(deployment: Deployment, changes: dict[str, Any]) -> dict:
-    """The replay frozen into a request (deployments.simulator, when it is installed)."""
-    try:
-        from deployments.simulator import settings_simulate
-    except ImportError:
-        return {}
-    return settings_simulate(deployment=deployment, changes=changes)
-
-
 @transaction.atomic
 def deployment_settings_change(
     *, deployment_id: int, actor: AbstractBaseUser, changes: dict[str, Any], reason: str
@@ -288,7 +277,7 @@ def deployment_settings_change(
         before=before,
         after=after,
         lowering=lowering,
-        simulation=_simulate(deployment, changes),
+        simulation={},
         requested_by=actor,
         request_reason=reason,
     )

@@ -14,15 +14,11 @@ from django.core.mail import send_mail
 from django.urls import reverse
 from django.utils import timezone
 
+from deployments.auditchain import audit_chain_seal, audit_chain_verify
+from deployments.counters import breaker_counts_fold, breaker_counts_purge, evidence_counts_fold
 from deployments.models import AuditEvent, Deployment, Member
 from deployments.policy import Stage
-from deployments.services import (
-    blast_radius_purge,
-    breaker_check,
-    breaker_counts_fold,
-    breaker_counts_purge,
-    evidence_counts_fold,
-)
+from deployments.services import blast_radius_purge, breaker_check
 
 logger = logging.getLogger(__name__)
 
@@ -31,16 +27,12 @@ logger = logging.getLogger(__name__)
 def audit_chain_seal_task() -> int:
     """Seal the audit events written since the last run into the hash chain. Safe to repeat
     and to overlap: a second sealer returns at once."""
-    from deployments.auditchain import audit_chain_seal
-
     return audit_chain_seal()
 
 
 @shared_task(name="deployments.audit_chain_verify", ignore_result=True, time_limit=3000)
 def audit_chain_verify_task() -> bool:
     """Check the whole chain (daily) and record the result; a broken chain is logged as an error."""
-    from deployments.auditchain import audit_chain_verify
-
     report = audit_chain_verify()
     if not report.ok:
         logger.error("audit chain broken: %s", report.problem)
