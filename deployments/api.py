@@ -14,10 +14,11 @@ from ninja.throttling import BaseThrottle
 
 from deployments.gate import gate_evaluate
 from deployments.models import ApiKey, Deployment
-from deployments.policy import Stage
+from deployments.policy import Stage, Thresholds
 from deployments.ratelimit import rate_limit_hit
 from deployments.scopes import Scope
 from deployments.services import api_key_authenticate, api_key_mark_used
+from deployments.simulator import DEFAULT_DAYS, MAX_DAYS, simulate
 
 
 class ApiKeyAuth(HttpBearer):
@@ -188,3 +189,33 @@ class EvidenceQuery(Schema):
 )
 def deployment_evidence(request: HttpRequest, query: Query[EvidenceQuery]) -> dict:
     return gate_evaluate(deployment=request.auth.deployment, action_type=query.action_type).as_dict()
+
+
+class SimulateQuery(Schema):
+    auto_max_risk: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    auto_min_confidence: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    review_max_risk: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    days: int = Field(DEFAULT_DAYS, ge=1, le=MAX_DAYS)
+
+
+@router.get(
+    "/deployment/simulate",
+    response={200: dict[str, Any], **AUTH_ERRORS},
+    summary="Replay recent decisions under candidate thresholds",
+    description="The human-decided actions of the last `days` days (default 30) replayed under the candidate "
+    "`auto_max_risk`, `auto_min_confidence`, `review_max_risk` (each defaults to the current value), next to the "
+    "current settings: per route counts, how often people changed, rejected or escalated what would newly "
+    "auto-execute (count, rate, Wilson 95% upper bound), reviewer hours freed or costed; overall and per action "
+    "type. From pre-aggregated counts (README: the simulator).",
+)
+def deployment_simulate(request: HttpRequest, query: Query[SimulateQuery]) -> dict:
+    deployment = request.auth.deployment
+    current = deployment.thresholds
+    candidate = Thresholds(
+        auto_max_risk=current.auto_max_risk if query.auto_max_risk is None else query.auto_max_risk,
+        auto_min_confidence=current.auto_min_confidence
+        if query.auto_min_confidence is None
+        else query.auto_min_confidence,
+        review_max_risk=current.review_max_risk if query.review_max_risk is None else query.review_max_risk,
+    )
+    return simulate(deployment=deployment, candidate=candidate, days=query.days)

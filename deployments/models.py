@@ -404,6 +404,53 @@ class PromotionRequest(models.Model):
         return self.status == self.Status.OPEN
 
 
+class ReplayCount(models.Model):
+    """What people did with proposals, by risk × confidence cell, per deployment, day and
+    action type: the simulator's pre-aggregated input (deployments.simulator). Written in the
+    transaction of each decision (and of each auto-execution's result report), like the
+    evidence counters; sharded the same way. Cells: risk in 20 bands [j/20, (j+1)/20),
+    confidence in 100 bands (k/100, (k+1)/100], so every threshold on a band edge replays exactly.
+    """
+
+    SHARDS = 8
+
+    # No database constraint: see EvidenceCount.deployment.
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    day = models.DateField()
+    action_type = models.CharField(max_length=100)
+    risk_band = models.PositiveSmallIntegerField()
+    confidence_band = models.PositiveSmallIntegerField()
+    needs_human = models.BooleanField()
+    # approve, edit, reject, escalate, expire (a person or the clock decided); auto (executed
+    # without a person, counted when its result is reported).
+    outcome = models.CharField(max_length=16)
+    shard = models.PositiveSmallIntegerField(default=0)
+    n = models.BigIntegerField(default=0)
+    seconds = models.FloatField(default=0.0)  # summed time to decision
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=[
+                    "deployment",
+                    "day",
+                    "action_type",
+                    "risk_band",
+                    "confidence_band",
+                    "needs_human",
+                    "outcome",
+                    "shard",
+                ],
+                name="replay_count_unique",
+            )
+        ]
+        indexes = [models.Index(fields=["deployment", "day"], name="replay_by_day")]
+
+    def __str__(self) -> str:
+        cell = f"r{self.risk_band} c{self.confidence_band}"
+        return f"{self.deployment_id} {self.day} {self.action_type} {cell} {self.outcome}={self.n}"
+
+
 class SettingsChangeRequest(models.Model):
     """A change of a deployment's governed settings that may lower oversight
     (deployments.settings_changes): requested by one admin with before/after and the replay

@@ -29,6 +29,7 @@ from deployments.models import Deployment, Member, SettingsChangeRequest
 from deployments.policy import Stage
 from deployments.rules import rules_change_raises_only
 from deployments.services import audit_event_record
+from deployments.simulator import settings_simulate
 from deployments.validators import DEFAULT_BREAKER_SETTINGS, DEFAULT_CRITERIA
 
 # The settings page's fields, named as the model's.
@@ -277,7 +278,7 @@ def deployment_settings_change(
         before=before,
         after=after,
         lowering=lowering,
-        simulation={},
+        simulation=settings_simulate(deployment=deployment, changes=changes),
         requested_by=actor,
         request_reason=reason,
     )

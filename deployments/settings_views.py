@@ -25,6 +25,7 @@ from deployments.settings_changes import (
     settings_change_approve,
     settings_change_reject,
 )
+from deployments.simulator import settings_simulate
 
 
 def _refuse_constant(name: str) -> Any:
@@ -83,7 +84,8 @@ def _json_field(field, **kwargs) -> forms.Field:
 class SettingsForm(forms.ModelForm):
     """The governed fields, named as the model's; validated as the model validates them."""
 
-    reason = forms.CharField(max_length=2000, strip=True)
+    # Required to save (the service says so); a preview needs none.
+    reason = forms.CharField(max_length=2000, strip=True, required=False)
 
     class Meta:
         model = Deployment
@@ -114,11 +116,14 @@ def _open_change(deployment: Deployment) -> SettingsChangeRequest | None:
 def deployment_settings(request: HttpRequest, slug: str) -> HttpResponse:
     deployment = _admin_deployment(request, slug)
     form = SettingsForm(instance=Deployment.objects.get(pk=deployment.pk))
-    status = 200
+    status, simulation = 200, None
     if request.method == "POST":
         # A copy: the form writes into its instance while validating; the service applies.
         form = SettingsForm(request.POST, instance=Deployment.objects.get(pk=deployment.pk))
-        if form.is_valid():
+        if form.is_valid() and request.POST.get("preview"):
+            changes = {name: form.cleaned_data[name] for name in GOVERNED}
+            simulation = settings_simulate(deployment=deployment, changes=changes)
+        elif form.is_valid():
             changes = {name: form.cleaned_data[name] for name in GOVERNED}
             try:
                 outcome = deployment_settings_change(
@@ -146,6 +151,7 @@ def deployment_settings(request: HttpRequest, slug: str) -> HttpResponse:
         "deployment": deployment,
         "form": form,
         "open_change": _open_change(deployment),
+        "simulation": simulation,
         "changes": deployment.settings_changes.select_related("requested_by", "decided_by")[:20],
     }
     return render(request, "deployments/settings.html", context, status=status)

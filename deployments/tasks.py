@@ -19,6 +19,7 @@ from deployments.counters import breaker_counts_fold, breaker_counts_purge, evid
 from deployments.models import AuditEvent, Deployment, Member
 from deployments.policy import Stage
 from deployments.services import blast_radius_purge, breaker_check
+from deployments.simulator import replay_counts_fold
 
 logger = logging.getLogger(__name__)
 
@@ -103,5 +104,6 @@ def purge_windows() -> int:
 @shared_task(name="deployments.fold_evidence", ignore_result=True)
 def fold_evidence() -> int:
     """Fold the shards of past days' evidence counters into one row each (the gate's reads of a
-    long stage window stay one row per day). Returns the rows folded away."""
-    return evidence_counts_fold(before=timezone.now().date())
+    long stage window stay one row per day), and the simulator's cells. Returns the rows folded away."""
+    today = timezone.now().date()
+    return evidence_counts_fold(before=today) + replay_counts_fold(before=today)

@@ -31,6 +31,7 @@ from deployments.services import (
     evidence_add,
     evidence_deltas,
 )
+from deployments.simulator import replay_count_add
 from reviews.canonical import payload_sha256
 from reviews.idempotency import IdempotencyKeyTaken
 from reviews.ingest import NewProposal, Outcome, proposal_insert
@@ -286,7 +287,21 @@ def _decision_create(
         metric=metric or Metric.of("decision", verb),
         total=seconds,
     )
+    _replay_count(action, verb.value, seconds)
     return decision, seconds
+
+
+def _replay_count(action: ProposedAction, outcome: str, seconds: float = 0.0) -> None:
+    """The simulator's cell of this decided proposal (deployments.simulator), in this transaction."""
+    replay_count_add(
+        deployment_id=action.deployment_id,
+        action_type=action.action_type,
+        risk=action.risk_score,
+        confidence=action.confidence,
+        needs_human=action.needs_human,
+        outcome=outcome,
+        seconds=seconds,
+    )
 
 
 def _record_human_decision(
@@ -516,6 +531,8 @@ def proposed_action_report_result(
         action_type=action.action_type,
         metric=Metric.of("execution", status, action.route),
     )
+    if action.route == Route.AUTO:
+        _replay_count(action, "auto")
     audit_event_record(
         verb=f"reviews.action.{status}",
         actor_label=actor_label,

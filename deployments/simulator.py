@@ -1,0 +1,221 @@
+"""Replay before you change (issue 16 item 2): what the last N days of decided proposals would
+have done under candidate thresholds, next to what the current ones did.
+
+Input: `ReplayCount` cells (risk band × confidence band × needs_human × outcome, per day and
+action type), written in each decision's transaction by `replay_count_add` — never a scan of
+the actions table, so the answer costs the same for a million decisions as for a thousand
+(bench/simulator.py). Each cell is routed as stage 3 (supervised) routes, where the thresholds
+decide: senior if needs_human or risk ≥ review_max_risk; auto if risk < auto_max_risk and
+confidence > auto_min_confidence; else review. Risk bands are [j/20, (j+1)/20) and confidence
+bands (k/100, (k+1)/100], so thresholds on band edges (multiples of 0.05 and 0.01) replay
+exactly; others are rounded to the band they fall in (said in `notes`).
+
+What is reported, per action type and overall, for the current and the candidate settings:
+how many would go auto / review / senior; among those that would *newly* auto-execute, how
+often people changed (edited), rejected or escalated them — count, rate, Wilson 95 % upper
+bound; and the reviewer hours the candidate frees (decisions that would no longer need a
+person, at their measured time to decision) or costs (auto-executions that would need one,
+at the window's mean time to decision). Payload rules are not replayed from the cells (they
+need payloads); a candidate's rules can only raise routes, which the notes say.
+"""
+
+import math
+from collections import defaultdict
+from datetime import date, timedelta
+from typing import Any
+
+from django.db import connection
+from django.utils import timezone
+
+from deployments.counters import CounterTable, _counters_fold, counters_add_many
+from deployments.models import Deployment, ReplayCount
+from deployments.policy import Thresholds
+from deployments.stats import wilson_interval
+
+RISK_BANDS = 20
+CONFIDENCE_BANDS = 100
+DEFAULT_DAYS = 30
+MAX_DAYS = 366
+OUTCOMES = ("approve", "edit", "reject", "escalate", "expire", "auto")
+HUMAN = ("approve", "edit", "reject", "escalate", "expire")
+CHANGED = ("edit", "reject", "escalate")
+_KEYS = ("deployment_id", "day", "action_type", "risk_band", "confidence_band", "needs_human", "outcome")
+_VALUES = ("n", "seconds")
+
+
+def risk_band(risk: float) -> int:
+    """[j/20, (j+1)/20) → j; 1.0 falls in the last band."""
+    return min(RISK_BANDS - 1, max(0, math.floor(risk * RISK_BANDS)))
+
+
+def confidence_band(confidence: float) -> int:
+    """(k/100, (k+1)/100] → k; 0.0 falls in the first band."""
+    return min(CONFIDENCE_BANDS - 1, max(0, math.ceil(confidence * CONFIDENCE_BANDS) - 1))
+
+
+def replay_count_add(
+    *,
+    deployment_id: int,
+    action_type: str,
+    risk: float,
+    confidence: float,
+    needs_human: bool,
+    outcome: str,
+    seconds: float = 0.0,
+    day: date | None = None,
+) -> None:
+    """Count one decided proposal in its cell, in the caller's transaction (the decision's)."""
+    if outcome not in OUTCOMES:
+        raise ValueError(f"unknown outcome {outcome!r}")
+    key = (
+        deployment_id,
+        day or timezone.now().date(),
+        action_type,
+        risk_band(risk),
+        confidence_band(confidence),
+        bool(needs_human),
+        outcome,
+    )
+    counters_add_many(
+        model=ReplayCount, keys=_KEYS, values=_VALUES, rows={key: (1, float(seconds))}, shards=ReplayCount.SHARDS
+    )
+
+
+REPLAY = CounterTable(ReplayCount, _KEYS, _VALUES, "day")
+
+
+def replay_counts_fold(*, before: date, batch: int = 2000) -> int:
+    """Fold the shards of the cells of days before `before` into shard 0 (as the evidence
+    counters are folded: deployments.counters), so a replay of N days reads about one row per
+    cell and day. Returns the rows folded away. Safe to repeat."""
+    return _counters_fold(REPLAY, {"day__lt": before}, batch)
+
+
+def _cutoffs(t: Thresholds) -> tuple[int, int, int]:
+    """The thresholds as band indexes: senior from risk band `s`; auto below risk band `a` and
+    from confidence band `c`. A band's lowest risk is j/20, so all its risks are ≥ r iff
+    j ≥ 20·r; its confidences are (k/100, (k+1)/100], so all are > c iff k ≥ 100·c."""
+    eps = 1e-9
+    return (
+        math.ceil(t.review_max_risk * RISK_BANDS - eps),
+        math.floor(t.auto_max_risk * RISK_BANDS + eps),
+        math.ceil(t.auto_min_confidence * CONFIDENCE_BANDS - eps),
+    )
+
+
+def _route_sql(prefix: str) -> str:
+    return (
+        f"CASE WHEN needs_human OR risk_band >= %({prefix}_s)s THEN 'senior' "
+        f"WHEN risk_band < %({prefix}_a)s AND confidence_band >= %({prefix}_c)s THEN 'auto' ELSE 'review' END"
+    )
+
+
+def _routed(deployment_id: int, since: date, current: Thresholds, candidate: Thresholds) -> list[tuple]:
+    """(action_type, outcome, route now, route under the candidate, n, seconds): the cells
+    routed and summed in the database, so the answer is a few hundred rows whatever the history."""
+    params: dict[str, Any] = {"deployment": deployment_id, "since": since}
+    for prefix, t in (("now", current), ("new", candidate)):
+        params[f"{prefix}_s"], params[f"{prefix}_a"], params[f"{prefix}_c"] = _cutoffs(t)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT action_type, outcome,
+                   CASE WHEN outcome = 'auto' THEN 'auto' ELSE {_route_sql("now")} END AS now_route,
+                   {_route_sql("new")} AS new_route, CAST(SUM(n) AS BIGINT), CAST(SUM(seconds) AS DOUBLE PRECISION)
+            FROM {ReplayCount._meta.db_table}
+            WHERE deployment_id = %(deployment)s AND day >= %(since)s
+            GROUP BY 1, 2, 3, 4
+            """,  # noqa: S608 -- our table; every value is a parameter
+            params,
+        )
+        return cursor.fetchall()
+
+
+def _empty() -> dict:
+    return {
+        "routes": {
+            "current": {"auto": 0, "review": 0, "senior": 0},
+            "candidate": {"auto": 0, "review": 0, "senior": 0},
+        },
+        "newly_auto": {"n": 0, "changed": 0, "rejected": 0, "escalated": 0},
+        "newly_reviewed": 0,
+        "seconds_freed": 0.0,
+        "seconds_costed": 0.0,
+    }
+
+
+def _finish(part: dict, mean_seconds: float) -> dict:
+    newly = part["newly_auto"]
+    # An escalated action is also counted by its senior's decision: at most one "bad" per action.
+    bad = min(newly["n"], newly["changed"] + newly["rejected"] + newly["escalated"])
+    lower, upper = wilson_interval(bad, newly["n"]) if newly["n"] else (None, None)
+    newly["changed_or_rejected_or_escalated"] = bad
+    newly["rate"] = bad / newly["n"] if newly["n"] else None
+    newly["wilson_upper"] = upper
+    part["seconds_costed"] += part.pop("newly_reviewed") * mean_seconds
+    part["reviewer_hours_freed"] = round(part.pop("seconds_freed") / 3600, 2)
+    part["reviewer_hours_costed"] = round(part.pop("seconds_costed") / 3600, 2)
+    return part
+
+
+def simulate(
+    *, deployment: Deployment, candidate: Thresholds, days: int = DEFAULT_DAYS, today: date | None = None
+) -> dict[str, Any]:
+    """Replay the last `days` days of `deployment` under `candidate` next to its current
+    thresholds. Reads only ReplayCount. Returns a JSON-ready dict (frozen into change requests)."""
+    days = max(1, min(int(days), MAX_DAYS))
+    today = today or timezone.now().date()
+    since = today - timedelta(days=days - 1)
+    current = deployment.thresholds
+    by_type: dict[str, dict] = defaultdict(_empty)
+    overall = _empty()
+    human_n, human_seconds = 0, 0.0
+    for action_type, outcome, now_route, new_route, n, seconds in _routed(deployment.pk, since, current, candidate):
+        if outcome in HUMAN:
+            human_n += n
+            human_seconds += seconds
+        for part in (overall, by_type[action_type]):
+            if outcome != "escalate":  # an escalation is followed by the senior's own decision
+                part["routes"]["current"][now_route] += n
+                part["routes"]["candidate"][new_route] += n
+            if new_route == "auto" and now_route != "auto" and outcome in HUMAN:
+                newly = part["newly_auto"]
+                if outcome != "escalate":
+                    newly["n"] += n
+                key = {"edit": "changed", "reject": "rejected", "escalate": "escalated"}.get(outcome)
+                if key:
+                    newly[key] += n
+                part["seconds_freed"] += seconds
+            elif outcome == "auto" and new_route != "auto":
+                part["newly_reviewed"] += n
+    mean_seconds = human_seconds / human_n if human_n else 0.0
+    notes = ["Routed as stage 3 (supervised) routes; payload rules are not replayed (they can only raise routes)."]
+    for name in ("auto_max_risk", "review_max_risk"):
+        if abs(getattr(candidate, name) * RISK_BANDS - round(getattr(candidate, name) * RISK_BANDS)) > 1e-9:
+            notes.append(f"{name} is not a multiple of 0.05: replayed at the band it falls in.")
+    if (
+        abs(candidate.auto_min_confidence * CONFIDENCE_BANDS - round(candidate.auto_min_confidence * CONFIDENCE_BANDS))
+        > 1e-9
+    ):
+        notes.append("auto_min_confidence is not a multiple of 0.01: replayed at the band it falls in.")
+    return {
+        "days": days,
+        "since": since.isoformat(),
+        "current": {k: getattr(current, k) for k in ("auto_max_risk", "auto_min_confidence", "review_max_risk")},
+        "candidate": {k: getattr(candidate, k) for k in ("auto_max_risk", "auto_min_confidence", "review_max_risk")},
+        "mean_seconds_to_decide": round(mean_seconds, 1),
+        "overall": _finish(overall, mean_seconds),
+        "by_action_type": {t: _finish(p, mean_seconds) for t, p in sorted(by_type.items())},
+        "notes": notes,
+    }
+
+
+def settings_simulate(*, deployment: Deployment, changes: dict[str, Any], days: int = DEFAULT_DAYS) -> dict[str, Any]:
+    """The replay of a settings change (python values): its thresholds over the current ones."""
+    current = deployment.thresholds
+    candidate = Thresholds(
+        auto_max_risk=changes.get("auto_max_risk", current.auto_max_risk),
+        auto_min_confidence=changes.get("auto_min_confidence", current.auto_min_confidence),
+        review_max_risk=changes.get("review_max_risk", current.review_max_risk),
+    )
+    return simulate(deployment=deployment, candidate=candidate, days=days)
