@@ -19,9 +19,10 @@ from django.utils import timezone
 
 from deliveries.services import delivery_create
 from deployments.errors import ApiKeyChanged, Conflict, InvalidInput, InvalidTransition, NotAllowed
-from deployments.models import Deployment, KeyCheck, Member
+from deployments.models import ApiKey, Deployment, KeyCheck, Member
 from deployments.policy import Route, Stage, route_for
 from deployments.services import (
+    api_key_confirm,
     audit_event_build,
     audit_event_record,
     blast_radius_reserve,
@@ -31,7 +32,7 @@ from deployments.services import (
 )
 from reviews.canonical import payload_sha256
 from reviews.claims import claim_next_in_transaction, claim_refuse_if_held_by_other, member_of, member_require_assigned
-from reviews.idempotency import IdempotencyKeyTaken
+from reviews.idempotency import IdempotencyKeyTaken, idempotency_claim, idempotency_release
 from reviews.ingest import NewProposal, Outcome, proposal_insert
 from reviews.models import Decision, IdempotencyRecord, ProposedAction
 from reviews.representation import action_representation
@@ -194,6 +195,76 @@ def proposed_action_create(
     if route is Route.SHADOW:
         shadow_action_logged(action=action)  # its outcome may have arrived first
     return action
+
+
+@dataclass
+class ProposalReply:
+    """What the agent API answers a proposal: the action's representation with 201, or the
+    reply stored with its Idempotency-Key (`replayed`)."""
+
+    status: int
+    body: dict
+    replayed: bool = False
+
+
+def proposed_action_submit(*, key: ApiKey, proposal: dict[str, Any], fingerprint: str) -> ProposalReply | None:
+    """The agent API's proposal, all steps: store it (`proposed_action_create` with
+    `proposal`'s fields, `idempotency_key` among them), its Idempotency-Key claimed in the
+    same statement; if the API key changed since it was cached, confirm it and retry once; if
+    the Idempotency-Key is already claimed, replay its stored reply, or take the key over
+    (reviews.idempotency: 409, 422 or an expired claim) and do the work.
+
+    `key` is the request's API key (perhaps from the process's cache); `fingerprint` the
+    request's SHA-256 (needed only with an Idempotency-Key). Returns None when the API key is
+    no longer active (the caller answers 401). Raises only domain errors (Conflict,
+    IdempotencyKeyReused, ...): the outcomes it handles itself never leave it.
+    """
+    idempotency_key = proposal["idempotency_key"]
+    try:
+        try:
+            return _submit(key, proposal, fingerprint)
+        except ApiKeyChanged:
+            key = api_key_confirm(key)
+            if key is None:
+                return None
+            return _submit(key, proposal, fingerprint)
+    except IdempotencyKeyTaken:
+        key = api_key_confirm(key)  # a replay tells what the key's deployment did: not to a revoked key
+        if key is None:
+            return None
+        record = idempotency_claim(deployment=key.deployment, key=idempotency_key, fingerprint=fingerprint)
+        if not record.in_flight:
+            return ProposalReply(status=record.response_status, body=record.response_body, replayed=True)
+        try:
+            action = _create_for_key(key, proposal, record)
+        except BaseException:
+            idempotency_release(record=record)
+            raise
+        return ProposalReply(status=201, body=action_representation(action, deployment_slug=key.deployment.slug))
+
+
+def _submit(key: ApiKey, proposal: dict[str, Any], fingerprint: str) -> ProposalReply:
+    """The action, its Idempotency-Key (if sent) claimed in the same statement; the reply is
+    the one stored with the key, if any (the same document)."""
+    record = None
+    if proposal["idempotency_key"] is not None:
+        record = IdempotencyRecord(
+            deployment_id=key.deployment_id, key=proposal["idempotency_key"], request_sha256=fingerprint
+        )
+    action = _create_for_key(key, proposal, record)
+    if record is not None:
+        return ProposalReply(status=201, body=record.response_body)
+    return ProposalReply(status=201, body=action_representation(action, deployment_slug=key.deployment.slug))
+
+
+def _create_for_key(key: ApiKey, proposal: dict[str, Any], record: IdempotencyRecord | None) -> ProposedAction:
+    return proposed_action_create(
+        deployment=key.deployment,
+        **proposal,
+        actor_label=f"api-key:{key.prefix}",
+        idempotency_record=record,
+        key_check=key.key_check,
+    )
 
 
 def _decision_create(
