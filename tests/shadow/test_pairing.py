@@ -7,31 +7,20 @@ from django.db import transaction
 from reviews.models import ProposedAction
 from reviews.shadow import pairing
 from reviews.shadow.models import ShadowOutcome
-from tests.factories import DeploymentFactory, ProposedActionFactory
+from tests.factories import DeploymentFactory
+from tests.shadow.test_services import shadow_action
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
-
-
-def shadow_action(deployment, external_id, **kw):
-    return ProposedActionFactory(
-        deployment=deployment,
-        external_id=external_id,
-        route="shadow",
-        stage="shadow",
-        status="logged",
-        expires_at=None,
-        **kw,
-    )
 
 
 @pytest.fixture
 def logged(deployment):
     """Shadow actions of two deployments: some with an outcome, one without, one compared."""
     other = DeploymentFactory(comparison_rules={"ignore": ["note"]})
-    actions = [shadow_action(deployment, f"E-{i}", payload={"n": i}) for i in range(5)]
-    actions.append(shadow_action(other, "E-0", payload={"n": 0, "note": "x"}))
-    actions.append(shadow_action(deployment, "E-none", payload={}))  # no outcome
-    compared = shadow_action(deployment, "E-1", payload={"n": 1})
+    actions = [shadow_action(deployment, f"E-{i}", {"n": i}) for i in range(5)]
+    actions.append(shadow_action(other, "E-0", {"n": 0, "note": "x"}))
+    actions.append(shadow_action(deployment, "E-none", {}))  # no outcome
+    compared = shadow_action(deployment, "E-1", {"n": 1})
     ProposedAction.objects.filter(pk=compared.pk).update(status="compared")
     for dep, ext in [(deployment, f"E-{i}") for i in range(5)] + [(other, "E-0")]:
         ShadowOutcome.objects.create(deployment=dep, external_id=ext, action_type="refund.issue", payload={"n": 9})
