@@ -73,6 +73,13 @@ def member_of(user: AbstractBaseUser | None) -> Member | None:
     return Member.objects.filter(user=user).first()
 
 
+def member_for(user: AbstractBaseUser | None, member: Member | None) -> Member | None:
+    """`member` if it is `user`'s (loaded once per request by the caller), else read."""
+    if member is not None and user is not None and member.user_id == user.pk:
+        return member
+    return member_of(user)
+
+
 def member_deployment_ids(member: Member) -> list[int] | None:
     """Ids of the deployments the member works on; None means all of them (admins). Read once
     per Member instance (a request's member): a decision and the next claim share it."""
@@ -141,9 +148,7 @@ def claim_next_in_transaction(
 ) -> ProposedAction | None:
     """`proposed_action_claim_next` in the caller's transaction (a decision that goes on to
     the next item: reviews.services.proposed_action_decide_and_claim_next)."""
-    if member is None or member.user_id != actor.pk:
-        member = member_of(actor)
-    member = _require_can_work_queue(member, queue)
+    member = _require_can_work_queue(member_for(actor, member), queue)
     now = timezone.now()
     candidates = ProposedAction.objects.queue_items(
         queue, deployment_ids=member_deployment_ids(member), deployment_id=deployment_id, action_type=action_type
@@ -170,15 +175,16 @@ def claim_next_in_transaction(
 
 
 @transaction.atomic
-def proposed_action_claim(*, action_id: int, actor: AbstractBaseUser) -> ProposedAction:
+def proposed_action_claim(*, action_id: int, actor: AbstractBaseUser, member: Member | None = None) -> ProposedAction:
     """Claim one item for `actor` (renewing their own claim). Conflict when someone else holds
     a live claim on it; InvalidTransition when it is in no queue any more. Releases the actor's
-    other claims (one live claim per person). Safe to repeat."""
+    other claims (one live claim per person). Safe to repeat. `member` is the actor's Member
+    row when the caller has already loaded it."""
     action = ProposedAction.objects.locked(action_id)
     queue = action.queue
     if queue is None:
         raise InvalidTransition(f"action {action.pk} is {action.status}; it is in no queue")
-    member = _require_can_work_queue(member_of(actor), queue)
+    member = _require_can_work_queue(member_for(actor, member), queue)
     member_require_assigned(member, action.deployment_id)
     now = timezone.now()
     claim_refuse_if_held_by_other(action, actor, now)

@@ -31,7 +31,13 @@ from deployments.services import (
     evidence_deltas,
 )
 from reviews.canonical import payload_sha256
-from reviews.claims import claim_next_in_transaction, claim_refuse_if_held_by_other, member_of, member_require_assigned
+from reviews.claims import (
+    claim_next_in_transaction,
+    claim_refuse_if_held_by_other,
+    member_for,
+    member_of,
+    member_require_assigned,
+)
 from reviews.idempotency import IdempotencyKeyTaken, idempotency_claim, idempotency_release
 from reviews.ingest import NewProposal, Outcome, proposal_insert
 from reviews.models import Decision, IdempotencyRecord, ProposedAction
@@ -72,13 +78,6 @@ def _require_can_decide(action: ProposedAction, member: Member | None) -> None:
     member_require_assigned(member, action.deployment_id)
     if action.status == Status.PENDING_SENIOR and not member.is_senior:
         raise NotAllowed("only senior reviewers may decide the senior queue")
-
-
-def _member(actor: AbstractBaseUser | None, member: Member | None) -> Member | None:
-    """`member` if it is `actor`'s (loaded once per request by the caller), else read."""
-    if member is not None and actor is not None and member.user_id == actor.pk:
-        return member
-    return member_of(actor)
 
 
 def proposed_action_create(
@@ -633,7 +632,7 @@ def _decide(
         raise InvalidInput("decision must be approve, reject or escalate")
     if decision != "approve":
         reason = _reason_required(reason, decision)
-    member = _member(actor, member)
+    member = member_for(actor, member)
     queue = action.queue
     if decision == "approve":
         _approve(action, actor=actor, member=member, payload=payload, reason=reason)
@@ -649,7 +648,7 @@ AUDIT_VERDICTS = {"correct": Decision.Verb.AUDIT_CORRECT, "incorrect": Decision.
 
 @transaction.atomic
 def proposed_action_audit_verdict(
-    *, action_id: int, actor: AbstractBaseUser, verdict: str, reason: str = ""
+    *, action_id: int, actor: AbstractBaseUser, verdict: str, reason: str = "", member: Member | None = None
 ) -> ProposedAction:
     """A senior's after-the-fact verdict on an auto-executed audit sample (SPEC §1).
 
@@ -665,7 +664,7 @@ def proposed_action_audit_verdict(
     if verdict == "incorrect" and not reason:
         raise InvalidInput("a reason is required for an 'incorrect' verdict")
     action = ProposedAction.objects.locked(action_id)
-    member = member_of(actor)
+    member = member_for(actor, member)
     if member is None or not member.is_senior:
         raise NotAllowed("only senior reviewers may give audit verdicts")
     member_require_assigned(member, action.deployment_id)

@@ -296,7 +296,9 @@ def audit_verdict(request: HttpRequest, action_id: int) -> HttpResponse:
     verdict = request.POST.get("verdict", "")
     reason = request.POST.get("reason", "").strip()
     try:
-        proposed_action_audit_verdict(action_id=action.pk, actor=request.user, verdict=verdict, reason=reason)
+        proposed_action_audit_verdict(
+            action_id=action.pk, actor=request.user, verdict=verdict, reason=reason, member=request.member
+        )
     except DomainError as exc:
         return _refused(request, action.pk, exc, form={"reason": reason})
     return _next_item(request, "audit", f"Audit verdict “{verdict}” recorded: #{action.pk} {action.action_type}.")
@@ -307,7 +309,7 @@ def audit_verdict(request: HttpRequest, action_id: int) -> HttpResponse:
 def claim(request: HttpRequest, action_id: int) -> HttpResponse:
     action = selectors.action_get_visible(member=request.member, action_id=action_id)
     try:
-        proposed_action_claim(action_id=action.pk, actor=request.user)
+        proposed_action_claim(action_id=action.pk, actor=request.user, member=request.member)
     except DomainError as exc:
         messages.error(request, f"Not claimed: {exc.detail}")
     return redirect("reviews:action_detail", action_id=action.pk)
