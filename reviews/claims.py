@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from deployments.errors import Conflict, InvalidInput, InvalidTransition, NotAllowed
 from deployments.models import Member
+from deployments.permissions import member_of, visible_deployment_ids
 from reviews.models import ProposedAction
 
 QUEUES = ("review", "senior", "audit")
@@ -66,13 +67,6 @@ def claim_refuse_if_held_by_other(action: ProposedAction, actor: AbstractBaseUse
 # ---------------------------------------------------------------------------------------
 
 
-def member_of(user: AbstractBaseUser | None) -> Member | None:
-    """The Member row of `user` (None for anonymous users and people without a role)."""
-    if user is None or not user.is_authenticated:
-        return None
-    return Member.objects.filter(user=user).first()
-
-
 def member_for(user: AbstractBaseUser | None, member: Member | None) -> Member | None:
     """`member` if it is `user`'s (loaded once per request by the caller), else read."""
     if member is not None and user is not None and member.user_id == user.pk:
@@ -87,12 +81,13 @@ def member_deployment_ids(member: Member) -> list[int] | None:
         return None
     ids = getattr(member, "_reviews_deployment_ids", None)
     if ids is None:
-        ids = member._reviews_deployment_ids = list(member.deployments.values_list("id", flat=True))
+        ids = member._reviews_deployment_ids = visible_deployment_ids(member)
     return ids
 
 
 def member_require_assigned(member: Member, deployment_id: int) -> None:
-    """NotAllowed unless `member` works on the deployment (admins work on all)."""
+    """NotAllowed unless `member` works on the deployment (admins work on all): the rule of
+    deployments.permissions.require_assigned, over the ids read once per request."""
     ids = member_deployment_ids(member)
     if ids is not None and deployment_id not in ids:
         raise NotAllowed("you are not assigned to this deployment")

@@ -9,7 +9,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from deployments.models import AuditEvent, Deployment, Member
-from deployments.selectors import deployments_visible_to
+from deployments.permissions import deployments_visible_to, limit_to_visible
 from reviews.claims import QUEUES, claim_is_live, member_deployment_ids
 from reviews.models import Decision, ProposedAction
 
@@ -119,9 +119,7 @@ def action_get_visible(*, member: Member, action_id: int) -> ProposedAction:
     """The action if the member is assigned to its deployment (admins: any); else 404, so
     another deployment's actions are not even confirmed to exist."""
     qs = ProposedAction.objects.select_related("deployment", "claimed_by").filter(pk=action_id)
-    if not member.is_admin:
-        qs = qs.filter(deployment__members=member)
-    action = qs.first()
+    action = limit_to_visible(qs, member).first()
     if action is None:
         raise Http404("no such action")
     return action

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from deliveries.services import delivery_create
+from deployments.counters import Metric
 from deployments.errors import ApiKeyChanged, Conflict, InvalidInput, InvalidTransition, NotAllowed
 from deployments.models import ApiKey, Deployment, KeyCheck, Member
 from deployments.policy import Route, Stage, route_for
@@ -175,7 +176,7 @@ def proposed_action_create(
                 action=action,
                 audit=audit,
                 counters=evidence_deltas(
-                    deployment_id=deployment.pk, action_type=action_type, metric=f"proposed.{route.value}", at=now
+                    deployment_id=deployment.pk, action_type=action_type, metric=Metric.of("proposed", route), at=now
                 ),
                 unless_rejected=bool(external_id),
                 idempotency=idempotency_record,
@@ -276,7 +277,7 @@ def _decision_create(
     now: datetime,
     payload_before: Any = None,
     payload_after: Any = None,
-    metric: str = "",
+    metric: Metric | None = None,
 ) -> tuple[Decision, float]:
     """The Decision row of a move (to `action.status`, already set) and its counter
     (`metric`, by default `decision.<verb>`) with the seconds it took (from the decider's
@@ -298,7 +299,7 @@ def _decision_create(
     evidence_add(
         deployment_id=action.deployment_id,
         action_type=action.action_type,
-        metric=metric or f"decision.{verb.value}",
+        metric=metric or Metric.of("decision", verb),
         total=seconds,
     )
     return decision, seconds
@@ -322,7 +323,7 @@ def _record_final(
         evidence_add(
             deployment_id=deployment_id,
             action_type=action_type,
-            metric="sla.within" if within else "sla.breached",
+            metric=Metric.SLA_WITHIN if within else Metric.SLA_BREACHED,
         )
     # The 2→3 counterfactual: would stage 3 have auto-executed this approval-stage action?
     if action.stage == Stage.APPROVAL and verb in (
@@ -338,9 +339,10 @@ def _record_final(
             needs_human=action.needs_human,
         )
         if would_route is Route.AUTO:
-            evidence_add(deployment_id=deployment_id, action_type=action_type, metric="counterfactual.auto")
+            evidence_add(deployment_id=deployment_id, action_type=action_type, metric=Metric.COUNTERFACTUAL_AUTO)
             if verb is not Decision.Verb.APPROVE:
-                evidence_add(deployment_id=deployment_id, action_type=action_type, metric="counterfactual.auto_changed")
+                changed = Metric.COUNTERFACTUAL_AUTO_CHANGED
+                evidence_add(deployment_id=deployment_id, action_type=action_type, metric=changed)
     audit_event_record(
         verb=AUDIT_VERBS[verb],
         actor=actor,
@@ -548,7 +550,7 @@ def proposed_action_report_result(
     evidence_add(
         deployment_id=action.deployment_id,
         action_type=action.action_type,
-        metric=f"execution.{status}.{action.route}",
+        metric=Metric.of("execution", status, action.route),
     )
     audit_event_record(
         verb=f"reviews.action.{status}",
@@ -680,7 +682,7 @@ def proposed_action_audit_verdict(
         from_status=action.status,
         reason=reason,
         now=timezone.now(),
-        metric=f"audit.{verdict}",
+        metric=Metric.of("audit", verdict),
     )
     action.audit_verdict = verdict
     action.claimed_by, action.claimed_at = None, None

@@ -1,11 +1,11 @@
 """Shadow pairing: where a logged shadow action meets the human outcome of the same
 external_id, and where their comparisons are written back. The one place shadow mode forks by
-database vendor.
+database vendor (the deployments' own lock forks in deployments.locks).
 
 On PostgreSQL, pairs are taken in one statement with their action rows locked
 (`FOR UPDATE OF a SKIP LOCKED`, so parallel workers never compare the same pair), the
-deployments are held `FOR SHARE` (their comparison rules cannot change under a comparison),
-and a batch of comparisons is one UPDATE from a JSON document. The ORM versions below each are
+deployments are held `FOR SHARE` by deployments.locks (their comparison rules cannot change
+under a comparison), and a batch of comparisons is one UPDATE from a JSON document. The ORM versions below each are
 the reference (SQLite, the embedded default: one writer at a time, no row locks);
 tests/shadow/test_pairing.py checks on PostgreSQL that both give the same answers.
 """
@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 from django.db import connection
 
-from deployments.models import Deployment
+from deployments.locks import deployments_lock_shared
 from deployments.policy import Route
 from reviews.models import ProposedAction
 from reviews.shadow.models import ShadowOutcome
@@ -53,25 +53,11 @@ def _json(value: Any) -> Any:
 # ---------------------------------------------------------------------------------------
 
 
-def deployments_lock_shared(deployment_ids: Iterable[int]) -> dict[int, dict]:
-    """{deployment_id: comparison_rules}, the rows held FOR SHARE until the transaction ends."""
-    ids = sorted(set(deployment_ids))
-    if not ids:
-        return {}
-    if _on_postgres():
-        table = Deployment._meta.db_table
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT id, comparison_rules FROM {table} WHERE id = ANY(%s) ORDER BY id FOR SHARE",  # noqa: S608
-                [ids],
-            )
-            return {pk: _json(r) or {} for pk, r in cursor.fetchall()}
-    return deployments_rules_orm(ids)
-
-
-def deployments_rules_orm(ids: list[int]) -> dict[int, dict]:
-    """The reference: the same rules through the ORM, without the lock."""
-    return dict(Deployment.objects.filter(pk__in=ids).values_list("pk", "comparison_rules"))
+def comparison_rules_hold(deployment_ids: Iterable[int]) -> dict[int, dict]:
+    """{deployment_id: comparison_rules}, the rows held FOR SHARE until the transaction ends
+    (deployments.locks, which owns that fork and its reference)."""
+    locked = deployments_lock_shared(deployment_ids, fields=["comparison_rules"])
+    return {pk: d.comparison_rules or {} for pk, d in locked.items()}
 
 
 # ---------------------------------------------------------------------------------------
@@ -93,14 +79,14 @@ def pairs_lock(*, action_ids: list[int]) -> tuple[dict[int, dict], list[Pair]]:
     before the actions (lock order)."""
     if not _on_postgres():
         pairs = pairs_orm(_logged().filter(pk__in=action_ids))
-        return deployments_lock_shared({p.deployment_id for p in pairs}), pairs
+        return comparison_rules_hold({p.deployment_id for p in pairs}), pairs
     ids = [int(pk) for pk in action_ids]
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT DISTINCT deployment_id FROM {ProposedAction._meta.db_table} WHERE id = ANY(%s)",  # noqa: S608
             [ids],
         )
-        rules = deployments_lock_shared(row[0] for row in cursor.fetchall())
+        rules = comparison_rules_hold(row[0] for row in cursor.fetchall())
     return rules, _pairs_sql(where="a.id = ANY(%s)", params=[ids])
 
 

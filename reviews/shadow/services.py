@@ -22,24 +22,27 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.tasks import enqueue_on_commit
-from deployments.errors import Conflict, InvalidInput, InvalidTransition, NotAllowed
+from deployments.counters import CounterDelta, Metric, counters_add, counters_add_many, evidence_add, evidence_deltas
+from deployments.errors import Conflict, InvalidInput, InvalidTransition
+from deployments.locks import deployment_lock
 from deployments.models import Deployment, Member
+from deployments.permissions import member_of, require_assigned
 from deployments.policy import Route
-from deployments.services import audit_event_record, counters_add_many, evidence_add_many
+from deployments.services import audit_event_record
 from reviews.models import ProposedAction
 from reviews.shadow.compare import Rules, compare, rules_validate
 from reviews.shadow.models import ShadowAdjudication, ShadowOutcome, ShadowRecompute, ShadowTally
 from reviews.shadow.pairing import (
     Pair,
+    comparison_rules_hold,
     comparisons_write,
-    deployments_lock_shared,
     outcomes_for,
     pairs_lock,
     pairs_lock_after,
 )
 
 Status = ProposedAction.Status
-AGREE, DISAGREE = "shadow.agree", "shadow.disagree"
+AGREE, DISAGREE = Metric.SHADOW_AGREE, Metric.SHADOW_DISAGREE
 MAX_OUTCOMES = 1000
 COMPARE_BATCH = 1000
 RECOMPUTE_BATCH = 2000
@@ -77,18 +80,21 @@ class _Counts:
     """Accumulates counter deltas for one transaction, then writes them in two statements."""
 
     def __init__(self) -> None:
-        self.evidence: list[tuple[int, date, str, str, int]] = []
+        self.evidence: list[CounterDelta] = []
         self.tally: dict[TallyKey, list[int]] = defaultdict(lambda: [0, 0])
 
     def add(self, pair: "Pair | ProposedAction", human_type: str, agree: bool, sign: int = 1) -> None:
         """Count one pair (+1, or -1 to take a count back) as agreeing or not."""
         day = _day(pair.created_at)
-        self.evidence.append((pair.deployment_id, day, pair.action_type, AGREE if agree else DISAGREE, sign))
+        metric = AGREE if agree else DISAGREE
+        self.evidence += evidence_deltas(
+            deployment_id=pair.deployment_id, day=day, action_type=pair.action_type, metric=metric, n=sign
+        )
         key = (pair.deployment_id, day, pair.action_type, human_type, pair.model_version)
         self.tally[key][0 if agree else 1] += sign
 
     def write(self) -> None:
-        evidence_add_many(self.evidence)
+        counters_add(self.evidence)
         shadow_tally_add_many(self.tally)
 
 
@@ -250,7 +256,7 @@ def shadow_compare_sweep(*, deployment_id: int, batch_size: int = COMPARE_BATCH)
     total, after = 0, 0
     while True:
         with transaction.atomic():
-            rules = deployments_lock_shared([deployment_id])
+            rules = comparison_rules_hold([deployment_id])
             pairs = pairs_lock_after(deployment_id=deployment_id, after=after, limit=batch_size)
             if not pairs:
                 return total
@@ -262,12 +268,7 @@ def shadow_compare_sweep(*, deployment_id: int, batch_size: int = COMPARE_BATCH)
 # Adjudication
 # ---------------------------------------------------------------------------------------
 def _require_member_of(deployment_id: int, actor: AbstractBaseUser) -> Member:
-    member = Member.objects.filter(user=actor).first() if actor is not None and actor.is_authenticated else None
-    if member is None:
-        raise NotAllowed("only members may do this")
-    if not member.is_admin and not member.deployments.filter(pk=deployment_id).exists():
-        raise NotAllowed("you are not assigned to this deployment")
-    return member
+    return require_assigned(member_of(actor), deployment_id)
 
 
 @transaction.atomic
@@ -285,7 +286,7 @@ def shadow_adjudicate(
     if deployment_id is None:
         raise InvalidInput(f"action {action_id} does not exist")
     _require_member_of(deployment_id, actor)
-    deployments_lock_shared([deployment_id])
+    comparison_rules_hold([deployment_id])
     action = ProposedAction.objects.select_for_update(no_key=True).get(pk=action_id)
     if action.status != Status.COMPARED or not action.comparison:
         raise InvalidTransition(f"action {action.pk} is {action.status}; only compared shadow actions are adjudicated")
@@ -300,8 +301,11 @@ def shadow_adjudicate(
         counts.add(action, outcome.action_type, agree=False, sign=-1)
         counts.add(action, outcome.action_type, agree=True)
         counts.write()
-    evidence_add_many(
-        [(action.deployment_id, _day(action.created_at), action.action_type, f"shadow.adjudicated.{verdict.value}", 1)]
+    evidence_add(
+        deployment_id=action.deployment_id,
+        day=_day(action.created_at),
+        action_type=action.action_type,
+        metric=Metric.of("shadow.adjudicated", verdict),
     )
     audit_event_record(
         verb=f"reviews.shadow.adjudicated.{verdict.value}",
@@ -326,7 +330,7 @@ def shadow_recompute_start(*, deployment_id: int, actor: AbstractBaseUser | None
     """Start re-comparing every compared pair of the deployment under its current rules, in a
     worker after commit. A second start while one runs is refused (Conflict): the database's
     partial unique constraint decides, so two racing starts cannot both win."""
-    deployment = Deployment.objects.select_for_update(no_key=True).get(pk=deployment_id)
+    deployment = deployment_lock(deployment_id)
     total = ProposedAction.objects.filter(deployment_id=deployment_id, status=Status.COMPARED).count()
     try:
         with transaction.atomic():
@@ -359,7 +363,7 @@ def comparison_rules_set(
     Unchanged rules change nothing and start nothing.
     """
     clean = rules_validate(rules)
-    deployment = Deployment.objects.select_for_update(no_key=True).get(pk=deployment_id)
+    deployment = deployment_lock(deployment_id)
     if _running(deployment_id) is not None:
         raise Conflict("a recompute is running; change the rules when it has finished")
     if clean == (deployment.comparison_rules or {}):
@@ -388,7 +392,7 @@ def shadow_recompute_step(*, recompute_id: int, batch_size: int = RECOMPUTE_BATC
     recompute = ShadowRecompute.objects.select_for_update(no_key=True).filter(pk=recompute_id).first()
     if recompute is None or recompute.status != ShadowRecompute.Status.RUNNING:
         return False
-    deployments_lock_shared([recompute.deployment_id])
+    comparison_rules_hold([recompute.deployment_id])
     actions = list(
         ProposedAction.objects.filter(
             deployment_id=recompute.deployment_id, status=Status.COMPARED, pk__gt=recompute.last_action_id

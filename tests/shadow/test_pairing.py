@@ -1,5 +1,6 @@
 """reviews.shadow.pairing: on PostgreSQL, the SQL version of each concern gives what its ORM
-reference gives (the pairs found, the rules read, the comparisons written)."""
+reference gives (the pairs found, the comparisons written; the deployments' FOR SHARE lock is
+deployments.locks', tested in tests/deployments/test_locks.py)."""
 
 import pytest
 from django.db import transaction
@@ -33,7 +34,7 @@ def test_pairs_by_ids_match_the_orm(logged):
         rules, pairs = pairing.pairs_lock(action_ids=ids)
     reference = pairing.pairs_orm(pairing._logged().filter(pk__in=ids))
     assert pairs == reference and len(pairs) == 6
-    assert rules == pairing.deployments_rules_orm(sorted({a.deployment_id for a in logged}))
+    assert rules == {a.deployment_id: a.deployment.comparison_rules or {} for a in logged}
 
 
 def test_pairs_after_an_id_match_the_orm(logged, deployment):
@@ -45,13 +46,6 @@ def test_pairs_after_an_id_match_the_orm(logged, deployment):
         pairing._logged().filter(deployment=deployment, external_id__in=paired, pk__gt=after), limit=2
     )
     assert pairs == reference and [p.id for p in pairs] == [logged[2].pk, logged[3].pk]
-
-
-def test_rules_held_for_share_match_the_orm(logged):
-    ids = sorted({a.deployment_id for a in logged})
-    with transaction.atomic():
-        assert pairing.deployments_lock_shared(ids) == pairing.deployments_rules_orm(ids)
-    assert pairing.deployments_lock_shared([]) == {}
 
 
 @pytest.mark.parametrize("status", [None, "compared"])
