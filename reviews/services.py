@@ -252,9 +252,11 @@ def _submit(key: ApiKey, proposal: dict[str, Any], fingerprint: str) -> Proposal
             deployment_id=key.deployment_id, key=proposal["idempotency_key"], request_sha256=fingerprint
         )
     action = _create_for_key(key, proposal, record)
-    if record is not None:
-        return ProposalReply(status=201, body=record.response_body)
-    return ProposalReply(status=201, body=action_representation(action, deployment_slug=key.deployment.slug))
+    # The reply PostgreSQL's statement stored with the key is at hand; elsewhere it is built.
+    reply = record.response_body if record is not None else None
+    if reply is None:
+        reply = action_representation(action, deployment_slug=key.deployment.slug)
+    return ProposalReply(status=201, body=reply)
 
 
 def _create_for_key(key: ApiKey, proposal: dict[str, Any], record: IdempotencyRecord | None) -> ProposedAction:
