@@ -19,17 +19,22 @@ at the window's mean time to decision). Payload rules are not replayed from the 
 need payloads); a candidate's rules can only raise routes, which the notes say.
 """
 
+# ruff: noqa: S608 -- table and column names are the models' own; every value is a parameter
+
 import math
+import random
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any
 
 from django.db import connection
 from django.utils import timezone
 
-from deployments.counters import CounterTable, _counters_fold, counters_add_many
+from deployments.counters import CounterDelta, CounterTable, _counters_fold, counters_add, counters_add_many
 from deployments.models import Deployment, ReplayCount
 from deployments.policy import Thresholds
+from deployments.sql import counter_upsert_tail
 from deployments.stats import wilson_interval
 
 RISK_BANDS = 20
@@ -53,6 +58,14 @@ def confidence_band(confidence: float) -> int:
     return min(CONFIDENCE_BANDS - 1, max(0, math.ceil(confidence * CONFIDENCE_BANDS) - 1))
 
 
+def _cell(
+    *, deployment_id: int, action_type: str, risk: float, confidence: float, needs_human: bool, outcome: str, day: date
+) -> tuple:
+    if outcome not in OUTCOMES:
+        raise ValueError(f"unknown outcome {outcome!r}")
+    return (deployment_id, day, action_type, risk_band(risk), confidence_band(confidence), bool(needs_human), outcome)
+
+
 def replay_count_add(
     *,
     deployment_id: int,
@@ -63,22 +76,46 @@ def replay_count_add(
     outcome: str,
     seconds: float = 0.0,
     day: date | None = None,
+    with_counters: Sequence[CounterDelta] = (),
 ) -> None:
-    """Count one decided proposal in its cell, in the caller's transaction (the decision's)."""
-    if outcome not in OUTCOMES:
-        raise ValueError(f"unknown outcome {outcome!r}")
-    key = (
-        deployment_id,
-        day or timezone.now().date(),
-        action_type,
-        risk_band(risk),
-        confidence_band(confidence),
-        bool(needs_human),
-        outcome,
+    """Count one decided proposal in its cell, in the caller's transaction (the decision's).
+
+    `with_counters`: evidence counter deltas of the same decision, written in the SAME
+    statement on PostgreSQL (data-modifying CTEs), so the simulator's cell costs the decision
+    no extra round trip (the decision's query budget: tests/reviews/test_query_counts.py)."""
+    key = _cell(
+        deployment_id=deployment_id,
+        action_type=action_type,
+        risk=risk,
+        confidence=confidence,
+        needs_human=needs_human,
+        outcome=outcome,
+        day=day or timezone.now().date(),
     )
-    counters_add_many(
-        model=ReplayCount, keys=_KEYS, values=_VALUES, rows={key: (1, float(seconds))}, shards=ReplayCount.SHARDS
+    if connection.vendor != "postgresql":
+        counters_add(with_counters)
+        counters_add_many(
+            model=ReplayCount, keys=_KEYS, values=_VALUES, rows={key: (1, float(seconds))}, shards=ReplayCount.SHARDS
+        )
+        return
+    parts, params = [], []
+    for i, delta in enumerate(with_counters):
+        table, keys, adds = delta.model._meta.db_table, list(delta.key), list(delta.add)
+        columns = [*keys, "shard", *adds]
+        parts.append(
+            f"c{i} AS (INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
+            f"{counter_upsert_tail(table, keys, adds)})"
+        )
+        params += [*(delta.key[k] for k in keys), random.randrange(delta.model.SHARDS), *(delta.add[a] for a in adds)]
+    table = ReplayCount._meta.db_table
+    columns = [*_KEYS, "shard", *_VALUES]
+    insert = (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
+        f"{counter_upsert_tail(table, _KEYS, _VALUES)}"
     )
+    params += [*key, random.randrange(ReplayCount.SHARDS), 1, float(seconds)]
+    with connection.cursor() as cursor:
+        cursor.execute((f"WITH {', '.join(parts)} " if parts else "") + insert, params)
 
 
 REPLAY = CounterTable(ReplayCount, _KEYS, _VALUES, "day")
@@ -125,7 +162,7 @@ def _routed(deployment_id: int, since: date, current: Thresholds, candidate: Thr
             FROM {ReplayCount._meta.db_table}
             WHERE deployment_id = %(deployment)s AND day >= %(since)s
             GROUP BY 1, 2, 3, 4
-            """,  # noqa: S608 -- our table; every value is a parameter
+            """,
             params,
         )
         return cursor.fetchall()
