@@ -82,6 +82,13 @@ class Deployment(models.Model):
     # "payload.amount_cents >= 50000", "effect": "senior"}]}.
     payload_rules = models.JSONField(default=dict, blank=True)
 
+    # Re-certification (deployments.recertify): the current stage's own gate, checked daily.
+    # Opt in to be demoted one stage when it stops holding; the last result is kept here.
+    recertify_demote = models.BooleanField(
+        default=False, help_text="Demote one stage when the current stage's own criteria stop holding."
+    )
+    recertification = models.JSONField(default=dict, blank=True, editable=False)
+
     # Requests per minute per API key of this deployment; empty: API_RATE_LIMIT_PER_MINUTE.
     api_rate_limit = models.PositiveIntegerField(
         null=True, blank=True, help_text="Requests per minute per API key (empty: the site default; 0: no limit)."

@@ -18,6 +18,7 @@ from deployments.auditchain import audit_chain_seal, audit_chain_verify
 from deployments.counters import breaker_counts_fold, breaker_counts_purge, evidence_counts_fold
 from deployments.models import AuditEvent, Deployment, Member
 from deployments.policy import Stage
+from deployments.recertify import deployment_recertify
 from deployments.services import blast_radius_purge, breaker_check
 from deployments.simulator import replay_counts_fold
 
@@ -107,3 +108,32 @@ def fold_evidence() -> int:
     long stage window stay one row per day), and the simulator's cells. Returns the rows folded away."""
     today = timezone.now().date()
     return evidence_counts_fold(before=today) + replay_counts_fold(before=today)
+
+
+@shared_task(name="deployments.recertify_all", ignore_result=True, time_limit=600)
+def recertify_all() -> int:
+    """Re-certify every deployment above shadow (daily): the current stage's own gate. Mails
+    the admins about each stage that newly stopped holding. Returns how many failed now."""
+    failed = 0
+    for pk in Deployment.objects.exclude(stage=Stage.SHADOW).values_list("pk", flat=True):
+        check = deployment_recertify(deployment_id=pk)
+        if check.result.get("newly_failed"):
+            failed += 1
+            _recertification_mail(Deployment.objects.get(pk=pk), check.result)
+    return failed
+
+
+def _recertification_mail(deployment: Deployment, result: dict) -> None:
+    recipients = sorted(
+        set(Member.objects.filter(role=Member.Role.ADMIN).exclude(user__email="").values_list("user__email", flat=True))
+    )
+    if not recipients:
+        return
+    demoted = f"\nIt was demoted to {result['demoted_to']} (opted in).\n" if result.get("demoted_to") else ""
+    body = (
+        f"The stage {result['stage']} of {deployment.name} ({deployment.slug}) no longer meets its own gate "
+        f"over the evidence since {result['since']}:\n- " + "\n- ".join(result["failed"]) + "\n" + demoted
+    )
+    send_mail(
+        f"[Trustladder] re-certification failed: {deployment.slug}", body, settings.DEFAULT_FROM_EMAIL, recipients
+    )

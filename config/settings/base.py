@@ -250,6 +250,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     # The audit log's hash chain (deployments.auditchain): sealed every minute, checked daily.
     "deployments.audit_chain_seal": {"task": "deployments.audit_chain_seal", "schedule": timedelta(minutes=1)},
     "deployments.audit_chain_verify": {"task": "deployments.audit_chain_verify", "schedule": timedelta(days=1)},
+    # Re-certification: the current stage's own gate, daily (deployments.recertify).
+    "deployments.recertify_all": {"task": "deployments.recertify_all", "schedule": timedelta(days=1)},
 }
 CELERY_TASK_ROUTES: dict = {"deployments.*": {"queue": "default"}}
 
