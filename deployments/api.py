@@ -12,6 +12,7 @@ from ninja.errors import HttpError
 from ninja.security import HttpBearer
 from ninja.throttling import BaseThrottle
 
+from deployments.calibration import calibration
 from deployments.gate import gate_evaluate
 from deployments.models import ApiKey, Deployment
 from deployments.policy import Stage, Thresholds
@@ -173,6 +174,8 @@ class EvidenceOut(Schema):
     evaluated_at: datetime
     criteria: list[CriterionOut]
     by_action_type: dict[str, TypeAgreementOut]
+    # Confidence against the approved-unchanged rate (deployments.calibration).
+    calibration: dict[str, Any]
 
 
 class EvidenceQuery(Schema):
@@ -188,7 +191,9 @@ class EvidenceQuery(Schema):
     "stage (shadow: AI–human agreement). Formulas: docs/gate.md.",
 )
 def deployment_evidence(request: HttpRequest, query: Query[EvidenceQuery]) -> dict:
-    return gate_evaluate(deployment=request.auth.deployment, action_type=query.action_type).as_dict()
+    deployment = request.auth.deployment
+    evaluation = gate_evaluate(deployment=deployment, action_type=query.action_type).as_dict()
+    return {**evaluation, "calibration": calibration(deployment=deployment, action_type=query.action_type)}
 
 
 class SimulateQuery(Schema):

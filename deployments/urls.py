@@ -1,6 +1,6 @@
 from django.urls import path
 
-from deployments import settings_views, views
+from deployments import calibration_views, settings_views, views
 
 app_name = "deployments"
 
@@ -18,6 +18,7 @@ urlpatterns = [
     path("deployments/<slug:slug>/pause", views.deployment_pause, name="pause"),
     path("deployments/<slug:slug>/resume", views.deployment_resume, name="resume"),
     path("deployments/<slug:slug>/breaker/reset", views.breaker_reset, name="breaker_reset"),
+    path("deployments/<slug:slug>/calibration/", calibration_views.deployment_calibration, name="calibration"),
     path("deployments/<slug:slug>/settings/", settings_views.deployment_settings, name="settings"),
     path("deployments/<slug:slug>/changes/<int:change_id>/", settings_views.settings_change_detail, name="change"),
     path(
