@@ -267,8 +267,8 @@ class Stack:
             raise
         return self
 
-    def _spawn(self, name: str, argv: list[str]) -> Process:
-        process = Process(name, argv, env=self.env, log=self.logs / f"{name}.log").start()
+    def _spawn(self, name: str, argv: list[str], *, env: dict | None = None) -> Process:
+        process = Process(name, argv, env={**self.env, **(env or {})}, log=self.logs / f"{name}.log").start()
         self.processes.append(process)
         return process
 
@@ -329,6 +329,12 @@ class Stack:
                 "WARNING",
             ],
         )
+
+    def start_script(self, name: str, code: str, *, env: dict | None = None) -> Process:
+        """Run `code` in a long-lived `manage.py shell -c` against this stack (a reviewer who keeps
+        deciding, say), with `env` on top of the stack's; its output goes to logs/<name>.log, and
+        close() kills it if still running."""
+        return self._spawn(name, [sys.executable, "manage.py", "shell", "-c", code], env=env)
 
     def close(self) -> None:
         """Kill everything this stack started, stop PostgreSQL, remove the directory."""
