@@ -354,10 +354,12 @@ class Stack:
 
     # -- Django in a subprocess against this stack ----------------------------------------
     def manage(self, *args: str, timeout: float = 120) -> str:
+        # JSON logs: the console format renders each logged traceback (a "could not enqueue" with
+        # the broker down, say) with its locals, which takes seconds on a busy machine.
         result = subprocess.run(  # noqa: S603
             [sys.executable, "manage.py", *args],
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, "TRUSTLADDER_LOG_FORMAT": "json"},
             capture_output=True,
             text=True,
             timeout=timeout,
