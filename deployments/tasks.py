@@ -25,14 +25,14 @@ from deployments.simulator import replay_counts_fold
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name="deployments.audit_chain_seal", ignore_result=True, time_limit=300)
+@shared_task(name="deployments.audit_chain_seal", ignore_result=True)
 def audit_chain_seal_task() -> int:
     """Seal the audit events written since the last run into the hash chain. Safe to repeat
     and to overlap: a second sealer returns at once."""
     return audit_chain_seal()
 
 
-@shared_task(name="deployments.audit_chain_verify", ignore_result=True, time_limit=3000)
+@shared_task(name="deployments.audit_chain_verify", ignore_result=True)
 def audit_chain_verify_task() -> bool:
     """Check the whole chain (daily) and record the result; a broken chain is logged as an error."""
     report = audit_chain_verify()
@@ -110,7 +110,7 @@ def fold_evidence() -> int:
     return evidence_counts_fold(before=today) + replay_counts_fold(before=today)
 
 
-@shared_task(name="deployments.recertify_all", ignore_result=True, time_limit=600)
+@shared_task(name="deployments.recertify_all", ignore_result=True)
 def recertify_all() -> int:
     """Re-certify every deployment above shadow (daily): the current stage's own gate. Mails
     the admins about each stage that newly stopped holding. Returns how many failed now."""
