@@ -25,10 +25,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from deployments.errors import InvalidInput, InvalidTransition, NotAllowed
-from deployments.models import Deployment, Member, SettingsChangeRequest
+from deployments.locks import deployment_lock
+from deployments.models import Deployment, SettingsChangeRequest
+from deployments.permissions import require_admin
 from deployments.policy import Stage
 from deployments.rules import rules_change_raises_only
-from deployments.services import audit_event_record
+from deployments.services import audit_event_record, reason_required
 from deployments.simulator import settings_simulate
 from deployments.validators import DEFAULT_BREAKER_SETTINGS, DEFAULT_CRITERIA
 
@@ -178,26 +180,6 @@ def _check_caps(deployment: Deployment, caps: Any) -> None:
         )
 
 
-def _require_admin(actor: AbstractBaseUser | None, what: str) -> None:
-    if actor is None or not actor.is_authenticated:
-        raise NotAllowed(f"only admins may {what}")
-    if not Member.objects.filter(user=actor, role=Member.Role.ADMIN).exists():
-        raise NotAllowed(f"only admins may {what}")
-
-
-def _reason(reason: str, what: str) -> str:
-    if not reason or not reason.strip():
-        raise InvalidInput(f"a reason is required to {what}")
-    return reason.strip()
-
-
-def _locked(deployment_id: int) -> Deployment:
-    try:
-        return Deployment.objects.select_for_update(no_key=True).get(pk=deployment_id)
-    except Deployment.DoesNotExist:
-        raise InvalidInput(f"deployment {deployment_id} does not exist") from None
-
-
 def _validated(deployment: Deployment, changes: dict[str, Any]) -> None:
     """Raise InvalidInput unless `deployment` with `changes` applied is valid (not saved)."""
     candidate = Deployment.objects.get(pk=deployment.pk)
@@ -248,12 +230,12 @@ def deployment_settings_change(
     oversight; otherwise a SettingsChangeRequest with before/after and the replay
     (`deployments.settings.change_requested`), refused while another request is open.
     InvalidInput for an unknown field, no change, or an invalid result."""
-    _require_admin(actor, "change a deployment's settings")
-    reason = _reason(reason, "change a deployment's settings")
+    require_admin(actor, "change a deployment's settings")
+    reason = reason_required(reason, "change a deployment's settings")
     unknown = sorted(set(changes) - set(GOVERNED))
     if unknown:
         raise InvalidInput(f"not a governed setting: {', '.join(unknown)}")
-    deployment = _locked(deployment_id)
+    deployment = deployment_lock(deployment_id)
     changes = {f: v for f, v in changes.items() if getattr(deployment, f) != v}
     if not changes:
         raise InvalidInput("nothing changed")
@@ -301,14 +283,14 @@ def _lock_change(request_id: int) -> tuple[SettingsChangeRequest, Deployment]:
         deployment_id = SettingsChangeRequest.objects.values_list("deployment_id", flat=True).get(pk=request_id)
     except SettingsChangeRequest.DoesNotExist:
         raise InvalidInput(f"settings change request {request_id} does not exist") from None
-    deployment = _locked(deployment_id)  # the deployment first, then the request, as promotions do
+    deployment = deployment_lock(deployment_id)  # the deployment first, then the request, as promotions do
     return SettingsChangeRequest.objects.select_for_update().get(pk=request_id), deployment
 
 
 def _decide(*, request_id: int, actor: AbstractBaseUser, reason: str, approve: bool) -> SettingsChangeRequest:
     what = "approve a settings change" if approve else "reject a settings change"
-    _require_admin(actor, what)
-    reason = _reason(reason, what)
+    require_admin(actor, what)
+    reason = reason_required(reason, what)
     request, deployment = _lock_change(request_id)
     if not request.is_open:
         raise InvalidTransition(f"this request is {request.status}; only open requests can be decided")
