@@ -46,12 +46,13 @@ class ActionIn(BaseModel):
     # never is); this validates the parsed JSON directly, on the hot path.
     action_type: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-/]+$")
     payload: dict[str, Any]
-    risk_score: float = Field(ge=0.0, le=1.0)
-    confidence: float = Field(ge=0.0, le=1.0)
+    # Strict: a JSON number only (an integer is one); no string or boolean taken for it.
+    risk_score: float = Field(ge=0.0, le=1.0, strict=True)
+    confidence: float = Field(ge=0.0, le=1.0, strict=True)
     external_id: str = Field("", max_length=200)
     model_version: str = Field("", max_length=100)
     rationale: str = Field("", max_length=20_000)
-    needs_human: bool = False
+    needs_human: bool = Field(False, strict=True)
     # AnyHttpUrl's schema says only "format: uri"; the pattern tells clients (and the fuzzer)
     # that the scheme must be http or https.
     callback_url: AnyHttpUrl | None = Field(
