@@ -8,6 +8,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonR
 from django.utils.html import format_html
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+# The longest form field or query parameter taken: the largest proposal body.
+MAX_FIELD_CHARS = 256 * 1024
 
 
 class ApiBodyLimitMiddleware:
@@ -39,27 +41,28 @@ class ApiBodyLimitMiddleware:
 
 
 class NulInputMiddleware:
-    """Refuse a query parameter or form field holding NUL (U+0000), for every view at once.
+    """Refuse a query parameter or form field holding NUL (U+0000), or longer than
+    MAX_FIELD_CHARS, for every view at once.
 
     PostgreSQL's text cannot hold NUL, so a filter or a reason with one would fail in the
-    database (a 500); no person types one. Answered 422 with the API's error shape on the API,
-    400 with a message naming the field on pages; nothing reaches a view. (Lone surrogates
-    cannot arrive this way: Django decodes forms and query strings with replacement; JSON
-    bodies and edited payloads are held to core.jsonlimits.)
+    database (a 500); no person types one, nor a field longer than the largest API body.
+    Answered 422 with the API's error shape on the API, 400 with a message naming the field on
+    pages; nothing reaches a view. (Lone surrogates cannot arrive this way: Django decodes forms
+    and query strings with replacement; JSON bodies and edited payloads are held to
+    core.jsonlimits.)
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        field = None
+        detail = None
         if request.META.get("QUERY_STRING"):
-            field = _nul_field(request.GET, "query parameter")
-        if field is None and request.method == "POST" and request.content_type in FORM_TYPES:
-            field = _nul_field(request.POST, "form field")
-        if field is None:
+            detail = _refused_field(request.GET, "query parameter")
+        if detail is None and request.method == "POST" and request.content_type in FORM_TYPES:
+            detail = _refused_field(request.POST, "form field")
+        if detail is None:
             return self.get_response(request)
-        detail = f"the {field} contains a NUL character (U+0000), which cannot be stored"
         if request.path.startswith("/api/"):
             return JsonResponse({"error": "validation_error", "detail": detail}, status=422)
         return HttpResponseBadRequest(
@@ -67,10 +70,13 @@ class NulInputMiddleware:
         )
 
 
-def _nul_field(data, kind: str) -> str | None:
+def _refused_field(data, kind: str) -> str | None:
     for key, values in data.lists():
+        name = key.replace("\x00", "?")[:100]
         if "\x00" in key or any("\x00" in value for value in values):
-            return f"{kind} {key.replace(chr(0), '?')!r}"
+            return f"the {kind} {name!r} contains a NUL character (U+0000), which cannot be stored"
+        if any(len(value) > MAX_FIELD_CHARS for value in values):
+            return f"the {kind} {name!r} is longer than {MAX_FIELD_CHARS} characters"
     return None
 
 

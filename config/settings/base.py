@@ -198,6 +198,7 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_VERBOSE = False
+AXES_USERNAME_CALLABLE = "config.auth.axes_username"
 
 # ---------------------------------------------------------------------------------------
 # Agent API
