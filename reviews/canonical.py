@@ -11,6 +11,7 @@ The inputs are held to core.jsonlimits first, so every value stored can be hashe
 """
 
 import hashlib
+import json
 from typing import Any
 
 import rfc8785
@@ -48,3 +49,11 @@ def canonical_json(value: Any) -> bytes:
 def payload_sha256(value: Any) -> str:
     """SHA-256 (hex) of the JCS of `value`: `payload_sha256` and the proposal identity."""
     return hashlib.sha256(canonical_json(value)).hexdigest()
+
+
+def request_fingerprint(body: Any) -> str:
+    """SHA-256 of a validated request body, to tell an Idempotency-Key's retry from another
+    body. Only ever compared with itself, so not JCS: json's C encoder (sorted keys) is several
+    times faster on the hot path, and fingerprints stored before JCS stay valid."""
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
