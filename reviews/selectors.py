@@ -1,7 +1,7 @@
 """Reads that pages and the API need."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.http import Http404
@@ -40,9 +40,11 @@ def cursor_decode(raw: str) -> tuple[datetime, int] | None:
     stamp, _, pk = raw.rpartition("~")
     try:
         created_at, pk_value = datetime.fromisoformat(stamp.replace(" ", "+")), int(pk)
-    except ValueError:
+        # In UTC: PostgreSQL refuses offsets past ±15:59, which Python allows up to ±23:59.
+        created_at = created_at.astimezone(UTC) if created_at.tzinfo else None
+    except (ValueError, OverflowError):
         return None
-    return (created_at, pk_value) if created_at.tzinfo and 0 <= pk_value < 2**63 else None
+    return (created_at, pk_value) if created_at and 0 <= pk_value < 2**63 else None
 
 
 @dataclass
