@@ -192,8 +192,9 @@ def test_results_refuse_the_same(api, error, field):
         ('{"external_id": "e1", "action_type": "t", "payload": ' + json.dumps(nested(MAX_DEPTH + 1)) + "}", "payload"),
     ],
 )
-def test_outcomes_refuse_the_same(api, outcome, field):
-    r = api.post("/api/v1/outcomes", raw=outcome)
+def test_outcomes_refuse_the_same(deployment, outcome, field):
+    recorder = ApiClient(api_key_create(deployment=deployment, scopes=["outcomes"])[1])  # issue 16: its own scope
+    r = recorder.post("/api/v1/outcomes", raw=outcome)
     assert r.status_code == 422, r.content
     assert r.json()["detail"].startswith(field), r.json()["detail"]
     assert ShadowOutcome.objects.count() == 0
