@@ -12,7 +12,7 @@ from django.db import models
 from django.utils import timezone
 
 from deployments import policy
-from deployments.validators import breaker_settings_errors, gate_criteria_errors
+from deployments.validators import breaker_settings_errors, gate_criteria_errors, input_fields_errors
 
 UNIT = [MinValueValidator(0.0), MaxValueValidator(1.0)]
 
@@ -75,6 +75,14 @@ class Deployment(models.Model):
     # reviews.shadow.services.comparison_rules_set, which recomputes every comparison.
     comparison_rules = models.JSONField(default=dict, blank=True)
 
+    # Measuring the humans (reviews/humans, README "Measuring the humans"). Stage 2 only: this
+    # share of reviewed actions is shown blind (no proposal) until the reviewer answers.
+    blind_review_rate = models.FloatField(default=0.0, validators=UNIT)
+    # Payload fields (dotted paths) that are the item's inputs, shown on a blind sample.
+    blind_input_fields = models.JSONField(default=list, blank=True)
+    # This share of reviewed actions is decided by two people independently.
+    double_review_rate = models.FloatField(default=0.0, validators=UNIT)
+
     # Requests per minute per API key of this deployment; empty: API_RATE_LIMIT_PER_MINUTE.
     api_rate_limit = models.PositiveIntegerField(
         null=True, blank=True, help_text="Requests per minute per API key (empty: the site default; 0: no limit)."
@@ -101,6 +109,8 @@ class Deployment(models.Model):
             raise ValidationError({"gate_criteria": errors})
         if errors := breaker_settings_errors(self.breaker_settings):
             raise ValidationError({"breaker_settings": errors})
+        if errors := input_fields_errors(self.blind_input_fields):
+            raise ValidationError({"blind_input_fields": errors})
         if self.blast_window is not None and self.blast_window.total_seconds() <= 0:
             raise ValidationError({"blast_window": "the window must be positive"})
 

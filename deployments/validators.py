@@ -25,6 +25,14 @@ DEFAULT_CRITERIA: dict[str, dict[str, float]] = {
         "min_counterfactual": 100,
         "max_counterfactual_changed_upper": 0.02,
         "min_days": 14,
+        # Measuring the humans (deployments/gate_humans.py), each off at 0:
+        # blind answers agreeing with the AI: 95% lower bound >= this, over min_blind_samples;
+        "min_blind_agreement": 0,
+        "min_blind_samples": 50,
+        # AI–human agreement >= human–human agreement - human_baseline_margin, over at least
+        # min_double_reviews double-reviewed actions.
+        "min_double_reviews": 0,
+        "human_baseline_margin": 0.05,
     },
     Stage.AUTONOMOUS: {
         "min_auto_executions": 1000,
@@ -44,6 +52,8 @@ RATE_KEYS = {
     "max_failure_upper",
     "max_audit_rejected_upper",
     "min_sla_rate",
+    "min_blind_agreement",
+    "human_baseline_margin",
 }
 
 # The circuit breakers' settings; a deployment overrides any of them in
@@ -93,4 +103,17 @@ def breaker_settings_errors(overrides: Any) -> list[str]:
             errors.append(f"{key}: must be a positive number")
         elif key.startswith("max_") and value > 1:
             errors.append(f"{key}: must be between 0 and 1")
+    return errors
+
+
+def input_fields_errors(value: Any) -> list[str]:
+    """Problems with `Deployment.blind_input_fields`: a list of dotted payload paths."""
+    if not isinstance(value, list):
+        return ["must be a list of payload field paths"]
+    if len(value) > 50:
+        return ["at most 50 fields"]
+    errors = []
+    for path in value:
+        if not isinstance(path, str) or not path.strip() or len(path) > 200 or "\x00" in path:
+            errors.append(f"{path!r} is not a field path (dotted, 1 to 200 characters)")
     return errors

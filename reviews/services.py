@@ -31,6 +31,9 @@ from deployments.services import (
     evidence_deltas,
 )
 from reviews.canonical import payload_sha256
+from reviews.humans.checks import humans_decision_check
+from reviews.humans.double import double_vote_record, double_votes_open
+from reviews.humans.sampling import review_sample_for
 from reviews.idempotency import IdempotencyKeyTaken
 from reviews.ingest import NewProposal, Outcome, proposal_insert
 from reviews.models import Decision, IdempotencyRecord, ProposedAction
@@ -160,6 +163,7 @@ def proposed_action_create(
             action.expires_at = now + deployment.review_sla
         elif route is Route.SENIOR:
             action.expires_at = now + deployment.senior_sla
+        action.review_sample = review_sample_for(deployment=deployment, stage=stage, route=route)
         audit = audit_event_build(
             verb="reviews.action.auto_approved" if route is Route.AUTO else "reviews.action.proposed",
             actor_label=actor_label or "agent",
@@ -322,6 +326,7 @@ def proposed_action_approve(
     if not action.is_pending:
         raise InvalidTransition(f"action {action.pk} is {action.status}; only pending actions can be approved")
     _require_can_decide(action, actor)
+    humans_decision_check(action, actor)
     if payload is not None and not isinstance(payload, dict):
         raise InvalidInput("the edited payload must be a JSON object")
     edited = payload is not None and payload_sha256(payload) != action.proposal_sha256
@@ -357,6 +362,7 @@ def proposed_action_reject(*, action_id: int, actor: AbstractBaseUser, reason: s
     if not action.is_pending:
         raise InvalidTransition(f"action {action.pk} is {action.status}; only pending actions can be rejected")
     _require_can_decide(action, actor)
+    humans_decision_check(action, actor)
     now = timezone.now()
     from_status = action.status
     action.status = Status.REJECTED
@@ -537,6 +543,9 @@ def proposed_action_claim_next(
         deployment_id=deployment_id,
         action_type=action_type,
     )
+    if queue == "review":
+        # A double-review sample this person already voted on waits for someone else.
+        candidates = candidates.exclude(double_votes__actor=actor)
     held = candidates.held_by(actor, now).exclude(pk__in=list(skip_ids)).first()
     if held is not None:
         return held
@@ -611,6 +620,14 @@ def proposed_action_decide(
     the Decision row, evidence and audit — is that service's."""
     action = _lock(action_id)
     _refuse_if_claimed_by_other(action, actor, timezone.now())
+    if decision in ("approve", "reject") and double_votes_open(action):
+        voted = double_vote_record(action_id=action_id, actor=actor, decision=decision, payload=payload, reason=reason)
+        if not voted.carry_out:
+            return voted.action
+        # The second of two matching decisions: carried out as usual, by its author.
+        vote = voted.vote
+        payload, reason = (vote.payload if vote.verb == "edit" else None), vote.reason
+        decision = "reject" if vote.verb == "reject" else "approve"
     if decision == "approve":
         return proposed_action_approve(action_id=action_id, actor=actor, payload=payload, reason=reason)
     if decision == "reject":

@@ -20,6 +20,7 @@ from deployments.errors import DomainError, InvalidTransition
 from deployments.models import Member
 from deployments.permissions import role_required
 from reviews import selectors
+from reviews.humans.selectors import double_review_notice, humans_context
 from reviews.models import ProposedAction
 from reviews.services import (
     proposed_action_audit_verdict,
@@ -167,15 +168,18 @@ def _detail_context(request: HttpRequest, action: ProposedAction, **extra) -> di
         "payload_json": json.dumps(action.payload, indent=2, ensure_ascii=False, sort_keys=True),
         "final_payload_changed": action.final_payload is not None and action.final_payload != action.payload,
     }
+    context.update(humans_context(action, request.user))
     context.update(extra)
     return context
 
 
 def _render_detail(request: HttpRequest, action: ProposedAction, *, status: int = 200, **extra) -> HttpResponse:
-    template = "reviews/action_detail.html"
+    context = _detail_context(request, action, **extra)
+    # A blind sample before its answer has a page of its own, without the AI's proposal.
+    template = "reviews/action_blind.html" if context["blind"] else "reviews/action_detail.html"
     if request.htmx:
         template += "#panel"
-    return render(request, template, _detail_context(request, action, **extra), status=status)
+    return render(request, template, context, status=status)
 
 
 @role_required(Member.Role.REVIEWER)
@@ -263,11 +267,13 @@ def decide(request: HttpRequest, action_id: int) -> HttpResponse:
             return render(request, template, context)
     queue = selectors.action_queue(action)
     try:
-        proposed_action_decide(
+        decided = proposed_action_decide(
             action_id=action.pk, actor=request.user, decision=decision, reason=reason, payload=payload
         )
     except DomainError as exc:
         return _refused(request, action.pk, exc, form=form)
+    if notice := double_review_notice(before=action, after=decided):
+        return _next_item(request, queue, notice)
     done = DONE[decision] + (" with your edits" if payload is not None else "")
     return _next_item(request, queue, f"{done}: #{action.pk} {action.action_type}.")
 
