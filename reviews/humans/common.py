@@ -3,12 +3,12 @@
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
-from deployments.errors import Conflict, InvalidInput, NotAllowed
+from deployments.errors import NotAllowed
 from deployments.models import Member
 from deployments.permissions import member_of, require_assigned
+from reviews.claims import claim_refuse_if_held_by_other
 from reviews.models import ProposedAction
 from reviews.shadow.compare import Rules, compare
 
@@ -16,11 +16,8 @@ Status = ProposedAction.Status
 
 
 def action_lock(action_id: int) -> ProposedAction:
-    """The action with its row locked (not its deployment's); the caller is in a transaction."""
-    try:
-        return ProposedAction.objects.select_for_update(of=("self",)).select_related("deployment").get(pk=action_id)
-    except ProposedAction.DoesNotExist:
-        raise InvalidInput(f"action {action_id} does not exist") from None
+    """The action with its row locked (ProposedActionQuerySet.locked); the caller is in a transaction."""
+    return ProposedAction.objects.locked(action_id)
 
 
 def require_may_decide(action: ProposedAction, actor: AbstractBaseUser, now: datetime) -> Member:
@@ -29,12 +26,7 @@ def require_may_decide(action: ProposedAction, actor: AbstractBaseUser, now: dat
     member = require_assigned(member_of(actor), action.deployment_id, who="only members may decide actions")
     if action.status == Status.PENDING_SENIOR and not member.is_senior:
         raise NotAllowed("only senior reviewers may decide the senior queue")
-    if (
-        action.claimed_by_id not in (None, actor.pk)
-        and action.claimed_at is not None
-        and action.claimed_at >= now - settings.REVIEW_CLAIM_TIMEOUT
-    ):
-        raise Conflict(f"{action.claimed_by} is working on this item")
+    claim_refuse_if_held_by_other(action, actor, now)
     return member
 
 

@@ -38,13 +38,14 @@ def humans_context(action: ProposedAction, viewer: AbstractBaseUser) -> dict[str
     return context
 
 
-def double_review_notice(*, before: ProposedAction, after: ProposedAction) -> str:
+def double_review_notice(*, action: ProposedAction, queue: str) -> str:
     """What to tell a person whose decision was a double-review vote that did not settle the
-    action ("" when it was an ordinary decision, or the pair agreed and it was carried out)."""
-    if after.review_sample != ProposedAction.Sample.DOUBLE or before.status != ProposedAction.Status.PENDING_REVIEW:
+    action, taken from the reviewer `queue` ("" when it was an ordinary decision, or the pair
+    agreed and it was carried out)."""
+    if action.review_sample != ProposedAction.Sample.DOUBLE or queue != "review":
         return ""
-    if after.status == ProposedAction.Status.PENDING_REVIEW:
-        return f"Your decision on #{after.pk} is recorded: 1 of 2. A second person decides it independently."
-    if after.status == ProposedAction.Status.PENDING_SENIOR:
-        return f"Your decision on #{after.pk} differs from the first reviewer's: a senior settles it."
+    if action.status == ProposedAction.Status.PENDING_REVIEW:
+        return f"Your decision on #{action.pk} is recorded: 1 of 2. A second person decides it independently."
+    if action.status == ProposedAction.Status.PENDING_SENIOR and action.reason.startswith("double review"):
+        return f"Your decision on #{action.pk} differs from the first reviewer's: a senior settles it."
     return ""

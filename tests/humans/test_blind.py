@@ -9,6 +9,7 @@ from deployments.counters import Metric
 from deployments.errors import Conflict, InvalidInput, InvalidTransition, NotAllowed
 from deployments.models import AuditEvent, Member
 from deployments.policy import Route, Stage
+from reviews.claims import proposed_action_claim
 from reviews.humans.answers import answer_payload_parse
 from reviews.humans.blind import blind_answer_record, blind_inputs
 from reviews.humans.models import BlindAnswer
@@ -16,7 +17,6 @@ from reviews.humans.sampling import review_sample_for
 from reviews.models import ProposedAction
 from reviews.services import (
     proposed_action_approve,
-    proposed_action_claim,
     proposed_action_create,
     proposed_action_escalate,
     proposed_action_reject,

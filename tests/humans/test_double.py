@@ -6,12 +6,12 @@ import pytest
 from deployments.counters import Metric
 from deployments.errors import Conflict, InvalidInput, InvalidTransition, NotAllowed
 from deployments.models import AuditEvent, Member
+from reviews.claims import proposed_action_claim_next
 from reviews.humans.double import double_vote_record, double_votes_visible
 from reviews.humans.models import DoubleVote
 from reviews.models import Decision, ProposedAction
 from reviews.services import (
     proposed_action_approve,
-    proposed_action_claim_next,
     proposed_action_decide,
     proposed_action_escalate,
     proposed_action_reject,
