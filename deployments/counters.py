@@ -21,7 +21,8 @@ these counters, so their cost does not grow with history.
 | `double.ai.<ai>_<human>` | the same, per person: the AI's call (`auto`/`hold`) × the person's | |
 
 (The humans' metrics: reviews/humans/blind.py and double.py; `auto` means stage 3 would
-auto-execute the action.)
+auto-execute the action.) `ttd.lt<N>` / `ttd.ge300` are counted per reviewer only
+(`ReviewerCount`, deployments/reviewers.py): a decision taken in under N seconds.
 
 Shadow counters count *effective* agreement, on the day the action was proposed: a
 disagreement adjudicated "AI right" or "both acceptable" moves one count from
@@ -103,6 +104,13 @@ class Metric(StrEnum):
     DOUBLE_AI_AUTO_CHANGE = "double.ai.auto_change"
     DOUBLE_AI_HOLD_AGREE = "double.ai.hold_agree"
     DOUBLE_AI_HOLD_CHANGE = "double.ai.hold_change"
+    # Per reviewer only (ReviewerCount): a decision's time-to-decide bucket (upper edge, seconds).
+    TTD_LT5 = "ttd.lt5"
+    TTD_LT10 = "ttd.lt10"
+    TTD_LT30 = "ttd.lt30"
+    TTD_LT60 = "ttd.lt60"
+    TTD_LT300 = "ttd.lt300"
+    TTD_GE300 = "ttd.ge300"
 
     @classmethod
     def _missing_(cls, value: object) -> "Metric":

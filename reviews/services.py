@@ -22,6 +22,7 @@ from deployments.counters import Metric
 from deployments.errors import ApiKeyChanged, Conflict, InvalidInput, InvalidTransition, NotAllowed
 from deployments.models import ApiKey, Deployment, KeyCheck, Member
 from deployments.policy import Route, Stage, route_for
+from deployments.reviewers import reviewer_decision_record
 from deployments.services import (
     api_key_confirm,
     audit_event_build,
@@ -65,6 +66,9 @@ AUDIT_VERBS = {
     Decision.Verb.EXPIRE: "reviews.action.expired",
     Decision.Verb.ESCALATE: "reviews.action.escalated",
 }
+
+# A person's decisions counted per reviewer (deployments.reviewers: the reviewer-quality page).
+REVIEWER_VERBS = (Decision.Verb.APPROVE, Decision.Verb.EDIT, Decision.Verb.REJECT, Decision.Verb.ESCALATE)
 
 # The webhook event each human (or clock) decision sends to the action's callback_url.
 WEBHOOK_EVENTS = {
@@ -308,6 +312,10 @@ def _decision_create(
         metric=metric or Metric.of("decision", verb),
         total=seconds,
     )
+    if decision.actor_id is not None and verb in REVIEWER_VERBS:
+        reviewer_decision_record(
+            deployment_id=action.deployment_id, user_id=decision.actor_id, verb=verb, seconds=seconds, day=now.date()
+        )
     return decision, seconds
 
 

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from deployments.counters import Metric
 from deployments.errors import InvalidInput, InvalidTransition
+from deployments.reviewers import reviewer_counts_add
 from deployments.services import audit_event_record, evidence_add
 from reviews.humans.common import action_lock, answers_compare, require_may_decide, seconds_since_start
 from reviews.humans.models import BlindAnswer
@@ -98,6 +99,12 @@ def blind_answer_record(
         action_type=action.action_type,
         metric=Metric.BLIND_AGREE if answer.agree else Metric.BLIND_DISAGREE,
         total=seconds,
+    )
+    reviewer_counts_add(
+        deployment_id=action.deployment_id,
+        user_id=actor.pk,
+        day=now.date(),
+        metrics={Metric.BLIND_AGREE if answer.agree else Metric.BLIND_DISAGREE: (1, seconds)},
     )
     audit_event_record(
         verb="reviews.action.blind_answered",

@@ -27,6 +27,7 @@ from django.utils import timezone
 from deployments.counters import CounterDelta, Metric, counters_add, evidence_deltas
 from deployments.errors import Conflict, InvalidInput, InvalidTransition, NotAllowed
 from deployments.policy import Route, Stage, route_for
+from deployments.reviewers import reviewer_counts_add
 from deployments.services import audit_event_record
 from reviews.humans.common import Status, action_lock, answers_compare, require_may_decide, seconds_since_start
 from reviews.humans.models import DoubleVote
@@ -139,6 +140,13 @@ def double_vote_record(
         action.save(update_fields=["claimed_by", "claimed_at"])
         return DoubleOutcome(action=action, vote=vote)
     counters_add(_baseline_deltas(action, first, vote))
+    for voter in (first.actor_id, vote.actor_id):  # each person's agreement with their partner
+        reviewer_counts_add(
+            deployment_id=action.deployment_id,
+            user_id=voter,
+            day=now.date(),
+            metrics={Metric.DOUBLE_HH_SAME if vote.matches_first else Metric.DOUBLE_HH_DIFFER: (1, 0.0)},
+        )
     if vote.matches_first:
         return DoubleOutcome(action=action, vote=vote, carry_out=True)
     action.status = Status.PENDING_SENIOR
