@@ -173,12 +173,23 @@ class DoubleReviewOut(Schema):
     ai_human_kappa: KappaOut
 
 
+class FlaggedOut(Schema):
+    """Decisions by reviewers the quality page flags (deployments/reviewers.py), in the window."""
+
+    reviewers: list[str]
+    approve: int
+    edit: int
+    reject: int
+    excluded: bool
+
+
 class HumansOut(Schema):
     """How the people behind the evidence agree: blind answers with the AI, and the baseline
     of double review (human–human against AI–human, with Cohen's kappa)."""
 
     blind: RateOut
     double: DoubleReviewOut
+    flagged: FlaggedOut | None = None
 
 
 class EvidenceOut(Schema):

@@ -25,6 +25,7 @@ from deployments.counters import DEPLOYMENT_WIDE, Counts, Metric, counters_sum
 from deployments.gate_humans import human_evidence
 from deployments.models import Deployment
 from deployments.policy import Stage
+from deployments.reviewers import flagged_decisions
 from deployments.stats import wilson_interval
 from deployments.validators import DEFAULT_CRITERIA
 
@@ -223,6 +224,11 @@ def gate_evaluate(*, deployment: Deployment, action_type: str = "", now: datetim
     if target is Stage.APPROVAL:
         criteria = _shadow_to_approval(counts, values, days)
     elif target is Stage.SUPERVISED:
+        if not action_type:  # per reviewer counters have no action type: the deployment's gate only
+            flagged = flagged_decisions(deployment=deployment, since=start.date())
+            evaluation.humans["flagged"] = flagged | {"excluded": bool(values["exclude_flagged_reviewers"])}
+            if values["exclude_flagged_reviewers"]:
+                _leave_out(counts, flagged)
         criteria = _approval_to_supervised(counts, values, days) + _human_criteria(evaluation.humans, values)
     else:
         criteria = _supervised_to_autonomous(deployment, counts, values, now)
@@ -230,6 +236,14 @@ def gate_evaluate(*, deployment: Deployment, action_type: str = "", now: datetim
     statuses = {c.status for c in criteria}
     evaluation.outcome = FAIL if FAILED in statuses else INCONCLUSIVE if INSUFFICIENT in statuses else PASS
     return evaluation
+
+
+def _leave_out(counts: _Counts, flagged: dict[str, Any]) -> None:
+    """Take the flagged reviewers' approve / edit / reject decisions out of the window's totals
+    (the gate's `exclude_flagged_reviewers`; the counterfactual counts have no reviewer and stay)."""
+    for verb in ("approve", "edit", "reject"):
+        metric = Metric.of("decision", verb)
+        counts.n[metric] = max(0, counts[metric] - flagged[verb])
 
 
 def _days_criterion(days: float, minimum: float) -> Criterion:

@@ -33,6 +33,8 @@ DEFAULT_CRITERIA: dict[str, dict[str, float]] = {
         # min_double_reviews double-reviewed actions.
         "min_double_reviews": 0,
         "human_baseline_margin": 0.05,
+        # 1: leave the decisions of reviewers the quality page flags out of the decision criteria.
+        "exclude_flagged_reviewers": 0,
     },
     Stage.AUTONOMOUS: {
         "min_auto_executions": 1000,

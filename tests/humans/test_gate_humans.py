@@ -16,6 +16,7 @@ from django.utils import timezone
 from deployments.counters import Metric
 from deployments.gate import FAILED, INSUFFICIENT, MET, gate_evaluate
 from deployments.models import Deployment, Member
+from deployments.reviewers import reviewer_counts_add
 from deployments.services import api_key_create, evidence_add
 from deployments.stats import cohen_kappa
 from deployments.validators import gate_criteria_errors
@@ -142,3 +143,37 @@ def test_gate_page_has_no_humans_section_without_samples(client):
     admin = MemberFactory(role=Member.Role.ADMIN)
     client.force_login(admin.user)
     assert 'id="humans"' not in client.get(f"/deployments/{d.slug}/gate/").content.decode()
+
+
+def test_flagged_reviewers_evidence_is_shown_apart_and_can_be_left_out(client):
+    d = make()
+    fast, careful = (MemberFactory(role=Member.Role.REVIEWER, deployments=[d]).user for _ in range(2))
+    today = timezone.now().date()
+    for user, approve, reject, bucket in ((fast, 300, 0, M.TTD_LT5), (careful, 150, 50, M.TTD_LT60)):
+        reviewer_counts_add(
+            deployment_id=d.pk,
+            user_id=user.pk,
+            day=today,
+            metrics={
+                M.DECISION_APPROVE: (approve, 0.0),
+                M.DECISION_REJECT: (reject, 0.0),
+                bucket: (approve + reject, 0.0),
+            },
+        )
+    add(d, M.DECISION_APPROVE, 450)
+    add(d, M.DECISION_REJECT, 50)
+    evaluation = gate_evaluate(deployment=d)
+    flagged = evaluation.humans["flagged"]
+    assert flagged == {"reviewers": [fast.username], "approve": 300, "edit": 0, "reject": 0, "excluded": False}
+    assert crit(evaluation, "human_decisions").value == 500
+    assert crit(evaluation, "approved_unchanged_lower").value == 0.9
+    d.gate_criteria = {"supervised": {"exclude_flagged_reviewers": 1}}
+    evaluation = gate_evaluate(deployment=d)
+    assert evaluation.humans["flagged"]["excluded"] is True
+    assert crit(evaluation, "human_decisions").value == 200
+    assert crit(evaluation, "approved_unchanged_lower").value == 0.75
+    admin = MemberFactory(role=Member.Role.ADMIN)
+    client.force_login(admin.user)
+    d.save()
+    html = client.get(f"/deployments/{d.slug}/gate/").content.decode()
+    assert 'id="flagged-evidence"' in html and fast.username in html and "left out of the criteria" in html
