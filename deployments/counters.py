@@ -111,6 +111,9 @@ class Metric(StrEnum):
     TTD_LT60 = "ttd.lt60"
     TTD_LT300 = "ttd.lt300"
     TTD_GE300 = "ttd.ge300"
+    # Per reviewer only: a fire drill (known-bad sample) rejected or escalated, or approved.
+    DRILL_CAUGHT = "drill.caught"
+    DRILL_MISSED = "drill.missed"
 
     @classmethod
     def _missing_(cls, value: object) -> "Metric":

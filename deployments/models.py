@@ -87,6 +87,9 @@ class Deployment(models.Model):
     blind_input_fields = models.JSONField(default=list, blank=True)
     # This share of reviewed actions is decided by two people independently.
     double_review_rate = models.FloatField(default=0.0, validators=UNIT)
+    # Fire drills: with this chance per proposal routed to the reviewer queue, a copy of one of
+    # the action type's drill templates (known-bad samples, reviews.DrillTemplate) joins it too.
+    drill_rate = models.FloatField(default=0.0, validators=UNIT)
     # Overrides of deployments.validators.DEFAULT_REVIEWER_FLAGS: when the reviewer-quality page
     # flags a reviewer's pattern as rubber-stamping ({"fast_seconds": 5}).
     reviewer_flags = models.JSONField(default=dict, blank=True)

@@ -10,6 +10,7 @@ Written per (deployment, reviewer, day) in `ReviewerCount`:
 | `ttd.lt5` … `ttd.ge300` | the same decision, in its time bucket (TIME_BUCKETS) | |
 | `blind.agree` / `blind.disagree` | the reviewer's blind answer matches the AI or not | |
 | `double.hh.same` / `double.hh.differ` | a double-review pair the reviewer was in settles | |
+| `drill.caught` / `drill.missed` | the reviewer rejects or escalates / approves a fire drill | |
 
 and `ReviewerStreak`: the reviewer's current and longest run of approvals without an edit or
 reject (all time). Flags (thresholds in DEFAULT_REVIEWER_FLAGS, overridden per deployment in
@@ -179,6 +180,11 @@ class ReviewerRow:
     @property
     def blind(self) -> dict[str, Any]:
         return self.agreement(Metric.BLIND_AGREE, Metric.BLIND_DISAGREE)
+
+    @property
+    def drills(self) -> dict[str, Any]:
+        """Fire drills caught (rejected or escalated) of those decided."""
+        return self.agreement(Metric.DRILL_CAUGHT, Metric.DRILL_MISSED)
 
 
 def reviewer_rows(*, deployment: Deployment, since: date) -> list[ReviewerRow]:

@@ -82,6 +82,7 @@ class ProposedAction(models.Model):
         NONE = ""
         BLIND = "blind"
         DOUBLE = "double"
+        DRILL = "drill"  # a known-bad fire drill (reviews/humans/drills.py): never executes
 
     review_sample = models.CharField(max_length=8, choices=Sample.choices, blank=True, default="")
 
@@ -261,5 +262,5 @@ class IdempotencyRecord(models.Model):
 
 # Shadow-mode models live in their own module; imported here so the app registry finds them.
 # So are blind answers and double-review votes (reviews/humans).
-from reviews.humans.models import BlindAnswer, DoubleVote  # noqa: E402, F401
+from reviews.humans.models import BlindAnswer, DoubleVote, Drill, DrillTemplate  # noqa: E402, F401
 from reviews.shadow.models import ShadowAdjudication, ShadowOutcome, ShadowRecompute, ShadowTally  # noqa: E402, F401

@@ -42,6 +42,7 @@ from reviews.claims import (
 )
 from reviews.humans.checks import humans_decision_check
 from reviews.humans.double import double_vote_record, double_votes_open
+from reviews.humans.drills import drill_decide, drill_maybe_place
 from reviews.humans.sampling import review_sample_for
 from reviews.idempotency import IdempotencyKeyTaken, idempotency_claim, idempotency_release
 from reviews.ingest import NewProposal, Outcome, proposal_insert
@@ -202,6 +203,8 @@ def proposed_action_create(
             raise ApiKeyChanged(key_check)
     if route is Route.SHADOW:
         shadow_action_logged(action=action)  # its outcome may have arrived first
+    elif route is Route.REVIEW:
+        drill_maybe_place(deployment=deployment, action_type=action_type)  # reviews/humans/drills.py
     return action
 
 
@@ -483,6 +486,7 @@ def _escalate(action: ProposedAction, *, actor: AbstractBaseUser, member: Member
             f"action {action.pk} is {action.status}; only actions in the reviewer queue can be escalated"
         )
     _require_can_decide(action, member)
+    humans_decision_check(action, actor, escalating=True)
     now = timezone.now()
     action.expires_at = now + action.deployment.senior_sla
     return _move(
@@ -530,6 +534,9 @@ def proposed_action_expire(*, action_id: int, now: datetime | None = None) -> Pr
     action = ProposedAction.objects.locked(action_id)
     if not action.is_pending or action.expires_at is None or action.expires_at > now:
         return None
+    if action.review_sample == ProposedAction.Sample.DRILL:  # closed without evidence
+        drill_decide(action=action, actor=None, decision="expire")
+        return action
     return _move(
         action=action,
         to=Status.EXPIRED,
@@ -652,6 +659,9 @@ def _decide(
         reason = _reason_required(reason, decision)
     member = member_for(actor, member)
     queue = action.queue
+    if action.review_sample == ProposedAction.Sample.DRILL:
+        drill_decide(action=action, actor=actor, decision=decision)  # never approved, never executed
+        return action, queue, member
     if decision != "escalate" and double_votes_open(action):
         voted = double_vote_record(action_id=action_id, actor=actor, decision=decision, payload=payload, reason=reason)
         if not voted.carry_out:

@@ -28,7 +28,7 @@ from reviews.claims import (
     proposed_action_claim_next,
     proposed_action_release,
 )
-from reviews.humans.selectors import double_review_notice, humans_context
+from reviews.humans.selectors import humans_context, sample_notice
 from reviews.models import ProposedAction
 from reviews.services import proposed_action_audit_verdict, proposed_action_decide_and_claim_next
 
@@ -287,7 +287,7 @@ def decide(request: HttpRequest, action_id: int) -> HttpResponse:
     except DomainError as exc:
         return _refused(request, action_id, exc, form=form)
     action = decided.action
-    if notice := double_review_notice(action=action, queue=decided.queue):
+    if notice := sample_notice(action=action, queue=decided.queue):
         return _show_next(request, decided.queue, decided.following, notice)
     done = DONE[decision] + (" with your edits" if payload is not None else "")
     return _show_next(request, decided.queue, decided.following, f"{done}: #{action.pk} {action.action_type}.")

@@ -84,3 +84,48 @@ class DoubleVote(_Immutable):
 
     def __str__(self) -> str:
         return f"double vote {self.round} {self.verb} #{self.action_id}"
+
+
+class DrillTemplate(models.Model):
+    """A known-bad sample action an admin defines for one action type: at the deployment's
+    `drill_rate` a copy is placed in the reviewer queue, looking like any other item
+    (reviews/humans/drills.py). `what_is_wrong` is told to the reviewer after their decision."""
+
+    deployment = models.ForeignKey("deployments.Deployment", on_delete=models.CASCADE, related_name="+")
+    action_type = models.CharField(max_length=100)
+    payload = models.JSONField()
+    risk_score = models.FloatField(default=0.2)
+    confidence = models.FloatField(default=0.9)
+    rationale = models.TextField(blank=True)
+    what_is_wrong = models.TextField()
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        app_label = "reviews"
+        indexes = [models.Index(fields=["deployment", "action_type"], name="drill_template_by_type")]
+
+    def __str__(self) -> str:
+        return f"drill {self.action_type} #{self.pk}"
+
+
+class Drill(models.Model):
+    """One placed fire drill: its action and template, then what a reviewer did with it (caught:
+    rejected or escalated; missed: approved; expired: nobody decided). Decided once; the drill
+    never executes either way."""
+
+    action = models.OneToOneField(ProposedAction, on_delete=models.PROTECT, related_name="drill")
+    template = models.ForeignKey(DrillTemplate, on_delete=models.PROTECT, related_name="+")
+    placed_at = models.DateTimeField(auto_now_add=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decision = models.CharField(max_length=16, blank=True)  # approve, reject, escalate, expire
+    caught = models.BooleanField(null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        app_label = "reviews"
+
+    def __str__(self) -> str:
+        return f"drill #{self.action_id} {self.decision or 'open'}"

@@ -6,7 +6,8 @@ from django.contrib.auth.models import AbstractBaseUser
 
 from reviews.humans.blind import BLIND, blind_inputs
 from reviews.humans.double import double_votes_open
-from reviews.humans.models import BlindAnswer, DoubleVote
+from reviews.humans.drills import drill_notice
+from reviews.humans.models import BlindAnswer, DoubleVote, Drill
 from reviews.models import ProposedAction
 
 
@@ -15,7 +16,7 @@ def humans_context(action: ProposedAction, viewer: AbstractBaseUser) -> dict[str
     `blind_answer`; for a double sample `double_open`, `double_votes_cast`, `double_my_vote`
     and `double_votes` (only once the votes are closed: the second reviewer never sees the
     first's decision). No query for an action that is no sample."""
-    if not action.review_sample:
+    if action.review_sample in ("", ProposedAction.Sample.DRILL):  # a drill looks like any item
         return {"blind": False}
     context: dict[str, Any] = {"blind": False}
     if action.review_sample == BLIND:
@@ -38,10 +39,12 @@ def humans_context(action: ProposedAction, viewer: AbstractBaseUser) -> dict[str
     return context
 
 
-def double_review_notice(*, action: ProposedAction, queue: str) -> str:
-    """What to tell a person whose decision was a double-review vote that did not settle the
-    action, taken from the reviewer `queue` ("" when it was an ordinary decision, or the pair
-    agreed and it was carried out)."""
+def sample_notice(*, action: ProposedAction, queue: str) -> str:
+    """What to tell a person at once after a decision on a sample that was not carried out as
+    usual: a fire drill (what was wrong with it), or a double-review vote that did not settle
+    the action ("" otherwise)."""
+    if action.review_sample == ProposedAction.Sample.DRILL:
+        return drill_notice(Drill.objects.select_related("template").get(action=action))
     if action.review_sample != ProposedAction.Sample.DOUBLE or queue != "review":
         return ""
     if action.status == ProposedAction.Status.PENDING_REVIEW:
