@@ -32,6 +32,11 @@ class ProposedActionQuerySet(models.QuerySet):
     def overdue(self, now=None) -> "ProposedActionQuerySet":
         return self.pending().filter(expires_at__lte=now or timezone.now())
 
+    def deadline_passed(self, now=None) -> "ProposedActionQuerySet":
+        """Approved or held, not claimed for execution, past the agent's deadline."""
+        S = self.model.Status
+        return self.filter(status__in=(S.APPROVED, S.HELD), deadline__isnull=False, deadline__lte=now or timezone.now())
+
     def claimed_by_other(self, user, now=None) -> "ProposedActionQuerySet":
         """Held by someone other than `user` with a claim that has not timed out."""
         from django.conf import settings

@@ -24,7 +24,7 @@ COUNT_CAP = 1000
 
 def action_get_for_deployment(*, deployment: Deployment, action_id: int) -> ProposedAction:
     """One action of this deployment; 404 for any other deployment's action (no oracle)."""
-    action = ProposedAction.objects.filter(pk=action_id, deployment=deployment).first()
+    action = ProposedAction.objects.filter(pk=action_id, deployment=deployment).select_related("run").first()
     if action is None:
         raise Http404(f"no action {action_id} in this deployment")
     action.deployment = deployment

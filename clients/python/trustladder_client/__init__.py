@@ -3,12 +3,15 @@ approved, and verify the decision webhooks."""
 
 from trustladder_client.client import Action, Client
 from trustladder_client.errors import (
+    ActionAlreadyClaimed,
+    ActionCancelled,
     ActionExpired,
     ActionNotExecuted,
     ActionRejected,
     ActionShadowed,
     ApiError,
     DecisionTimeout,
+    OutcomeUnknown,
     TrustladderError,
     WebhookVerificationError,
 )
@@ -16,6 +19,8 @@ from trustladder_client.webhooks import payload_sha256, verify_webhook
 
 __all__ = [
     "Action",
+    "ActionAlreadyClaimed",
+    "ActionCancelled",
     "ActionExpired",
     "ActionNotExecuted",
     "ActionRejected",
@@ -23,6 +28,7 @@ __all__ = [
     "ApiError",
     "Client",
     "DecisionTimeout",
+    "OutcomeUnknown",
     "TrustladderError",
     "WebhookVerificationError",
     "payload_sha256",
