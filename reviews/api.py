@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from ninja import Field, Header, Path, Router, Schema
 from ninja.errors import AuthenticationError
-from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, field_validator, model_validator
+from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, StrictBool, StrictInt, field_validator, model_validator
 
 from core.fastjson import json_bytes
 from deliveries.egress import url_host_not_public
@@ -63,9 +63,9 @@ class ActionIn(BaseModel):
 
     # Issue 15 (reviews.runs, reviews.execution): a run, a parent and the agent's deadline.
     run_id: str = Field("", max_length=200, description="Groups the proposals of one agent run")
-    run_hold: bool = Field(False, description="Hold the whole run while any of its actions waits for a person")
-    parent_id: int | None = Field(None, ge=1, le=2**63 - 1, description="The action this one depends on")
-    expires_in: int | None = Field(
+    run_hold: StrictBool = Field(False, description="Hold the whole run while any of its actions waits for a person")
+    parent_id: StrictInt | None = Field(None, ge=1, le=2**63 - 1, description="The action this one depends on")
+    expires_in: StrictInt | None = Field(
         None, ge=1, le=10 * 365 * 86400, description="Deadline in seconds from now (at most the SLA)"
     )
     expires_at: AwareDatetime | None = Field(None, description="Absolute deadline (at most the SLA)")

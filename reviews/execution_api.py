@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Field, Header, Router, Schema
-from pydantic import field_validator, model_validator
+from pydantic import StrictBool, field_validator, model_validator
 
 from core.fastjson import json_bytes
 from deployments.api import ErrorOut, bearer
@@ -62,12 +62,14 @@ class CancelIn(Schema):
 
 
 class ReconcileIn(CancelIn):
-    committed: bool = Field(description="true: the effect happened (executed); false: it did not (claim once more)")
+    committed: StrictBool = Field(
+        description="true: the effect happened (executed); false: it did not (claim once more)"
+    )
 
 
 class BatchIn(Schema):
     run_id: str = Field("", max_length=200)
-    run_hold: bool = False
+    run_hold: StrictBool = False
     actions: list[ActionIn] = Field(min_length=1, max_length=MAX_BATCH)
 
     @model_validator(mode="after")
