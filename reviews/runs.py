@@ -106,19 +106,21 @@ def run_lock(*, deployment: Deployment, key: str, hold: bool = False, actor_labe
     if hold and not run.hold:
         run.hold = True
         run.save(update_fields=["hold"])
-        held = []
-        if _run_has_pending(run.pk):
-            held = _lock_in_order(ProposedAction.objects.filter(run=run, status=Status.APPROVED))
-            for action in held:
-                _move(action, Status.HELD, verb="reviews.action.held", data={"why": "the run's hold"})
-        audit_event_record(
-            verb="reviews.run.hold_set",
-            actor_label=actor_label,
-            deployment=deployment,
-            obj=run,
-            data={"held": [a.pk for a in held]},
-        )
+        audit_event_record(verb="reviews.run.hold_set", actor_label=actor_label, deployment=deployment, obj=run)
+        run_hold_siblings(run=run)
     return run
+
+
+def run_hold_siblings(*, run: ActionRun, exclude: Sequence[int] = ()) -> list[ProposedAction]:
+    """Keep the run's hold: while a gated action of a holding run waits, its approved actions
+    not yet claimed are held (audited), until the last gated one is decided. Call with the
+    run locked, after a gated action joined it or its hold was turned on."""
+    if not run.hold or not _run_has_pending(run.pk):
+        return []
+    held = _lock_in_order(ProposedAction.objects.filter(run=run, status=Status.APPROVED).exclude(pk__in=exclude))
+    for action in held:
+        _move(action, Status.HELD, verb="reviews.action.held", data={"why": f"the hold of run {run.key!r}"})
+    return held
 
 
 def proposal_links(
@@ -348,6 +350,8 @@ def proposed_actions_create_batch(
                 new.audit.data["held"] = f"the hold of run {run.key!r}: a sibling waits for a person"
 
     actions = ProposedAction.objects.bulk_create([n.action for n in news])
+    if run is not None:
+        run_hold_siblings(run=run, exclude=[a.pk for a in actions])
     for new in news:
         new.audit.object_id = str(new.action.pk)
     AuditEvent.objects.bulk_create([n.audit for n in news])

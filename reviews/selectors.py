@@ -111,7 +111,7 @@ def queue_page(
     if position is not None:
         qs = qs.after(*position)
     actions = list(
-        qs.select_related("deployment", "claimed_by").defer(
+        qs.select_related("deployment", "claimed_by", "run").defer(
             "rationale", "comparison", "final_payload", "callback_url", "result_error"
         )[: limit + 1]
     )
@@ -147,7 +147,7 @@ def queue_counts(*, member: Member, cap: int = COUNT_CAP) -> dict[str, int]:
 def action_get_visible(*, member: Member, action_id: int) -> ProposedAction:
     """The action if the member is assigned to its deployment (admins: any); else 404, so
     another deployment's actions are not even confirmed to exist."""
-    qs = ProposedAction.objects.select_related("deployment", "claimed_by").filter(pk=action_id)
+    qs = ProposedAction.objects.select_related("deployment", "claimed_by", "run", "parent").filter(pk=action_id)
     if not member.is_admin:
         qs = qs.filter(deployment__members=member)
     action = qs.first()

@@ -170,6 +170,8 @@ def proposed_action_create(
             raise IdempotencyKeyTaken(idempotency_key)
         if stored is Outcome.KEY_CHANGED:
             raise ApiKeyChanged(key_check)
+        if links.run is not None and new.action.is_pending:
+            runs.run_hold_siblings(run=links.run, exclude=[new.action.pk])
     action = new.action
     if action.route == Route.SHADOW:
         shadow_action_logged(action=action)  # its outcome may have arrived first

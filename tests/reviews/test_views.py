@@ -437,12 +437,13 @@ def test_audit_verdict_from_the_page(sc, deployment):
 def test_action_page_query_count_does_not_grow_with_history(rc, sc, deployment, django_assert_max_num_queries):
     actions = [ProposedActionFactory(deployment=deployment) for _ in range(4)]
     target = actions[1]
-    with django_assert_max_num_queries(10):
+    # 11: one of them lists the action's children (issue 15), a constant.
+    with django_assert_max_num_queries(11):
         assert rc.get(reverse("reviews:action_detail", args=[target.pk])).status_code == 200
     decide(rc, target, decision="escalate", reason="needs a senior")
     for other in actions[2:]:
         decide(rc, other, decision="escalate", reason="also")
-    with django_assert_max_num_queries(10):
+    with django_assert_max_num_queries(11):
         html = sc.get(reverse("reviews:action_detail", args=[target.pk])).content.decode()
     assert "reviews.action.escalated" in html and "needs a senior" in html
     assert "data-next" in html  # neighbours in the senior queue
