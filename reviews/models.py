@@ -171,6 +171,12 @@ class ProposedAction(models.Model):
                 condition=Q(status__in=["approved", "held"], deadline__isnull=False),
                 name="action_deadline",
             ),
+            # Metrics: actions held, executing or with an unknown result, per deployment.
+            models.Index(
+                fields=["deployment", "status"],
+                condition=Q(status__in=["held", "executing", "unknown"]),
+                name="action_in_flight",
+            ),
             # A run's actions (its hold, its release); a parent's children.
             models.Index(fields=["run", "status"], condition=Q(run__isnull=False), name="action_by_run"),
             models.Index(fields=["parent", "status"], condition=Q(parent__isnull=False), name="action_by_parent"),
