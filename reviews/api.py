@@ -43,10 +43,14 @@ def _no_nul(value: Any, path: str = "payload") -> None:
             _no_nul(v, f"{path}[{i}]")
 
 
-class ActionIn(BaseModel):
-    # A plain pydantic model, not ninja's Schema: a Schema validates its input through a
+class ProposalIn(BaseModel):
+    """One proposal as a list of them carries it (POST /actions/batch); ActionIn adds its run.
+
+    A plain pydantic model, not ninja's Schema: a Schema validates its input through a
     # wrapper that reads each field by attribute (it can take ORM objects, which an input
-    # never is); this validates the parsed JSON directly, on the hot path.
+    never is); this validates the parsed JSON directly, on the hot path.
+    """
+
     action_type: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-/]+$")
     payload: dict[str, Any]
     risk_score: float = Field(ge=0.0, le=1.0)
@@ -62,22 +66,20 @@ class ActionIn(BaseModel):
     )
 
     # Issue 15 (reviews.runs, reviews.execution): a run, a parent and the agent's deadline.
-    run_id: str = Field("", max_length=200, description="Groups the proposals of one agent run")
-    run_hold: StrictBool = Field(False, description="Hold the whole run while any of its actions waits for a person")
     parent_id: StrictInt | None = Field(None, ge=1, le=2**63 - 1, description="The action this one depends on")
     expires_in: StrictInt | None = Field(
         None, ge=1, le=10 * 365 * 86400, description="Deadline in seconds from now (at most the SLA)"
     )
     expires_at: AwareDatetime | None = Field(None, description="Absolute deadline (at most the SLA)")
 
-    @field_validator("payload", "external_id", "model_version", "rationale", "run_id")
+    @field_validator("payload", "external_id", "model_version", "rationale")
     @classmethod
     def no_nul(cls, value: Any) -> Any:
         _no_nul(value)
         return value
 
     @model_validator(mode="after")
-    def one_deadline(self) -> "ActionIn":
+    def one_deadline(self) -> "ProposalIn":
         if self.expires_in is not None and self.expires_at is not None:
             raise ValueError("send expires_in or expires_at, not both")
         return self
@@ -87,13 +89,6 @@ class ActionIn(BaseModel):
         if self.expires_in is not None:
             return timezone.now() + timedelta(seconds=self.expires_in)
         return self.expires_at
-
-    def linked_fields(self) -> dict[str, Any]:
-        """The issue-15 fields as proposed_action_create takes them ({} when none was sent)."""
-        if not (self.run_id or self.parent_id or self.expires_in or self.expires_at or self.run_hold):
-            return {}
-        links = {"run_id": self.run_id, "run_hold": self.run_hold, "parent_id": self.parent_id}
-        return {**links, "deadline": self.deadline()}
 
     @field_validator("callback_url")
     @classmethod
@@ -105,6 +100,24 @@ class ActionIn(BaseModel):
             if reason:
                 raise ValueError(f"webhooks go only to public addresses: {reason}")
         return value
+
+
+class ActionIn(ProposalIn):
+    run_id: str = Field("", max_length=200, description="Groups the proposals of one agent run")
+    run_hold: StrictBool = Field(False, description="Hold the whole run while any of its actions waits for a person")
+
+    @field_validator("run_id")
+    @classmethod
+    def no_nul_in_run_id(cls, value: str) -> str:
+        _no_nul(value, "run_id")
+        return value
+
+    def linked_fields(self) -> dict[str, Any]:
+        """The issue-15 fields as proposed_action_create takes them ({} when none was sent)."""
+        if not (self.run_id or self.parent_id or self.expires_in or self.expires_at or self.run_hold):
+            return {}
+        links = {"run_id": self.run_id, "run_hold": self.run_hold, "parent_id": self.parent_id}
+        return {**links, "deadline": self.deadline()}
 
 
 class ComparisonOut(Schema):

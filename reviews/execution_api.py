@@ -6,11 +6,11 @@ from typing import Any, Literal
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Field, Header, Router, Schema
-from pydantic import StrictBool, field_validator, model_validator
+from pydantic import StrictBool, field_validator
 
 from core.fastjson import json_bytes
 from deployments.api import ErrorOut, bearer
-from reviews.api import ERRORS, ActionId, ActionIn, ActionOut, _no_nul
+from reviews.api import ERRORS, ActionId, ActionOut, ProposalIn, _no_nul
 from reviews.canonical import payload_sha256
 from reviews.execution import (
     proposed_action_cancel,
@@ -70,15 +70,13 @@ class ReconcileIn(CancelIn):
 class BatchIn(Schema):
     run_id: str = Field("", max_length=200)
     run_hold: StrictBool = False
-    actions: list[ActionIn] = Field(min_length=1, max_length=MAX_BATCH)
+    actions: list[ProposalIn] = Field(min_length=1, max_length=MAX_BATCH)
 
-    @model_validator(mode="after")
-    def one_run(self) -> "BatchIn":
-        _no_nul(self.run_id, "run_id")
-        for i, item in enumerate(self.actions):
-            if item.run_id and item.run_id != self.run_id:
-                raise ValueError(f"actions[{i}].run_id differs from the list's run_id")
-        return self
+    @field_validator("run_id")
+    @classmethod
+    def no_nul(cls, value: str) -> str:
+        _no_nul(value, "run_id")
+        return value
 
 
 class BatchOut(Schema):
