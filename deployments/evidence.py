@@ -11,7 +11,7 @@ same transaction as the fact; the gate, breakers and dashboards read only these 
 | `counterfactual.auto` | an approval-stage action that stage 3 would have auto-executed is decided | |
 | `counterfactual.auto_changed` | ... and the human edited or rejected it | |
 | `execution.<executed|failed>.<route>` | the agent reports a result (or reconciles an unknown one as committed) | |
-| `lifecycle.<claimed|unknown|not_committed|cancelled|deadline>` | issue 15: an execution claim, an unknown result, its reconciliation as not committed, a cancellation, a deadline expiry (informational: no gate reads them) | |
+| `lifecycle.<event>` | issue 15 (no gate reads them): claimed, unknown, not_committed, cancelled, deadline | |
 | `shadow.agree` / `shadow.disagree` | a shadow action is compared with the human outcome (see below) | |
 | `shadow.adjudicated.<verdict>` | a reviewer adjudicates a shadow disagreement (informational) | |
 | `audit.correct` / `audit.incorrect` | a senior gives an audit verdict on an auto-executed sample | |
