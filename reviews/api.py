@@ -1,4 +1,5 @@
-"""Agent API: propose actions, read them back, report execution results (SPEC §5)."""
+"""Agent API: propose actions and read them back (SPEC §5); the execution claim, results,
+reconciliation, cancellation and lists are reviews.execution_api's (issue 15)."""
 
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -13,16 +14,12 @@ from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, StrictBool, StrictInt
 from core.fastjson import json_bytes
 from deliveries.egress import url_host_not_public
 from deployments.api import AUTH_ERRORS, ErrorOut, bearer, bearer_verified_by_write
-from deployments.errors import ApiKeyChanged
-from deployments.models import ApiKey
-from deployments.services import api_key_confirm
 from reviews.canonical import payload_sha256
 from reviews.execution import proposed_action_expire_if_due
-from reviews.idempotency import IdempotencyKeyTaken, idempotency_claim, idempotency_release
-from reviews.models import DECISION_VALUES, IdempotencyRecord, ProposedAction
+from reviews.models import DECISION_VALUES, ProposedAction
 from reviews.representation import action_representation
 from reviews.selectors import action_get_for_deployment
-from reviews.services import proposed_action_create
+from reviews.services import proposed_action_submit
 
 router = Router(auth=bearer, tags=["actions"])
 # Ids past a 64-bit integer are a 422, not a database error.
@@ -47,7 +44,7 @@ class ProposalIn(BaseModel):
     """One proposal as a list of them carries it (POST /actions/batch); ActionIn adds its run.
 
     A plain pydantic model, not ninja's Schema: a Schema validates its input through a
-    # wrapper that reads each field by attribute (it can take ORM objects, which an input
+    wrapper that reads each field by attribute (it can take ORM objects, which an input
     never is); this validates the parsed JSON directly, on the hot path.
     """
 
@@ -64,8 +61,7 @@ class ProposalIn(BaseModel):
     callback_url: AnyHttpUrl | None = Field(
         None, max_length=2000, json_schema_extra={"pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"}
     )
-
-    # Issue 15 (reviews.runs, reviews.execution): a run, a parent and the agent's deadline.
+    # Issue 15 (reviews.runs, reviews.execution): a parent and the agent's deadline.
     parent_id: StrictInt | None = Field(None, ge=1, le=2**63 - 1, description="The action this one depends on")
     expires_in: StrictInt | None = Field(
         None, ge=1, le=10 * 365 * 86400, description="Deadline in seconds from now (at most the SLA)"
@@ -175,10 +171,9 @@ def action_create(
     data: ActionIn,
     idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=255, min_length=1),
 ) -> Any:
-    """The hot path: one statement stores the action, its Idempotency-Key with the reply, and
-    checks the API key if it came from the process's cache. The rarer cases (a key changed
-    since it was cached, an Idempotency-Key already claimed) take a second look."""
-    key = request.auth
+    """The hot path: validation here, every step of storing in `proposed_action_submit` (one
+    statement stores the action, its Idempotency-Key with the reply, and checks the API key if
+    it came from the process's cache; the rarer cases take a second look there)."""
     # The request's fingerprint, only for an Idempotency-Key: the body as JSON, hashed.
     # The issue-15 fields count only when sent, so keys stored before them still replay.
     linked = data.linked_fields()
@@ -198,61 +193,15 @@ def action_create(
         "idempotency_key": idempotency_key,
         **linked,
     }
-    reply = None
-    try:
-        try:
-            action, reply = _propose(key, proposal, fingerprint)
-        except ApiKeyChanged:
-            key = _confirmed(key)
-            action, reply = _propose(key, proposal, fingerprint)
-    except IdempotencyKeyTaken:
-        key = _confirmed(key)  # a replay tells what the key's deployment did: not to a revoked key
-        record = idempotency_claim(deployment=key.deployment, key=idempotency_key, fingerprint=fingerprint)
-        if not record.in_flight:
-            return JsonResponse(
-                record.response_body, status=record.response_status, headers={"Idempotent-Replayed": "true"}
-            )
-        try:
-            action = _create(key, proposal, record)
-        except BaseException:
-            idempotency_release(record=record)
-            raise
+    reply = proposed_action_submit(key=request.auth, proposal=proposal, fingerprint=fingerprint)
+    if reply is None:
+        raise AuthenticationError()  # the key was revoked since it was cached
+    if reply.replayed:
+        return JsonResponse(reply.body, status=reply.status, headers={"Idempotent-Replayed": "true"})
     # The action's representation (the reply stored with its Idempotency-Key, if one was sent:
     # the same document), returned as it is: it is the declared shape (tests/reviews/test_api.py),
     # so django-ninja's re-validation of it would only cost time on the hot path.
-    if reply is None:
-        reply = action_representation(action, deployment_slug=key.deployment.slug)
-    return HttpResponse(json_bytes(reply), content_type="application/json", status=201)
-
-
-def _propose(key: ApiKey, proposal: dict[str, Any], fingerprint: str) -> tuple[ProposedAction, dict | None]:
-    """The action, its Idempotency-Key (if sent) claimed in the same statement; and the reply
-    stored with the key, if any."""
-    record = None
-    if proposal["idempotency_key"] is not None:
-        record = IdempotencyRecord(
-            deployment_id=key.deployment_id, key=proposal["idempotency_key"], request_sha256=fingerprint
-        )
-    action = _create(key, proposal, record)
-    return action, record.response_body if record is not None else None
-
-
-def _create(key: ApiKey, proposal: dict[str, Any], record: IdempotencyRecord | None) -> ProposedAction:
-    return proposed_action_create(
-        deployment=key.deployment,
-        **proposal,
-        actor_label=f"api-key:{key.prefix}",
-        idempotency_record=record,
-        key_check=key.key_check,
-    )
-
-
-def _confirmed(key: ApiKey) -> ApiKey:
-    """`key` read afresh (if it came from the cache); 401 if it is no longer active."""
-    fresh = api_key_confirm(key)
-    if fresh is None:
-        raise AuthenticationError()
-    return fresh
+    return HttpResponse(json_bytes(reply.body), content_type="application/json", status=reply.status)
 
 
 @router.get("/actions/{action_id}", response={200: ActionOut, **ERRORS}, summary="Read an action")

@@ -10,7 +10,7 @@ held | approved ──(the agent's deadline passes before a claim)──▶ expi
 ```
 
 Every function here is one transition: one transaction, the action's row locked (after its
-parent and run, reviews.runs.lineage_lock) before its status is read, audited, its evidence
+parent and run: ProposedAction.objects.locked_with_lineage) before its status is read, audited, its evidence
 counter written, the agent's webhook queued. An illegal move raises a DomainError (409).
 """
 
@@ -21,12 +21,13 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from deployments.counters import Metric
 from deployments.errors import Conflict, InvalidInput, InvalidTransition, NotAllowed
 from deployments.models import Member
 from deployments.services import audit_event_record, breaker_check, evidence_add
 from reviews import runs
 from reviews.models import ProposedAction
-from reviews.services import _lock
+from reviews.services import proposed_action_expire
 
 Status = ProposedAction.Status
 RESULTS = (Status.EXECUTED, Status.FAILED, Status.UNKNOWN)
@@ -56,11 +57,6 @@ class ActionExpired(Conflict):
 
 class ActionCancelled(Conflict):
     code = "cancelled"
-
-
-def _lock_lineage(action_id: int) -> ProposedAction:
-    runs.lineage_lock(action_id=action_id)
-    return _lock(action_id)
 
 
 def _not_claimable(action: ProposedAction) -> Conflict:
@@ -94,7 +90,9 @@ def proposed_action_execution_claim(
     `proposed_action_expire_if_due` first so that the refusal is also recorded.
     """
     now = timezone.now()
-    action = _lock(action_id)  # approved actions are claimed, never released: no lineage lock needed
+    action = ProposedAction.objects.locked(
+        action_id
+    )  # approved actions are claimed, never released: no lineage lock needed
     if (
         action.status == Status.EXECUTING
         and claim_key
@@ -119,7 +117,7 @@ def proposed_action_execution_claim(
         obj=action,
         data={"claim": action.execution_claims, "payload_sha256": action.payload_sha256},
     )
-    evidence_add(deployment_id=action.deployment_id, action_type=action.action_type, metric="lifecycle.claimed")
+    evidence_add(deployment_id=action.deployment_id, action_type=action.action_type, metric=Metric.LIFECYCLE_CLAIMED)
     return action, False
 
 
@@ -142,7 +140,7 @@ def proposed_action_report_result(
     """
     if status not in RESULTS:
         raise InvalidInput("status must be 'executed', 'failed' or 'unknown'")
-    action = _lock(action_id)
+    action = ProposedAction.objects.locked(action_id)
     holder = bool(claim_key) and secrets.compare_digest(claim_key, action.execution_claim_key)
     if action.status in RESULTS:
         if holder and action.status == status and payload_hash == action.payload_sha256:
@@ -166,7 +164,7 @@ def proposed_action_report_result(
     action.result_error = error or ""
     action.save(update_fields=["status", "executed_at", "result_error"])
     # An unknown result is not yet evidence of success or failure: its reconciliation is.
-    metric = f"execution.{status}.{action.route}" if status != Status.UNKNOWN else "lifecycle.unknown"
+    metric = Metric.of("execution", status, action.route) if status != Status.UNKNOWN else Metric.LIFECYCLE_UNKNOWN
     evidence_add(deployment_id=action.deployment_id, action_type=action.action_type, metric=metric)
     audit_event_record(
         verb=f"reviews.action.{status}",
@@ -199,16 +197,16 @@ def proposed_action_reconcile(
         reason = (reason or "").strip()
         if not reason:
             raise InvalidInput("a reason is required to reconcile")
-    action = _lock(action_id)
+    action = ProposedAction.objects.locked(action_id)
     if action.status != Status.UNKNOWN:
         raise InvalidTransition(f"action {action.pk} is {action.status}; only an unknown result can be reconciled")
     if committed:
         action.status = Status.EXECUTED
-        metric = f"execution.executed.{action.route}"
+        metric = Metric.of("execution", Status.EXECUTED, action.route)
     else:
         action.status = Status.APPROVED
         action.execution_claim_key, action.execution_claimed_at, action.executed_at = "", None, None
-        metric = "lifecycle.not_committed"
+        metric = Metric.LIFECYCLE_NOT_COMMITTED
     action.save(update_fields=["status", "execution_claim_key", "execution_claimed_at", "executed_at"])
     evidence_add(deployment_id=action.deployment_id, action_type=action.action_type, metric=metric)
     audit_event_record(
@@ -230,7 +228,7 @@ def proposed_action_cancel(*, action_id: int, reason: str = "", actor_label: str
     the queues at once; a later decision or claim is refused. Its children fall with it and
     its run's hold is re-evaluated (reviews.runs). Safe to repeat: a cancelled action is
     returned unchanged; anything else is InvalidTransition."""
-    action = _lock_lineage(action_id)
+    action = ProposedAction.objects.locked_with_lineage(action_id)
     if action.status == Status.CANCELLED:
         return action
     if action.status not in ProposedAction.OPEN_STATUSES:
@@ -243,7 +241,7 @@ def proposed_action_cancel(*, action_id: int, reason: str = "", actor_label: str
     action.decided_at = action.decided_at or timezone.now()
     action.claimed_by, action.claimed_at = None, None
     action.save(update_fields=["status", "reason", "decided_at", "claimed_by", "claimed_at"])
-    evidence_add(deployment_id=action.deployment_id, action_type=action.action_type, metric="lifecycle.cancelled")
+    evidence_add(deployment_id=action.deployment_id, action_type=action.action_type, metric=Metric.LIFECYCLE_CANCELLED)
     audit_event_record(
         verb="reviews.action.cancelled",
         actor_label=actor_label,
@@ -263,14 +261,14 @@ def proposed_action_deadline_expire(*, action_id: int, now: datetime | None = No
     deadline, like an SLA expiry (audited, the agent's webhook): a late approval never makes
     a timed-out call executable. Safe to repeat: None (nothing changed) unless due."""
     now = now or timezone.now()
-    action = _lock_lineage(action_id)
+    action = ProposedAction.objects.locked_with_lineage(action_id)
     if action.status not in (Status.APPROVED, Status.HELD) or action.deadline is None or action.deadline > now:
         return None
     from_status = action.status
     action.status = Status.EXPIRED
     action.reason = "the agent's deadline passed before the execution was claimed"
     action.save(update_fields=["status", "reason"])
-    evidence_add(deployment_id=action.deployment_id, action_type=action.action_type, metric="lifecycle.deadline")
+    evidence_add(deployment_id=action.deployment_id, action_type=action.action_type, metric=Metric.LIFECYCLE_DEADLINE)
     audit_event_record(
         verb="reviews.action.expired",
         actor_label="system",
@@ -288,8 +286,6 @@ def proposed_action_expire_if_due(*, action: ProposedAction, now: datetime | Non
     """Fail closed on every read and claim: `action` (as read) expired now if its SLA or the
     agent's deadline has passed and the periodic sweep has not got to it yet. Returns the
     action as it is afterwards."""
-    from reviews.services import proposed_action_expire
-
     now = now or timezone.now()
     due = None
     if action.is_pending and action.expires_at is not None and action.expires_at <= now:

@@ -11,6 +11,7 @@ from pydantic import StrictBool, field_validator
 from core.fastjson import json_bytes
 from deployments.api import ErrorOut, bearer
 from reviews.api import ERRORS, ActionId, ActionOut, ProposalIn, _no_nul
+from reviews.batch import proposed_actions_create_batch
 from reviews.canonical import payload_sha256
 from reviews.execution import (
     proposed_action_cancel,
@@ -21,7 +22,7 @@ from reviews.execution import (
 )
 from reviews.idempotency import idempotency_claim, idempotency_release
 from reviews.representation import action_representation
-from reviews.runs import MAX_BATCH, proposed_actions_create_batch
+from reviews.runs import MAX_BATCH
 from reviews.selectors import action_get_for_deployment
 
 router = Router(auth=bearer, tags=["execution"])
@@ -189,7 +190,7 @@ def actions_batch(
                 record.response_body, status=record.response_status, headers={"Idempotent-Replayed": "true"}
             )
     try:
-        actions = proposed_actions_create_batch(
+        _, body = proposed_actions_create_batch(
             deployment=key.deployment,
             proposals=proposals,
             run_id=data.run_id,
@@ -201,7 +202,6 @@ def actions_batch(
         if record is not None:
             idempotency_release(record=record)
         raise
-    body = {"run_id": data.run_id or None, "actions": [action_representation(a) for a in actions]}
     return HttpResponse(json_bytes(body), content_type="application/json", status=201)
 
 

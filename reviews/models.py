@@ -92,6 +92,9 @@ class ProposedAction(models.Model):
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children", db_index=False
     )
+    # Set (under the parent's lock) when a child is proposed: a transition looks for children
+    # to release or refuse only then, so an ordinary decision reads nothing more.
+    has_children = models.BooleanField(default=False)
 
     # Indexed only where set (action_claimed_by): most actions are never claimed.
     claimed_by = models.ForeignKey(
@@ -192,6 +195,17 @@ class ProposedAction(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in self.TERMINAL_STATUSES
+
+    @property
+    def queue(self) -> str | None:
+        """The browser queue the action is in now ("review", "senior", "audit"), if any."""
+        if self.status == self.Status.PENDING_REVIEW:
+            return "review"
+        if self.status == self.Status.PENDING_SENIOR:
+            return "senior"
+        if self.audit_sample and not self.audit_verdict:
+            return "audit"
+        return None
 
     @property
     def decision(self) -> str:

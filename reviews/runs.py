@@ -18,8 +18,8 @@ its parent (FOR NO KEY UPDATE), so that a proposal and a decision on its run or 
 turns: the one that commits second sees the other's row.
 """
 
-from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -27,9 +27,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from deliveries.services import delivery_create
-from deployments.errors import Conflict, InvalidInput
-from deployments.models import AuditEvent, Deployment
-from deployments.services import audit_event_record, counters_add_many
+from deployments.errors import InvalidInput
+from deployments.models import Deployment
+from deployments.services import audit_event_record
 from reviews.models import ActionRun, ProposedAction
 from reviews.representation import action_representation
 
@@ -41,6 +41,16 @@ FALLEN = (Status.REJECTED, Status.CANCELLED, Status.EXPIRED)
 # Children a fallen parent refuses, and held ones a released parent or run lets go.
 UNCLAIMED = ProposedAction.OPEN_STATUSES
 MAX_BATCH = 100
+
+
+@dataclass
+class ProposalLinks:
+    """What a proposal says beyond SPEC §5's fields: its deadline, its run (locked) and its
+    parent (locked), as `proposal_links` resolves them."""
+
+    deadline: datetime | None = None
+    run: ActionRun | None = None
+    parent: ProposedAction | None = None
 
 
 def action_notify(*, action: ProposedAction, event: str) -> None:
@@ -115,7 +125,7 @@ def run_hold_siblings(*, run: ActionRun, exclude: Sequence[int] = ()) -> list[Pr
     """Keep the run's hold: while a gated action of a holding run waits, its approved actions
     not yet claimed are held (audited), until the last gated one is decided. Call with the
     run locked, after a gated action joined it or its hold was turned on."""
-    if not run.hold or not _run_has_pending(run.pk):
+    if not run.hold or not run_has_pending(run.pk):
         return []
     held = _lock_in_order(ProposedAction.objects.filter(run=run, status=Status.APPROVED).exclude(pk__in=exclude))
     for action in held:
@@ -125,11 +135,9 @@ def run_hold_siblings(*, run: ActionRun, exclude: Sequence[int] = ()) -> list[Pr
 
 def proposal_links(
     *, deployment: Deployment, run_id: str, run_hold: bool, parent_id: int | None, deadline: datetime | None
-) -> Any:
+) -> ProposalLinks:
     """The run (locked, created if new) and the parent (locked) of a proposal, in the caller's
     transaction. InvalidInput (422) if the parent is not an action of `deployment`."""
-    from reviews.services import ProposalLinks
-
     run = run_lock(deployment=deployment, key=run_id, hold=run_hold) if run_id else None
     parents = parents_lock(deployment=deployment, ids=[parent_id] if parent_id is not None else [])
     return ProposalLinks(deadline=deadline, run=run, parent=parents.get(parent_id))
@@ -145,6 +153,11 @@ def parents_lock(*, deployment: Deployment, ids: Sequence[int]) -> dict[int, Pro
     missing = sorted(set(ids) - set(found))
     if missing:
         raise InvalidInput(f"parent_id: no action {missing[0]} in this deployment")
+    fresh = [pk for pk, parent in found.items() if not parent.has_children]
+    if fresh:
+        ProposedAction.objects.filter(pk__in=fresh).update(has_children=True)
+        for pk in fresh:
+            found[pk].has_children = True
     return found
 
 
@@ -177,36 +190,23 @@ def blocked_reason(action: ProposedAction, *, run_pending: bool | None = None) -
     run = action.run if action.run_id is not None else None
     if run is not None and run.hold:
         if run_pending is None:
-            run_pending = _run_has_pending(run.pk, exclude=action.pk)
+            run_pending = run_has_pending(run.pk, exclude=action.pk)
         if run_pending:
             return f"the hold of run {run.key!r}: a sibling waits for a person"
     return ""
 
 
-def lineage_lock(*, action_id: int) -> None:
-    """Lock the parent (FOR NO KEY UPDATE) and the run of an action, before the action itself
-    is locked: every transition of an action in a run or under a parent takes these locks in
-    this order (ancestor, run, action, then what it releases or refuses), so two of them
-    never wait for each other in a circle. Nothing to lock for most actions (one read)."""
-    row = ProposedAction.objects.filter(pk=action_id).values_list("parent_id", "run_id").first()
-    if row is None:
-        return
-    parent_id, run_id = row
-    if parent_id is not None:
-        ProposedAction.objects.select_for_update(no_key=True).filter(pk=parent_id).values_list("pk").first()
-    if run_id is not None:
-        ActionRun.objects.select_for_update(no_key=True).filter(pk=run_id).values_list("pk").first()
-
-
 def gate_status(*, action: ProposedAction) -> str:
     """The status a pending action takes when a person approves it: approved, or held while
-    its parent or its run's hold keeps it back. Caller took `lineage_lock`, then the action's."""
+    its parent or its run's hold keeps it back. Caller locked it with its lineage
+    (`ProposedAction.objects.locked_with_lineage`)."""
     if action.run_id is None and action.parent_id is None:
         return Status.APPROVED
     return Status.HELD if blocked_reason(action) else Status.APPROVED
 
 
-def _run_has_pending(run_id: int, *, exclude: int | None = None) -> bool:
+def run_has_pending(run_id: int, *, exclude: int | None = None) -> bool:
+    """Whether a gated action of the run waits for a person (other than `exclude`)."""
     qs = ProposedAction.objects.filter(run_id=run_id, status__in=ProposedAction.PENDING_STATUSES)
     if exclude is not None:
         qs = qs.exclude(pk=exclude)
@@ -233,11 +233,12 @@ def lineage_settle(*, action: ProposedAction) -> list[ProposedAction]:
     while todo:
         current = todo.pop(0)
         moved = _run_release(current.run_id) if current.run_id is not None else []
-        if current.status in FALLEN:
+        # has_children: most actions have nothing below them to settle, and read nothing more.
+        if current.has_children and current.status in FALLEN:
             for child in _lock_in_order(current.children.filter(status__in=UNCLAIMED)):
                 _refuse(child, parent=current)
                 moved.append(child)
-        elif current.status in RELEASING:
+        elif current.has_children and current.status in RELEASING:
             for child in _lock_in_order(current.children.filter(status=Status.HELD)):
                 child.parent = current
                 if not blocked_reason(child):
@@ -251,7 +252,7 @@ def lineage_settle(*, action: ProposedAction) -> list[ProposedAction]:
 def _run_release(run_id: int) -> list[ProposedAction]:
     """The held actions of the run released once no gated action of it waits."""
     run = ActionRun.objects.select_for_update(no_key=True).get(pk=run_id)
-    if not run.hold or _run_has_pending(run_id):
+    if not run.hold or run_has_pending(run_id):
         return []
     released = []
     for held in _lock_in_order(ProposedAction.objects.filter(run=run, status=Status.HELD)):
@@ -293,108 +294,3 @@ def _refuse(child: ProposedAction, *, parent: ProposedAction) -> None:
         data={"from": from_status, "to": child.status, "parent": parent.pk, "parent_status": parent.status},
     )
     action_notify(action=child, event="action.rejected")
-
-
-# ---------------------------------------------------------------------------------------
-# A list of proposals of one run, in one request
-# ---------------------------------------------------------------------------------------
-
-
-@transaction.atomic
-def proposed_actions_create_batch(
-    *,
-    deployment: Deployment,
-    proposals: Sequence[dict[str, Any]],
-    run_id: str = "",
-    run_hold: bool = False,
-    actor_label: str = "agent",
-    idempotency_record: Any = None,
-) -> list[ProposedAction]:
-    """Store up to MAX_BATCH proposals (the keyword arguments of proposed_action_create, less
-    run and key fields) of one run, each routed on its own: all or none, in one transaction.
-
-    Refuses the whole list (Conflict, naming the item) if one repeats a rejected proposal,
-    and (InvalidInput) a missing parent or a deadline past the SLA. With a run hold, the
-    list's own gated items hold its approved ones like the run's earlier ones do. The rows
-    are written with one INSERT per table (and one upsert per counter table), so a proposal
-    in a list costs a fraction of one sent alone. `idempotency_record` (claimed before, see
-    reviews.idempotency) is completed with the 201 reply in the same transaction.
-    """
-    from reviews.ingest import REPLAY_STATUS
-    from reviews.services import ProposalLinks, proposal_build
-    from reviews.shadow.services import shadow_action_logged
-
-    if not 1 <= len(proposals) <= MAX_BATCH:
-        raise InvalidInput(f"actions: send 1 to {MAX_BATCH} proposals")
-    now = timezone.now()
-    for i, item in enumerate(proposals):
-        try:
-            deadline_check(deployment=deployment, deadline=item.get("deadline"), now=now)
-        except InvalidInput as exc:
-            raise InvalidInput(f"actions[{i}].{exc.detail}") from None
-    run = run_lock(deployment=deployment, key=run_id, hold=run_hold, actor_label=actor_label) if run_id else None
-    parents = parents_lock(deployment=deployment, ids=[p["parent_id"] for p in proposals if p.get("parent_id")])
-    _refuse_rejected_again(deployment, proposals)
-
-    news = []
-    for item in proposals:
-        fields = {k: v for k, v in item.items() if k not in ("deadline", "parent_id")}
-        links = ProposalLinks(deadline=item.get("deadline"), parent=parents.get(item.get("parent_id")))
-        news.append(proposal_build(deployment=deployment, actor_label=actor_label, now=now, links=links, **fields))
-    if run is not None:
-        pending = any(n.action.is_pending for n in news) or _run_has_pending(run.pk)
-        for new in news:
-            new.action.run = run
-            if new.action.status == Status.APPROVED and run.hold and pending:
-                new.action.status = Status.HELD
-                new.audit.data["held"] = f"the hold of run {run.key!r}: a sibling waits for a person"
-
-    actions = ProposedAction.objects.bulk_create([n.action for n in news])
-    if run is not None:
-        run_hold_siblings(run=run, exclude=[a.pk for a in actions])
-    for new in news:
-        new.audit.object_id = str(new.action.pk)
-    AuditEvent.objects.bulk_create([n.audit for n in news])
-    _counters_apply_summed([delta for n in news for delta in n.counters])
-    if idempotency_record is not None:
-        from reviews.idempotency import idempotency_complete
-
-        body = {"run_id": run_id or None, "actions": [action_representation(a) for a in actions]}
-        idempotency_complete(record=idempotency_record, status=REPLAY_STATUS, body=body)
-    shadowed = [a for a in actions if a.route == ProposedAction.RouteChoices.SHADOW]
-    if shadowed:
-        transaction.on_commit(lambda: [shadow_action_logged(action=a) for a in shadowed])
-    return actions
-
-
-def _refuse_rejected_again(deployment: Deployment, proposals: Sequence[dict[str, Any]]) -> None:
-    """Rejected stays rejected (SPEC §4), for a whole list in one query."""
-    from reviews.canonical import payload_sha256
-
-    keyed = [(i, p) for i, p in enumerate(proposals) if p.get("external_id")]
-    if not keyed:
-        return
-    rejected = set(
-        ProposedAction.objects.filter(
-            deployment=deployment, status=Status.REJECTED, external_id__in=[p["external_id"] for _, p in keyed]
-        ).values_list("external_id", "action_type", "proposal_sha256")
-    )
-    for i, p in keyed:
-        if (p["external_id"], p["action_type"], payload_sha256(p["payload"])) in rejected:
-            raise Conflict(
-                f"actions[{i}]: this {p['action_type']} for external_id {p['external_id']!r} was already "
-                "rejected; a rejected action stays rejected (nothing in the list was stored)"
-            )
-
-
-def _counters_apply_summed(deltas: Sequence[Any]) -> None:
-    """Counter deltas of many proposals, equal rows summed: one upsert per counter table."""
-    groups: dict[tuple, dict[tuple, list]] = defaultdict(dict)
-    for delta in deltas:
-        group = groups[(delta.model, tuple(delta.key), tuple(delta.add))]
-        key = tuple(delta.key.values())
-        sums = group.setdefault(key, [0] * len(delta.add))
-        for j, value in enumerate(delta.add.values()):
-            sums[j] += value
-    for (model, keys, adds), rows in groups.items():
-        counters_add_many(model=model, keys=keys, values=adds, rows=rows, shards=model.SHARDS)

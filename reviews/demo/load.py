@@ -2,10 +2,14 @@
 
 from datetime import timedelta
 
+from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from deployments.models import AuditEvent, Deployment
+from deployments.gate import gate_evaluate
+from deployments.models import AuditEvent, Deployment, PromotionRequest
 from reviews.demo.history import STORIES, HistoryBuilder
+from reviews.execution import proposed_action_cancel, proposed_action_execution_claim, proposed_action_report_result
+from reviews.services import proposed_action_create
 
 
 def load_history(*, deployments: dict[str, Deployment], reviewers: list, seniors: list, days: int, seed: int) -> dict:
@@ -39,9 +43,6 @@ def load_history(*, deployments: dict[str, Deployment], reviewers: list, seniors
 def _agent_boundary_examples(*, deployments: dict[str, Deployment]) -> None:
     """Issue 15, live, through the services (so counters and audit agree): a held run, a child
     waiting for its parent, an unknown result for an admin to reconcile, a cancelled action."""
-    from reviews.execution import proposed_action_cancel, proposed_action_execution_claim, proposed_action_report_result
-    from reviews.services import proposed_action_create
-
     invoices, refunds = deployments["invoice-matching"], deployments["refunds"]
 
     def propose(deployment, action_type, payload, risk, **kw):
@@ -82,11 +83,6 @@ def _agent_boundary_examples(*, deployments: dict[str, Deployment]) -> None:
 def _promotion_waiting_and_a_breaker_trip(*, deployments: dict[str, Deployment], now) -> None:
     """Refunds: a promotion to supervised requested by `admin`, waiting for a second admin.
     Invoice matching: a breaker trip nine days ago (failure spike after a release), reset a day later."""
-    from django.contrib.auth import get_user_model
-
-    from deployments.gate import gate_evaluate
-    from deployments.models import PromotionRequest
-
     admin = get_user_model().objects.get(username="admin")
     refunds = Deployment.objects.get(pk=deployments["refunds"].pk)
     evidence = gate_evaluate(deployment=refunds).as_dict()

@@ -8,9 +8,9 @@ from django.utils import timezone
 
 from deployments.errors import Conflict, InvalidInput, InvalidTransition
 from deployments.models import AuditEvent, EvidenceCount
+from reviews.batch import proposed_actions_create_batch
 from reviews.execution import proposed_action_cancel, proposed_action_deadline_expire, proposed_action_execution_claim
 from reviews.models import ActionRun, ProposedAction
-from reviews.runs import proposed_actions_create_batch
 from reviews.services import (
     proposed_action_approve,
     proposed_action_create,
@@ -161,7 +161,7 @@ def batch_item(**kw) -> dict:
 
 
 def test_a_list_is_routed_item_by_item_and_stored_with_its_evidence(deployment):
-    actions = proposed_actions_create_batch(
+    actions, _ = proposed_actions_create_batch(
         deployment=deployment,
         run_id="b1",
         run_hold=True,
