@@ -59,6 +59,44 @@ class ActionCancelled(Conflict):
     code = "cancelled"
 
 
+def _agent_move(
+    action: ProposedAction,
+    *,
+    to: str,
+    fields: tuple[str, ...],
+    metric: Metric,
+    verb: str,
+    event: str = "",
+    actor: AbstractBaseUser | None = None,
+    actor_label: str = "agent",
+    reason: str = "",
+    data: dict | None = None,
+    settle: bool = False,
+) -> ProposedAction:
+    """The one shape of the moves here: set the status, save it with `fields` (set by the
+    caller), add `metric`, audit `verb` (from, to and `data`), queue the agent's webhook
+    `event`; with `settle`, release or refuse what its run or its children wait for
+    (reviews.runs). Precondition: the caller holds the row lock and checked the move."""
+    from_status = action.status
+    action.status = to
+    action.save(update_fields=["status", *fields])
+    evidence_add(deployment_id=action.deployment_id, action_type=action.action_type, metric=metric)
+    audit_event_record(
+        verb=verb,
+        actor=actor,
+        actor_label=actor_label if actor is None else "",
+        deployment=action.deployment_id,
+        obj=action,
+        reason=reason,
+        data={"from": from_status, "to": to, **(data or {})},
+    )
+    if event:
+        runs.action_notify(action=action, event=event)
+    if settle:
+        runs.lineage_settle(action=action)
+    return action
+
+
 def _not_claimable(action: ProposedAction) -> Conflict:
     """The refusal for a claim on an action that is not approved."""
     status = action.status
@@ -90,9 +128,8 @@ def proposed_action_execution_claim(
     `proposed_action_expire_if_due` first so that the refusal is also recorded.
     """
     now = timezone.now()
-    action = ProposedAction.objects.locked(
-        action_id
-    )  # approved actions are claimed, never released: no lineage lock needed
+    # A claim changes this row only, so it needs no lineage lock (reviews.runs: lock order).
+    action = ProposedAction.objects.locked(action_id)
     if (
         action.status == Status.EXECUTING
         and claim_key
@@ -105,19 +142,18 @@ def proposed_action_execution_claim(
         raise ActionExpired(f"action {action.pk}: the agent's deadline passed before the execution was claimed")
     if payload_hash and payload_hash != action.payload_sha256:
         raise Conflict("payload_sha256 does not match the final payload's SHA-256; nothing was claimed")
-    action.status = Status.EXECUTING
     action.execution_claim_key = claim_key or secrets.token_urlsafe(24)
     action.execution_claimed_at = now
     action.execution_claims += 1
-    action.save(update_fields=["status", "execution_claim_key", "execution_claimed_at", "execution_claims"])
-    audit_event_record(
+    _agent_move(
+        action,
+        to=Status.EXECUTING,
+        fields=("execution_claim_key", "execution_claimed_at", "execution_claims"),
+        metric=Metric.LIFECYCLE_CLAIMED,
         verb="reviews.action.execution_claimed",
         actor_label=actor_label,
-        deployment=action.deployment_id,
-        obj=action,
         data={"claim": action.execution_claims, "payload_sha256": action.payload_sha256},
     )
-    evidence_add(deployment_id=action.deployment_id, action_type=action.action_type, metric=Metric.LIFECYCLE_CLAIMED)
     return action, False
 
 
@@ -159,21 +195,19 @@ def proposed_action_report_result(
         raise Conflict("claim_key is not the key of this action's execution claim")
     if payload_hash != action.payload_sha256:
         raise Conflict("payload_sha256 does not match the final payload's SHA-256; execute the final payload")
-    action.status = status
     action.executed_at = timezone.now()
     action.result_error = error or ""
-    action.save(update_fields=["status", "executed_at", "result_error"])
-    # An unknown result is not yet evidence of success or failure: its reconciliation is.
-    metric = Metric.of("execution", status, action.route) if status != Status.UNKNOWN else Metric.LIFECYCLE_UNKNOWN
-    evidence_add(deployment_id=action.deployment_id, action_type=action.action_type, metric=metric)
-    audit_event_record(
+    _agent_move(
+        action,
+        to=status,
+        fields=("executed_at", "result_error"),
+        # An unknown result is not yet evidence of success or failure: its reconciliation is.
+        metric=Metric.of("execution", status, action.route) if status != Status.UNKNOWN else Metric.LIFECYCLE_UNKNOWN,
         verb=f"reviews.action.{status}",
+        event=f"action.{status}",
         actor_label=actor_label,
-        deployment=action.deployment_id,
-        obj=action,
         data={"claim": action.execution_claims, **({"error": error[:1000]} if error else {})},
     )
-    runs.action_notify(action=action, event=f"action.{status}")
     breaker_check(deployment=action.deployment)  # SPEC §3: checked on every result report
     return action
 
@@ -200,26 +234,20 @@ def proposed_action_reconcile(
     action = ProposedAction.objects.locked(action_id)
     if action.status != Status.UNKNOWN:
         raise InvalidTransition(f"action {action.pk} is {action.status}; only an unknown result can be reconciled")
-    if committed:
-        action.status = Status.EXECUTED
-        metric = Metric.of("execution", Status.EXECUTED, action.route)
-    else:
-        action.status = Status.APPROVED
+    if not committed:  # open for one more claim
         action.execution_claim_key, action.execution_claimed_at, action.executed_at = "", None, None
-        metric = Metric.LIFECYCLE_NOT_COMMITTED
-    action.save(update_fields=["status", "execution_claim_key", "execution_claimed_at", "executed_at"])
-    evidence_add(deployment_id=action.deployment_id, action_type=action.action_type, metric=metric)
-    audit_event_record(
+    return _agent_move(
+        action,
+        to=Status.EXECUTED if committed else Status.APPROVED,
+        fields=("execution_claim_key", "execution_claimed_at", "executed_at"),
+        metric=Metric.of("execution", Status.EXECUTED, action.route) if committed else Metric.LIFECYCLE_NOT_COMMITTED,
         verb="reviews.action.reconciled",
+        event="action.reconciled",
         actor=actor,
-        actor_label=actor_label if actor is None else "",
-        deployment=action.deployment_id,
-        obj=action,
+        actor_label=actor_label,
         reason=reason,
-        data={"committed": committed, "to": action.status, "claim": action.execution_claims},
+        data={"committed": committed, "claim": action.execution_claims},
     )
-    runs.action_notify(action=action, event="action.reconciled")
-    return action
 
 
 @transaction.atomic
@@ -235,24 +263,20 @@ def proposed_action_cancel(*, action_id: int, reason: str = "", actor_label: str
         raise InvalidTransition(
             f"action {action.pk} is {action.status}; only pending or approved actions not yet claimed can be cancelled"
         )
-    from_status = action.status
-    action.status = Status.CANCELLED
     action.reason = (reason or "").strip() or "cancelled by the agent"
     action.decided_at = action.decided_at or timezone.now()
-    action.claimed_by, action.claimed_at = None, None
-    action.save(update_fields=["status", "reason", "decided_at", "claimed_by", "claimed_at"])
-    evidence_add(deployment_id=action.deployment_id, action_type=action.action_type, metric=Metric.LIFECYCLE_CANCELLED)
-    audit_event_record(
+    action.claimed_by, action.claimed_at = None, None  # it leaves the queues at once
+    return _agent_move(
+        action,
+        to=Status.CANCELLED,
+        fields=("reason", "decided_at", "claimed_by", "claimed_at"),
+        metric=Metric.LIFECYCLE_CANCELLED,
         verb="reviews.action.cancelled",
+        event="action.cancelled",
         actor_label=actor_label,
-        deployment=action.deployment_id,
-        obj=action,
         reason=action.reason,
-        data={"from": from_status, "to": action.status},
+        settle=True,
     )
-    runs.action_notify(action=action, event="action.cancelled")
-    runs.lineage_settle(action=action)
-    return action
 
 
 @transaction.atomic
@@ -264,22 +288,19 @@ def proposed_action_deadline_expire(*, action_id: int, now: datetime | None = No
     action = ProposedAction.objects.locked_with_lineage(action_id)
     if action.status not in (Status.APPROVED, Status.HELD) or action.deadline is None or action.deadline > now:
         return None
-    from_status = action.status
-    action.status = Status.EXPIRED
     action.reason = "the agent's deadline passed before the execution was claimed"
-    action.save(update_fields=["status", "reason"])
-    evidence_add(deployment_id=action.deployment_id, action_type=action.action_type, metric=Metric.LIFECYCLE_DEADLINE)
-    audit_event_record(
+    return _agent_move(
+        action,
+        to=Status.EXPIRED,
+        fields=("reason",),
+        metric=Metric.LIFECYCLE_DEADLINE,
         verb="reviews.action.expired",
+        event="action.expired",
         actor_label="system",
-        deployment=action.deployment_id,
-        obj=action,
         reason=action.reason,
-        data={"from": from_status, "to": action.status, "deadline": action.deadline.isoformat()},
+        data={"deadline": action.deadline.isoformat()},
+        settle=True,
     )
-    runs.action_notify(action=action, event="action.expired")
-    runs.lineage_settle(action=action)
-    return action
 
 
 def proposed_action_expire_if_due(*, action: ProposedAction, now: datetime | None = None) -> ProposedAction:
