@@ -14,7 +14,7 @@ from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, StrictBool, StrictInt
 from core.fastjson import json_bytes
 from deliveries.egress import url_host_not_public
 from deployments.api import AUTH_ERRORS, ErrorOut, bearer, bearer_verified_by_write
-from reviews.canonical import payload_sha256
+from reviews.canonical import request_fingerprint
 from reviews.execution import proposed_action_expire_if_due
 from reviews.models import DECISION_VALUES, ProposedAction
 from reviews.representation import action_representation
@@ -50,12 +50,13 @@ class ProposalIn(BaseModel):
 
     action_type: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-/]+$")
     payload: dict[str, Any]
-    risk_score: float = Field(ge=0.0, le=1.0)
-    confidence: float = Field(ge=0.0, le=1.0)
+    # Strict: a JSON number only (an integer is one); no string or boolean taken for it.
+    risk_score: float = Field(ge=0.0, le=1.0, strict=True)
+    confidence: float = Field(ge=0.0, le=1.0, strict=True)
     external_id: str = Field("", max_length=200)
     model_version: str = Field("", max_length=100)
     rationale: str = Field("", max_length=20_000)
-    needs_human: bool = False
+    needs_human: bool = Field(False, strict=True)
     # AnyHttpUrl's schema says only "format: uri"; the pattern tells clients (and the fuzzer)
     # that the scheme must be http or https.
     callback_url: AnyHttpUrl | None = Field(
@@ -179,7 +180,7 @@ def action_create(
     linked = data.linked_fields()
     fingerprint = ""
     if idempotency_key is not None:
-        fingerprint = payload_sha256(data.model_dump(mode="json", exclude=None if linked else LINK_FIELDS))
+        fingerprint = request_fingerprint(data.model_dump(mode="json", exclude=None if linked else LINK_FIELDS))
     proposal = {
         "action_type": data.action_type,
         "payload": data.payload,

@@ -12,7 +12,7 @@ from core.fastjson import json_bytes
 from deployments.api import ErrorOut, bearer
 from reviews.api import ERRORS, ActionId, ActionOut, ProposalIn, _no_nul
 from reviews.batch import proposed_actions_create_batch
-from reviews.canonical import payload_sha256
+from reviews.canonical import request_fingerprint
 from reviews.execution import (
     proposed_action_cancel,
     proposed_action_execution_claim,
@@ -183,7 +183,7 @@ def actions_batch(
         proposals.append({**fields, "parent_id": item.parent_id, "deadline": item.deadline()})
     record = None
     if idempotency_key is not None:
-        fingerprint = payload_sha256({"batch": data.model_dump(mode="json")})
+        fingerprint = request_fingerprint({"batch": data.model_dump(mode="json")})
         record = idempotency_claim(deployment=key.deployment, key=idempotency_key, fingerprint=fingerprint)
         if not record.in_flight:
             return JsonResponse(

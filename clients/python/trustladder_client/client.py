@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from trustladder_client.canonical import payload_sha256
 from trustladder_client.errors import (
     ActionAlreadyClaimed,
     ActionCancelled,
@@ -26,7 +27,6 @@ from trustladder_client.errors import (
     OutcomeUnknown,
     TrustladderError,
 )
-from trustladder_client.webhooks import payload_sha256
 
 T = TypeVar("T")
 RETRY_STATUSES = {502, 503, 504}

@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('deployments', '0008_counter_folds'),
-        ('reviews', '0006_hot_row_constraints'),
+        ('reviews', '0007_jcs_hashes_numbers_as_doubles'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
