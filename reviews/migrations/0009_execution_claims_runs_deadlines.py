@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('deployments', '0008_counter_folds'),
-        ('reviews', '0007_jcs_hashes_numbers_as_doubles'),
+        ('reviews', '0008_humans_measured'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
