@@ -14,7 +14,12 @@ from django.core.mail import send_mail
 from django.urls import reverse
 from django.utils import timezone
 
-from deployments.counters import breaker_counts_fold, breaker_counts_purge, evidence_counts_fold
+from deployments.counters import (
+    breaker_counts_fold,
+    breaker_counts_purge,
+    calibration_counts_fold,
+    evidence_counts_fold,
+)
 from deployments.models import AuditEvent, Deployment, Member
 from deployments.policy import Stage
 from deployments.services import blast_radius_purge, breaker_check
@@ -84,5 +89,7 @@ def purge_windows() -> int:
 @shared_task(name="deployments.fold_evidence", ignore_result=True)
 def fold_evidence() -> int:
     """Fold the shards of past days' evidence counters into one row each (the gate's reads of a
-    long stage window stay one row per day). Returns the rows folded away."""
-    return evidence_counts_fold(before=timezone.now().date())
+    long stage window stay one row per day), and the calibration counters' likewise. Returns
+    the rows folded away."""
+    today = timezone.now().date()
+    return evidence_counts_fold(before=today) + calibration_counts_fold(before=today)

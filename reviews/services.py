@@ -18,7 +18,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from deliveries.services import delivery_create
-from deployments.counters import Metric
+from deployments.calibration import calibration_deltas
+from deployments.counters import Metric, counters_add
 from deployments.errors import ApiKeyChanged, Conflict, InvalidInput, InvalidTransition, NotAllowed
 from deployments.models import ApiKey, Deployment, KeyCheck, Member
 from deployments.policy import Route, Stage, route_for
@@ -298,11 +299,10 @@ def _decision_create(
         claimed_at=started,
         seconds_to_decide=seconds,
     )
-    evidence_add(
-        deployment_id=action.deployment_id,
-        action_type=action.action_type,
-        metric=metric or Metric.of("decision", verb),
-        total=seconds,
+    metric = metric or Metric.of("decision", verb)
+    ids = {"deployment_id": action.deployment_id, "action_type": action.action_type, "metric": metric}
+    counters_add(
+        [*evidence_deltas(**ids, total=seconds), *calibration_deltas(**ids, confidence=action.confidence, at=now)]
     )
     return decision, seconds
 
@@ -549,11 +549,9 @@ def proposed_action_report_result(
     action.executed_at = timezone.now()
     action.result_error = error or ""
     action.save(update_fields=["status", "executed_at", "result_error"])
-    evidence_add(
-        deployment_id=action.deployment_id,
-        action_type=action.action_type,
-        metric=Metric.of("execution", status, action.route),
-    )
+    metric = Metric.of("execution", status, action.route)
+    ids = {"deployment_id": action.deployment_id, "action_type": action.action_type, "metric": metric}
+    counters_add([*evidence_deltas(**ids), *calibration_deltas(**ids, confidence=action.confidence)])
     audit_event_record(
         verb=f"reviews.action.{status}",
         actor_label=actor_label,
