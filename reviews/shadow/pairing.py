@@ -11,13 +11,16 @@ tests/shadow/test_pairing.py checks on PostgreSQL that both give the same answer
 """
 
 import json
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, NamedTuple
 
+import orjson
 from django.db import connection
 
+from core.fastjson import json_bytes
 from deployments.locks import deployments_lock_shared
 from deployments.policy import Route
 from reviews.models import ProposedAction
@@ -44,8 +47,23 @@ def _on_postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
+# 19 digits in a row: perhaps an integer outside 64 bits, which orjson reads as a float.
+_LONG_DIGITS = re.compile(r"\d{19}")
+
+
 def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
+    """A jsonb column as Python (Django's psycopg hands jsonb over as text), as the json
+    module reads it. orjson parses several times faster and gives the same values, except
+    for an integer outside 64 bits (a float from orjson; jsonb's numeric stores it) and a
+    number past the double range (refused by orjson): those documents go to the json module."""
+    if not isinstance(value, str):
+        return value
+    if _LONG_DIGITS.search(value) is None:
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(value)
 
 
 # ---------------------------------------------------------------------------------------
@@ -174,7 +192,7 @@ def comparisons_write(updates: list[tuple[int, dict]], *, status: str | None = N
     set_status = "status = %s, " if status else ""
     params: list[Any] = [status] if status else []
     # One JSON document as the only big parameter: cheap to bind, unpacked by the server.
-    params.append(json.dumps([{"id": pk, "c": c} for pk, c in updates]))
+    params.append(json_bytes([{"id": pk, "c": c} for pk, c in updates]).decode())
     with connection.cursor() as cursor:
         cursor.execute(
             f"""

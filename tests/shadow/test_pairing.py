@@ -2,6 +2,8 @@
 reference gives (the pairs found, the comparisons written; the deployments' FOR SHARE lock is
 deployments.locks', tested in tests/deployments/test_locks.py)."""
 
+import json
+
 import pytest
 from django.db import transaction
 
@@ -59,3 +61,20 @@ def test_comparisons_written_match_the_orm(logged, status):
         assert (got[sql.pk].comparison, got[sql.pk].status) == (got[orm.pk].comparison, got[orm.pk].status)
         assert got[sql.pk].comparison == comparison
         assert got[sql.pk].status == (status or "logged")
+
+
+def test_payloads_read_as_the_json_module_reads_them(deployment):
+    """orjson reads the pairs' payloads, the json module what orjson refuses (an integer past
+    64 bits, which jsonb stores): the pairs are the ORM's either way."""
+    big = 123456789012345678901234567890
+    payload = {"n": big, "f": 1.5, "s": "é\u2028", "l": [1, 2.0, None, True], "nested": {"x": -0.0}}
+    action = shadow_action(deployment, "E-big", payload)
+    ShadowOutcome.objects.create(
+        deployment=deployment, external_id="E-big", action_type="refund.issue", payload={"n": 1}
+    )
+    with transaction.atomic():
+        _, pairs = pairing.pairs_lock(action_ids=[action.pk])
+    assert pairs == pairing.pairs_orm(pairing._logged().filter(pk=action.pk))
+    assert pairs[0].payload["n"] == big and pairs[0].payload["f"] == 1.5
+    for text in ('{"a": 18446744073709551616}', '{"a": -9223372036854775809}', "[1e400]", '{"a": [1, 2.5, "x"]}'):
+        assert pairing._json(text) == json.loads(text) and repr(pairing._json(text)) == repr(json.loads(text))
