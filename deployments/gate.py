@@ -215,16 +215,22 @@ def gate_evaluate(*, deployment: Deployment, action_type: str = "", now: datetim
         return evaluation
     values = criteria_for(deployment, target)
     days = (now - start).total_seconds() / 86400
-    if target is Stage.APPROVAL:
-        criteria = _shadow_to_approval(counts, values, days)
-    elif target is Stage.SUPERVISED:
-        criteria = _approval_to_supervised(counts, values, days)
-    else:
-        criteria = _supervised_to_autonomous(deployment, counts, values, now)
+    criteria = gate_criteria_into(deployment, target, counts, values, days, now)
     evaluation.criteria = criteria
     statuses = {c.status for c in criteria}
     evaluation.outcome = FAIL if FAILED in statuses else INCONCLUSIVE if INSUFFICIENT in statuses else PASS
     return evaluation
+
+
+def gate_criteria_into(
+    deployment: Deployment, target: Stage, counts: "_Counts", values: dict[str, float], days: float, now: datetime
+) -> list[Criterion]:
+    """The criteria of the gate into `target` on `counts` (the gate; re-certification)."""
+    if target is Stage.APPROVAL:
+        return _shadow_to_approval(counts, values, days)
+    if target is Stage.SUPERVISED:
+        return _approval_to_supervised(counts, values, days)
+    return _supervised_to_autonomous(deployment, counts, values, now)
 
 
 def _days_criterion(days: float, minimum: float) -> Criterion:

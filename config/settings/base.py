@@ -247,6 +247,13 @@ CELERY_BEAT_SCHEDULE: dict = {
     "deployments.purge_windows": {"task": "deployments.purge_windows", "schedule": timedelta(hours=1)},
     # Past days' evidence counter shards folded into one row each.
     "deployments.fold_evidence": {"task": "deployments.fold_evidence", "schedule": timedelta(hours=1)},
+    # Re-certification (SPEC §8): the gate into each deployment's stage, checked again daily
+    # (hourly beats; each deployment is checked once a day, deployments.recertify).
+    "deployments.recertify_all": {
+        "task": "deployments.recertify_all",
+        "schedule": timedelta(hours=1),
+        "options": {"expires": 3000},
+    },
 }
 CELERY_TASK_ROUTES: dict = {"deployments.*": {"queue": "default"}}
 
