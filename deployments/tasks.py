@@ -82,17 +82,7 @@ def _admins_tell(subject: str, body: str, summary: str) -> None:
             logger.warning("admin notification to chat failed", exc_info=True)
 
 
-# Below the broker's visibility timeout (CELERY_BROKER_TRANSPORT_OPTIONS, 1 h): one check per
-# deployment, each a handful of grouped counter reads.
-RECERTIFY_TIME_LIMIT = 600
-
-
-@shared_task(
-    name="deployments.recertify_all",
-    ignore_result=True,
-    time_limit=RECERTIFY_TIME_LIMIT,
-    soft_time_limit=RECERTIFY_TIME_LIMIT - 60,
-)
+@shared_task(name="deployments.recertify_all", ignore_result=True)
 def recertify_all() -> int:
     """Re-certify every deployment above shadow (deployments.recertify), each in its own
     transaction. Returns how many failed now. Safe to repeat: once a day per deployment."""

@@ -118,6 +118,6 @@ def test_deployment_page_shows_it(admin):
 def test_the_beat_runs_it_by_name_on_the_default_queue(settings):
     entry = settings.CELERY_BEAT_SCHEDULE["deployments.recertify_all"]
     assert entry["task"] == "deployments.recertify_all"
-    task = celery_app.tasks["deployments.recertify_all"]
-    assert task.time_limit and task.time_limit < settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
+    queue, limit = settings.WORKER_TASKS["deployments.recertify_all"]
+    assert queue == "default" and limit < settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
     assert celery_app.amqp.router.route({}, "deployments.recertify_all")["queue"].name == "default"
