@@ -35,10 +35,12 @@ os.environ.setdefault("DJANGO_LOG_LEVEL", "WARNING")
 # One outcome per decided action: its day, type, confidence, kind and whether it was good.
 OUTCOMES_SQL = """
 CREATE TABLE bench_outcome AS
-SELECT (now() - make_interval(days => i %% 30))::date AS day, 'type.' || (i %% 10) AS action_type,
-    c, CASE WHEN i %% 10 < 6 THEN 'decision' WHEN i %% 10 < 8 THEN 'audit' ELSE 'execution' END AS kind,
+SELECT (now() - make_interval(days => floor(r1 * 30)::int))::date AS day,
+    'type.' || floor(r2 * 10)::int AS action_type,
+    c, CASE WHEN r3 < 0.6 THEN 'decision' WHEN r3 < 0.8 THEN 'audit' ELSE 'execution' END AS kind,
     random() < c AS good
-FROM (SELECT i, 0.3 + 0.7 * random() AS c FROM generate_series(1, %(n)s) AS i) AS s
+FROM (SELECT random() AS r1, random() AS r2, random() AS r3, 0.3 + 0.7 * random() AS c
+      FROM generate_series(1, %(n)s) AS i) AS s
 """
 
 # The counters as the transactions would have written them (band k: k/20 < c <= (k+1)/20).
