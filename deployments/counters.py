@@ -54,7 +54,7 @@ from django.db import connection, transaction
 from django.db.models import Model, Q, Sum
 from django.utils import timezone
 
-from deployments.models import BreakerCount, CalibrationCount, EvidenceCount
+from deployments.models import BreakerCount, CalibrationCount, EvidenceCount, ReviewerCount
 from deployments.sql import counter_upsert_tail
 
 DEPLOYMENT_WIDE = ""  # action_type of counters about the whole deployment
@@ -184,7 +184,12 @@ CALIBRATION = CounterTable(
     ("n", "confidence_sum", "confidence_sq"),
     "day",
 )
-_TABLES = {table.model: table for table in (EVIDENCE, BREAKER, CALIBRATION)}
+# A reviewer's own counters (deployments.reviewers), not sharded: one reviewer decides one
+# item at a time.
+REVIEWER = CounterTable(ReviewerCount, ("deployment_id", "user_id", "day", "metric"), ("n", "total"), "day")
+_TABLES = {table.model: table for table in (EVIDENCE, BREAKER, CALIBRATION, REVIEWER)}
+
+Statement = tuple[str, Sequence[Any]]
 
 
 # ---------------------------------------------------------------------------------------
@@ -232,10 +237,15 @@ def evidence_deltas(
     return deltas
 
 
-def counters_add(deltas: Iterable[CounterDelta]) -> None:
+def counters_add(deltas: Iterable[CounterDelta], *, also: Sequence[Statement] = ()) -> None:
     """Add `deltas` to their counter rows, in the caller's transaction: equal rows summed
-    first, then one statement per table (`counters_add_many`). The one way counters are
-    written; the agent API's ingest statement writes the same deltas inside its own."""
+    first, then one upsert per table. The one way counters are written; the agent API's
+    ingest statement writes the same deltas inside its own.
+
+    `also`: further statements (SQL, parameters) of the same event, e.g. a reviewer's streak.
+    On PostgreSQL the upserts and `also` reach the database as ONE statement (data-modifying
+    CTEs, each a different table, so no row is touched twice); elsewhere one statement each.
+    """
     per_table: dict[type, dict[tuple, list]] = defaultdict(dict)
     for delta in deltas:
         table = _TABLES[delta.model]
@@ -244,15 +254,33 @@ def counters_add(deltas: Iterable[CounterDelta]) -> None:
         amounts = rows.setdefault(key, [0] * len(table.values))
         for i, column in enumerate(table.values):
             amounts[i] += delta.add.get(column, 0)
-    for model, rows in per_table.items():
-        table = _TABLES[model]
-        counters_add_many(
-            model=model,
-            keys=table.keys,
-            values=table.values,
-            rows={key: tuple(amounts) for key, amounts in rows.items()},
-            shards=model.SHARDS,
+    statements = [
+        statement
+        for model, rows in per_table.items()
+        if (
+            statement := _upsert_statement(
+                model=model,
+                keys=_TABLES[model].keys,
+                values=_TABLES[model].values,
+                rows={key: tuple(amounts) for key, amounts in rows.items()},
+                shards=getattr(model, "SHARDS", 1),
+            )
         )
+    ]
+    _execute_together([*statements, *also])
+
+
+def _execute_together(statements: Sequence[Statement]) -> None:
+    if not statements:
+        return
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql" or len(statements) == 1:
+            for sql, params in statements:
+                cursor.execute(sql, params)
+            return
+        *first, (last_sql, _) = statements
+        ctes = ", ".join(f"c{i} AS ({sql})" for i, (sql, _) in enumerate(first))
+        cursor.execute(f"WITH {ctes} {last_sql}", [p for _, params in statements for p in params])
 
 
 def evidence_add(
@@ -277,14 +305,23 @@ def counters_add_many(
 ) -> None:
     """Add `rows` ({key tuple: value deltas}) to a sharded counter table in ONE statement, in
     the caller's transaction: INSERT ... ON CONFLICT (keys, shard) DO UPDATE SET v = v + excluded.v.
-    The statement beneath `counters_add`, the folds and shadow mode's `ShadowTally`.
+    The statement beneath the folds and shadow mode's `ShadowTally` (`counters_add` builds the
+    same statement, `_upsert_statement`).
 
     Rows are written in key order on one random shard, so concurrent batches never deadlock
     and rarely wait for each other. All-zero rows are skipped. A `metric` key must be a Metric.
     """
+    statement = _upsert_statement(model=model, keys=keys, values=values, rows=rows, shards=shards)
+    if statement:
+        _execute_together([statement])
+
+
+def _upsert_statement(
+    *, model: type, keys: Sequence[str], values: Sequence[str], rows: dict[tuple, Sequence[int]], shards: int
+) -> Statement | None:
     items = sorted((key, deltas) for key, deltas in rows.items() if any(deltas))
     if not items:
-        return
+        return None
     if "metric" in keys:
         at = list(keys).index("metric")
         for key, _ in items:
@@ -296,15 +333,12 @@ def counters_add_many(
     params: list = []
     for key, deltas in items:
         params += [*key, shard, *deltas]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            INSERT INTO {table} ({", ".join(columns)})
-            VALUES {", ".join([row_sql] * len(items))}
-            {counter_upsert_tail(table, keys, values)}
-            """,  # noqa: S608 -- table and column names are ours, every value is a parameter
-            params,
-        )
+    sql = f"""
+        INSERT INTO {table} ({", ".join(columns)})
+        VALUES {", ".join([row_sql] * len(items))}
+        {counter_upsert_tail(table, keys, values)}
+    """  # noqa: S608 -- table and column names are ours, every value is a parameter
+    return sql, params
 
 
 # ---------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ Status = ProposedAction.Status
 # adds one statement: the decider's own counters and approve streak (deployments.reviewers).
 # Issue 15 one more: the read of the action's parent and run, locked before it (reviews.runs).
 # Issue 16 one more: the decision's calibration counter (deployments.calibration), its own table.
-DECISION_QUERIES = 18
+DECISION_QUERIES = 15
 # The htmx reply also renders the next item's page (its neighbours and history).
 HTMX_PAGE_QUERIES = 6
 
