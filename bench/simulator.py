@@ -1,4 +1,4 @@
-"""The simulator and calibration on 1,000,000 decided actions (issue 16 items 2 and 4).
+"""The simulator on 1,000,000 decided actions (issue 16 item 2; calibration: bench/calibration.py).
 Target: each answers in under 1 s.
 
     DATABASE_URL=postgres://... .venv/bin/python bench/simulator.py [--actions 1000000] [--days 30] [--types 5]
@@ -36,7 +36,6 @@ def main() -> None:
     from django.db import connection
     from django.utils import timezone
 
-    from deployments.calibration import calibration
     from deployments.models import ReplayCount
     from deployments.policy import Thresholds
     from deployments.services import deployment_create
@@ -95,14 +94,6 @@ def main() -> None:
         routes = result["overall"]["routes"]
         print(f"{name}: median {median * 1000:.1f} ms; current {routes['current']} → candidate {routes['candidate']}")
         rows.append({"name": f"simulate, {name}", "value": round(median * 1000, 1), "unit": "ms", "n": args.actions})
-    times = []
-    for _ in range(args.repeat):
-        t = time.perf_counter()
-        cal = calibration(deployment=deployment, days=args.days)
-        times.append(time.perf_counter() - t)
-    median = statistics.median(times)
-    print(f"calibration: median {median * 1000:.1f} ms over {cal['n']:,} human decisions, ECE {cal['ece']}")
-    rows.append({"name": "calibration (bands, ECE, Brier, candidate)", "value": round(median * 1000, 1), "unit": "ms"})
     scratch_drop(url)
     worst = max(r["value"] for r in rows)
     result = {
@@ -116,7 +107,7 @@ def main() -> None:
         },
         "rows": rows,
         "target": {
-            "description": "simulate and calibration over 1,000,000 decided actions in < 1 s",
+            "description": "simulate over 1,000,000 decided actions in < 1 s",
             "met": worst < 1000,
         },
     }

@@ -50,7 +50,7 @@ GOVERNED = (
     "blast_value_field",
     "blast_window",
     "payload_rules",
-    "recertify_demote",
+    "recertify_demotes",
 )
 DURATIONS = {"review_sla", "senior_sla", "blast_window"}
 # Numbers where a higher value means more oversight; for the others in _NUMBERS, lower does.
@@ -146,7 +146,7 @@ def _lowers(field: str, before: Any, after: Any, *, blast_limits: bool) -> bool:
         return _breaker_lowers(before, after)
     if field == "payload_rules":
         return not rules_change_raises_only(before, after)
-    if field == "recertify_demote":
+    if field == "recertify_demotes":
         return before and not after  # opting out of automatic demotion
     # Caps: only additions and lowerings get this far (_check_caps). Anything else: reviewed.
     return field != "stage_caps"

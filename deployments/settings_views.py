@@ -115,8 +115,16 @@ def _open_change(deployment: Deployment) -> SettingsChangeRequest | None:
 @role_required(Member.Role.ADMIN)
 def deployment_settings(request: HttpRequest, slug: str) -> HttpResponse:
     deployment = _admin_deployment(request, slug)
-    form = SettingsForm(instance=Deployment.objects.get(pk=deployment.pk))
     status, simulation = 200, None
+    # The calibration page's candidate (?auto_min_confidence=t): pre-filled and replayed,
+    # nothing saved. A value that is no number in [0, 1] is ignored.
+    candidate = _candidate_confidence(request.GET.get("auto_min_confidence"))
+    form = SettingsForm(
+        instance=Deployment.objects.get(pk=deployment.pk),
+        initial={"auto_min_confidence": candidate} if candidate is not None else None,
+    )
+    if candidate is not None:
+        simulation = settings_simulate(deployment=deployment, changes={"auto_min_confidence": candidate})
     if request.method == "POST":
         # A copy: the form writes into its instance while validating; the service applies.
         form = SettingsForm(request.POST, instance=Deployment.objects.get(pk=deployment.pk))
@@ -155,6 +163,15 @@ def deployment_settings(request: HttpRequest, slug: str) -> HttpResponse:
         "changes": deployment.settings_changes.select_related("requested_by", "decided_by")[:20],
     }
     return render(request, "deployments/settings.html", context, status=status)
+
+
+def _candidate_confidence(raw: str | None) -> float | None:
+    """A threshold from the query string, or None unless it is a finite number in [0, 1]."""
+    try:
+        value = float(raw or "")
+    except ValueError:
+        return None
+    return value if 0.0 <= value <= 1.0 else None  # NaN and ±inf fail both comparisons
 
 
 def _change(deployment: Deployment, change_id: int) -> SettingsChangeRequest:

@@ -2,7 +2,7 @@
 have done under candidate thresholds, next to what the current ones did.
 
 Input: `ReplayCount` cells (risk band × confidence band × needs_human × outcome, per day and
-action type), written in each decision's transaction by `replay_count_add` — never a scan of
+action type), written in each decision's transaction (`replay_deltas`, in its one `counters_add`) — never a scan of
 the actions table, so the answer costs the same for a million decisions as for a thousand
 (bench/simulator.py). Each cell is routed as stage 3 (supervised) routes, where the thresholds
 decide: senior if needs_human or risk ≥ review_max_risk; auto if risk < auto_max_risk and
@@ -22,19 +22,16 @@ need payloads); a candidate's rules can only raise routes, which the notes say.
 # ruff: noqa: S608 -- table and column names are the models' own; every value is a parameter
 
 import math
-import random
 from collections import defaultdict
-from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any
 
 from django.db import connection
 from django.utils import timezone
 
-from deployments.counters import CounterDelta, CounterTable, _counters_fold, counters_add, counters_add_many
+from deployments.counters import REPLAY, CounterDelta, _counters_fold, counters_add
 from deployments.models import Deployment, ReplayCount
 from deployments.policy import Thresholds
-from deployments.sql import counter_upsert_tail
 from deployments.stats import wilson_interval
 
 RISK_BANDS = 20
@@ -44,8 +41,6 @@ MAX_DAYS = 366
 OUTCOMES = ("approve", "edit", "reject", "escalate", "expire", "auto")
 HUMAN = ("approve", "edit", "reject", "escalate", "expire")
 CHANGED = ("edit", "reject", "escalate")
-_KEYS = ("deployment_id", "day", "action_type", "risk_band", "confidence_band", "needs_human", "outcome")
-_VALUES = ("n", "seconds")
 
 
 def risk_band(risk: float) -> int:
@@ -66,7 +61,7 @@ def _cell(
     return (deployment_id, day, action_type, risk_band(risk), confidence_band(confidence), bool(needs_human), outcome)
 
 
-def replay_count_add(
+def replay_deltas(
     *,
     deployment_id: int,
     action_type: str,
@@ -76,13 +71,11 @@ def replay_count_add(
     outcome: str,
     seconds: float = 0.0,
     day: date | None = None,
-    with_counters: Sequence[CounterDelta] = (),
-) -> None:
-    """Count one decided proposal in its cell, in the caller's transaction (the decision's).
-
-    `with_counters`: evidence counter deltas of the same decision, written in the SAME
-    statement on PostgreSQL (data-modifying CTEs), so the simulator's cell costs the decision
-    no extra round trip (the decision's query budget: tests/reviews/test_query_counts.py)."""
+) -> list[CounterDelta]:
+    """The cell one decided proposal adds to. Pass it to `counters_add` with the other counter
+    deltas of the same decision, in its transaction: on PostgreSQL they are all ONE statement,
+    so the simulator's cell costs the decision no extra round trip (the decision's query
+    budget: tests/reviews/test_query_counts.py)."""
     key = _cell(
         deployment_id=deployment_id,
         action_type=action_type,
@@ -92,33 +85,13 @@ def replay_count_add(
         outcome=outcome,
         day=day or timezone.now().date(),
     )
-    if connection.vendor != "postgresql":
-        counters_add(with_counters)
-        counters_add_many(
-            model=ReplayCount, keys=_KEYS, values=_VALUES, rows={key: (1, float(seconds))}, shards=ReplayCount.SHARDS
-        )
-        return
-    parts, params = [], []
-    for i, delta in enumerate(with_counters):
-        table, keys, adds = delta.model._meta.db_table, list(delta.key), list(delta.add)
-        columns = [*keys, "shard", *adds]
-        parts.append(
-            f"c{i} AS (INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
-            f"{counter_upsert_tail(table, keys, adds)})"
-        )
-        params += [*(delta.key[k] for k in keys), random.randrange(delta.model.SHARDS), *(delta.add[a] for a in adds)]
-    table = ReplayCount._meta.db_table
-    columns = [*_KEYS, "shard", *_VALUES]
-    insert = (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
-        f"{counter_upsert_tail(table, _KEYS, _VALUES)}"
-    )
-    params += [*key, random.randrange(ReplayCount.SHARDS), 1, float(seconds)]
-    with connection.cursor() as cursor:
-        cursor.execute((f"WITH {', '.join(parts)} " if parts else "") + insert, params)
+    return [CounterDelta(ReplayCount, dict(zip(REPLAY.keys, key, strict=True)), {"n": 1, "seconds": float(seconds)})]
 
 
-REPLAY = CounterTable(ReplayCount, _KEYS, _VALUES, "day")
+def replay_count_add(**cell: Any) -> None:
+    """Count one decided proposal in its cell (`replay_deltas`' arguments), in the caller's
+    transaction; with nothing else to write in the same statement."""
+    counters_add(replay_deltas(**cell))
 
 
 def replay_counts_fold(*, before: date, batch: int = 2000) -> int:

@@ -1,4 +1,6 @@
-"""Every write to proposed actions: proposal, the lifecycle of SPEC §4, and execution results.
+"""Every write to proposed actions: proposal and the lifecycle of SPEC §4 up to approval (the
+execution claim, results, cancellation and deadlines are reviews.execution's; runs and
+parents reviews.runs').
 
 Each transition is one function, one transaction, with the action's row locked
 (`SELECT ... FOR UPDATE`) before its status is read. An illegal move raises
@@ -7,7 +9,7 @@ log are written in the same transaction as the change they describe.
 """
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,24 +20,23 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.jsonlimits import JsonProblem, json_check
-from deliveries.services import delivery_create
+from deployments.calibration import calibration_deltas
 from deployments.counters import CounterDelta, Metric, counters_add
 from deployments.errors import ApiKeyChanged, Conflict, InvalidInput, InvalidTransition, NotAllowed, RefusedByRule
 from deployments.models import ApiKey, Deployment, KeyCheck, Member
 from deployments.policy import Route, Stage, route_for
-from deployments.reviewers import reviewer_decision_record
-from deployments.rules import route_why, route_with_rules, rules_for, rules_match, strictest_refusal
+from deployments.reviewers import reviewer_decision_counters
+from deployments.rules import Match, route_why, route_with_rules, rules_for, rules_match, strictest_refusal
 from deployments.services import (
     api_key_confirm,
     audit_event_build,
     audit_event_record,
     blast_radius_reserve,
-    breaker_check,
-    evidence_add,
     evidence_deltas,
 )
 from deployments.simulator import HUMAN as REPLAY_OUTCOMES
-from deployments.simulator import replay_count_add
+from deployments.simulator import replay_deltas
+from reviews import runs
 from reviews.canonical import payload_sha256
 from reviews.claims import (
     claim_next_in_transaction,
@@ -109,6 +110,10 @@ def proposed_action_create(
     actor_label: str = "",
     idempotency_record: IdempotencyRecord | None = None,
     key_check: KeyCheck | None = None,
+    deadline: datetime | None = None,
+    run_id: str = "",
+    run_hold: bool = False,
+    parent_id: int | None = None,
 ) -> ProposedAction:
     """Store a proposed action and route it by the deployment's effective stage (SPEC §1).
 
@@ -118,115 +123,46 @@ def proposed_action_create(
     claimed there (IdempotencyKeyTaken if the key is already claimed), a saved one (claimed
     before, reviews.idempotency) completed. With `key_check` (an API key from the process's
     cache, `deployment` as read with it) nothing is written unless the key is still as it was
-    read (ApiKeyChanged).
+    read (ApiKeyChanged). `deadline` (at most the SLA: InvalidInput otherwise), `run_id` and
+    `parent_id` are issue 15's (reviews.execution, reviews.runs).
 
-    One transaction: with a blast-radius budget to reserve, an explicit one (the reservation
-    locks the deployment row); otherwise the single statement of `reviews.ingest`.
+    One transaction: with a blast-radius budget to reserve, or a run or parent to lock and
+    read, an explicit one; otherwise the single statement of `reviews.ingest`.
     """
-    proposal_hash = payload_sha256(payload)
-    stage = deployment.effective_stage(action_type)
-    route = route_for(
-        stage=stage,
-        thresholds=deployment.thresholds,
-        risk=risk_score,
+    now = timezone.now()
+    runs.deadline_check(deployment=deployment, deadline=deadline, now=now)
+    linked = bool(run_id) or parent_id is not None
+    fields = _rule_fields(
+        action_type=action_type,
+        payload=payload,
+        risk_score=risk_score,
         confidence=confidence,
         needs_human=needs_human,
-        fail_closed=deployment.fail_closed,
+        external_id=external_id,
+        model_version=model_version,
+        rationale=rationale,
     )
-    matches = ()
-    if rules := rules_for(deployment.payload_rules, action_type):
-        route, matches = _apply_rules(
-            deployment=deployment,
-            route=route,
-            rules=rules,
-            fields={
-                "payload": payload,
-                "action_type": action_type,
-                "risk_score": risk_score,
-                "confidence": confidence,
-                "needs_human": needs_human,
-                "external_id": external_id,
-                "model_version": model_version,
-                "rationale": rationale,
-            },
-            actor_label=actor_label,
-        )
-    now = timezone.now()
+    routed = _route(deployment, fields, actor_label=actor_label)
+    route = routed[1]
     reserve = route is Route.AUTO and deployment.has_blast_limits
-    with transaction.atomic() if reserve else nullcontext():
-        limited = ""
-        if reserve:
-            allowed, limited = blast_radius_reserve(deployment=deployment, payload=payload, now=now)
-            if not allowed:
-                route = Route.REVIEW  # past a blast-radius limit (or failed closed meanwhile): a person decides
-        action = ProposedAction(
-            deployment=deployment,
-            action_type=action_type,
-            external_id=external_id,
-            idempotency_key=idempotency_key,
-            payload=payload,
-            proposal_sha256=proposal_hash,
-            risk_score=risk_score,
-            confidence=confidence,
-            model_version=model_version,
-            rationale=rationale,
-            needs_human=needs_human,
-            callback_url=callback_url,
-            stage=stage.value,
-            route=route.value,
-            status=ROUTE_STATUS[route],
-            created_at=now,
-        )
-        if route is Route.AUTO:
-            action.final_payload = payload
-            action.payload_sha256 = proposal_hash
-            action.decided_at = now
-            action.audit_sample = random.random() < deployment.audit_sample_rate
-        elif route is Route.REVIEW:
-            action.expires_at = now + deployment.review_sla
-        elif route is Route.SENIOR:
-            action.expires_at = now + deployment.senior_sla
-        action.review_sample = review_sample_for(deployment=deployment, stage=stage, route=route)
-        audit = audit_event_build(
-            verb="reviews.action.auto_approved" if route is Route.AUTO else "reviews.action.proposed",
-            actor_label=actor_label or "agent",
-            deployment=deployment,
-            obj=action,
-            data={
-                "action_type": action_type,
-                "route": route.value,
-                "stage": stage.value,
-                "risk_score": risk_score,
-                "confidence": confidence,
-                "fail_closed": deployment.fail_closed,
-                **({"limited": limited} if limited else {}),
-                **({"rules": [m.as_dict() for m in matches]} if matches else {}),
-                "why": route_why(
-                    deployment_stage=deployment.stage,
-                    stage=stage.value,
-                    thresholds=deployment.thresholds,
-                    risk=risk_score,
-                    confidence=confidence,
-                    needs_human=needs_human,
-                    paused=deployment.paused,
-                    breaker_reason=deployment.breaker_reason if deployment.breaker_tripped else None,
-                    matches=matches,
-                    limited=limited,
-                ),
-            },
-        )
-        stored = proposal_insert(
-            NewProposal(
-                action=action,
-                audit=audit,
-                counters=evidence_deltas(
-                    deployment_id=deployment.pk, action_type=action_type, metric=Metric.of("proposed", route), at=now
-                ),
-                unless_rejected=bool(external_id),
-                idempotency=idempotency_record,
-                key_check=key_check,
+    with transaction.atomic() if linked or reserve else nullcontext():
+        links = runs.ProposalLinks(deadline=deadline)
+        if linked:
+            links = runs.proposal_links(
+                deployment=deployment, run_id=run_id, run_hold=run_hold, parent_id=parent_id, deadline=deadline
             )
+        new = proposal_build(
+            deployment=deployment,
+            **fields,
+            callback_url=callback_url,
+            idempotency_key=idempotency_key,
+            actor_label=actor_label,
+            now=now,
+            links=links,
+            routed=routed,
         )
+        new.idempotency, new.key_check = idempotency_record, key_check
+        stored = proposal_insert(new)
         if stored is Outcome.REJECTED:
             raise Conflict(
                 f"this {action_type} for external_id {external_id!r} was already rejected; "
@@ -236,9 +172,12 @@ def proposed_action_create(
             raise IdempotencyKeyTaken(idempotency_key)
         if stored is Outcome.KEY_CHANGED:
             raise ApiKeyChanged(key_check)
-    if route is Route.SHADOW:
+        if links.run is not None and new.action.is_pending:
+            runs.run_hold_siblings(run=links.run, exclude=[new.action.pk])
+    action = new.action
+    if action.route == Route.SHADOW:
         shadow_action_logged(action=action)  # its outcome may have arrived first
-    elif route is Route.REVIEW:
+    elif action.route == Route.REVIEW:
         drill_maybe_place(deployment=deployment, action_type=action_type)  # reviews/humans/drills.py
     return action
 
@@ -259,6 +198,156 @@ def _apply_rules(
         )
         raise RefusedByRule(f"refused by payload rule {refusal.name!r} of {fields['action_type']}")
     return route_with_rules(route, matches), matches
+
+
+def _rule_fields(**fields: Any) -> dict[str, Any]:
+    """The proposal's fields a payload rule may read (deployments.rules), by name:
+    payload, action_type, risk_score, confidence, needs_human, external_id, model_version,
+    rationale."""
+    return fields
+
+
+def _route(
+    deployment: Deployment, fields: dict[str, Any], *, actor_label: str = ""
+) -> tuple[Stage, Route, tuple[Match, ...]]:
+    """The effective stage and the route of a proposal (its `_rule_fields`; before any
+    blast-radius limit), raised by the deployment's payload rules for its type, and the rules
+    that matched. A matching `refuse` rule refuses it (RefusedByRule, 422; _apply_rules)."""
+    action_type = fields["action_type"]
+    stage = deployment.effective_stage(action_type)
+    route = route_for(
+        stage=stage,
+        thresholds=deployment.thresholds,
+        risk=fields["risk_score"],
+        confidence=fields["confidence"],
+        needs_human=fields["needs_human"],
+        fail_closed=deployment.fail_closed,
+    )
+    matches: tuple[Match, ...] = ()
+    if rules := rules_for(deployment.payload_rules, action_type):
+        route, matches = _apply_rules(
+            deployment=deployment, route=route, rules=rules, fields=fields, actor_label=actor_label
+        )
+    return stage, route, tuple(matches)
+
+
+def proposal_build(
+    *,
+    deployment: Deployment,
+    action_type: str,
+    payload: dict[str, Any],
+    risk_score: float,
+    confidence: float,
+    external_id: str = "",
+    model_version: str = "",
+    rationale: str = "",
+    needs_human: bool = False,
+    callback_url: str = "",
+    idempotency_key: str | None = None,
+    actor_label: str = "",
+    now: datetime,
+    links: "runs.ProposalLinks",
+    routed: tuple[Stage, Route, tuple[Match, ...]] | None = None,
+) -> NewProposal:
+    """The rows of one routed proposal, unsaved (the routing of SPEC §1, the run's hold and
+    the parent of reviews.runs, the payload rules: RefusedByRule); `routed` is `_route`'s
+    answer when the caller has it.
+    Reserves from the blast-radius budget: call inside the transaction that stores the rows
+    when the deployment has limits."""
+    proposal_hash = payload_sha256(payload)
+    stage, route, matches = routed or _route(
+        deployment,
+        _rule_fields(
+            action_type=action_type,
+            payload=payload,
+            risk_score=risk_score,
+            confidence=confidence,
+            needs_human=needs_human,
+            external_id=external_id,
+            model_version=model_version,
+            rationale=rationale,
+        ),
+        actor_label=actor_label,
+    )
+    limited = ""
+    if route is Route.AUTO and deployment.has_blast_limits:
+        allowed, limited = blast_radius_reserve(deployment=deployment, payload=payload, now=now)
+        if not allowed:
+            route = Route.REVIEW  # past a blast-radius limit (or failed closed meanwhile): a person decides
+    action = ProposedAction(
+        deployment=deployment,
+        action_type=action_type,
+        external_id=external_id,
+        idempotency_key=idempotency_key,
+        payload=payload,
+        proposal_sha256=proposal_hash,
+        risk_score=risk_score,
+        confidence=confidence,
+        model_version=model_version,
+        rationale=rationale,
+        needs_human=needs_human,
+        callback_url=callback_url,
+        stage=stage.value,
+        route=route.value,
+        status=ROUTE_STATUS[route],
+        created_at=now,
+        deadline=links.deadline,
+        run=links.run,
+        parent=links.parent,
+    )
+    if route is Route.AUTO:
+        action.final_payload = payload
+        action.payload_sha256 = proposal_hash
+        action.decided_at = now
+        action.audit_sample = random.random() < deployment.audit_sample_rate
+    elif route is Route.REVIEW:
+        action.expires_at = runs.capped(now + deployment.review_sla, links.deadline)
+    elif route is Route.SENIOR:
+        action.expires_at = runs.capped(now + deployment.senior_sla, links.deadline)
+    action.review_sample = review_sample_for(deployment=deployment, stage=stage, route=route)
+    verb = "reviews.action.auto_approved" if route is Route.AUTO else "reviews.action.proposed"
+    extra: dict[str, Any] = {"limited": limited} if limited else {}
+    if links.run is not None or links.parent is not None:
+        verb, extra = runs.proposal_gate(action=action, verb=verb, data=extra)
+    if links.deadline is not None:
+        extra["deadline"] = links.deadline.isoformat()
+    audit = audit_event_build(
+        verb=verb,
+        actor_label=actor_label or "agent",
+        deployment=deployment,
+        obj=action,
+        reason=action.reason,
+        data={
+            "action_type": action_type,
+            "route": route.value,
+            "stage": stage.value,
+            "risk_score": risk_score,
+            "confidence": confidence,
+            "fail_closed": deployment.fail_closed,
+            **extra,
+            **({"rules": [m.as_dict() for m in matches]} if matches else {}),
+            "why": route_why(
+                deployment_stage=deployment.stage,
+                stage=stage.value,
+                thresholds=deployment.thresholds,
+                risk=risk_score,
+                confidence=confidence,
+                needs_human=needs_human,
+                paused=deployment.paused,
+                breaker_reason=deployment.breaker_reason if deployment.breaker_tripped else None,
+                matches=matches,
+                limited=limited,
+            ),
+        },
+    )
+    return NewProposal(
+        action=action,
+        audit=audit,
+        counters=evidence_deltas(
+            deployment_id=deployment.pk, action_type=action_type, metric=Metric.of("proposed", route), at=now
+        ),
+        unless_rejected=bool(external_id),
+    )
 
 
 @dataclass
@@ -344,10 +433,13 @@ def _decision_create(
     payload_before: Any = None,
     payload_after: Any = None,
     metric: Metric | None = None,
+    final: bool = False,
 ) -> tuple[Decision, float]:
-    """The Decision row of a move (to `action.status`, already set) and its counter
-    (`metric`, by default `decision.<verb>`) with the seconds it took (from the decider's
-    claim, else from the proposal)."""
+    """The Decision row of a move (to `action.status`, already set) and its counters, all in
+    one statement on PostgreSQL: `metric` (by default `decision.<verb>`) with the seconds it
+    took (from the decider's claim, else from the proposal), its calibration outcome, a
+    `final` move's SLA and counterfactual evidence (`_final_evidence`), and the decider's own
+    counters (deployments.reviewers)."""
     started = action.claimed_at if action.claimed_at and action.claimed_by_id == getattr(actor, "pk", None) else None
     seconds = (now - (started or action.created_at)).total_seconds()
     decision = Decision.objects.create(
@@ -362,30 +454,27 @@ def _decision_create(
         claimed_at=started,
         seconds_to_decide=seconds,
     )
-    deltas = evidence_deltas(
-        deployment_id=action.deployment_id,
-        action_type=action.action_type,
-        metric=metric or Metric.of("decision", verb),
-        total=seconds,
-    )
-    if verb.value in REPLAY_OUTCOMES:  # a person's (or the clock's) decision, not an audit verdict
-        _replay_count(action, verb.value, seconds, with_counters=deltas)  # one statement for both
-    else:
-        counters_add(deltas)
+    metric = metric or Metric.of("decision", verb)
+    ids = {"deployment_id": action.deployment_id, "action_type": action.action_type, "metric": metric}
+    deltas = [*evidence_deltas(**ids, total=seconds), *calibration_deltas(**ids, confidence=action.confidence, at=now)]
+    if final:
+        deltas += _final_evidence(action=action, verb=verb, now=now)
+    statements = []
     if decision.actor_id is not None and verb in REVIEWER_VERBS:
-        reviewer_decision_record(
+        mine, statements = reviewer_decision_counters(
             deployment_id=action.deployment_id, user_id=decision.actor_id, verb=verb, seconds=seconds, day=now.date()
         )
+        deltas += mine
+    if verb.value in REPLAY_OUTCOMES:  # a person's (or the clock's) decision, not an audit verdict
+        deltas += replay_cell_deltas(action, verb.value, seconds)
+    counters_add(deltas, also=statements)  # one statement on PostgreSQL (the decision's query budget)
     return decision, seconds
 
 
-def _replay_count(
-    action: ProposedAction, outcome: str, seconds: float = 0.0, *, with_counters: Sequence[CounterDelta] = ()
-) -> None:
-    """The simulator's cell of this decided proposal (deployments.simulator), in this
-    transaction, with `with_counters` in the same statement."""
-    replay_count_add(
-        with_counters=with_counters,
+def replay_cell_deltas(action: ProposedAction, outcome: str, seconds: float = 0.0) -> list[CounterDelta]:
+    """The simulator's cell of this decided (or auto-executed) proposal (deployments.simulator),
+    to add with the other counters of the same event in its one `counters_add`."""
+    return replay_deltas(
         deployment_id=action.deployment_id,
         action_type=action.action_type,
         risk=action.risk_score,
@@ -394,6 +483,29 @@ def _replay_count(
         outcome=outcome,
         seconds=seconds,
     )
+
+
+def _final_evidence(*, action: ProposedAction, verb: Decision.Verb, now: datetime) -> list[CounterDelta]:
+    """A final decision's SLA evidence and the 2→3 counterfactual: would stage 3 have
+    auto-executed this approval-stage action, and did the person change it?"""
+    if verb not in (Decision.Verb.APPROVE, Decision.Verb.EDIT, Decision.Verb.REJECT):
+        return []
+    ids = {"deployment_id": action.deployment_id, "action_type": action.action_type}
+    within = action.expires_at is None or now <= action.expires_at
+    deltas = evidence_deltas(**ids, metric=Metric.SLA_WITHIN if within else Metric.SLA_BREACHED, at=now)
+    if action.stage == Stage.APPROVAL:
+        would_route = route_for(
+            stage=Stage.SUPERVISED,
+            thresholds=action.deployment.thresholds,
+            risk=action.risk_score,
+            confidence=action.confidence,
+            needs_human=action.needs_human,
+        )
+        if would_route is Route.AUTO:
+            deltas += evidence_deltas(**ids, metric=Metric.COUNTERFACTUAL_AUTO, at=now)
+            if verb is not Decision.Verb.APPROVE:
+                deltas += evidence_deltas(**ids, metric=Metric.COUNTERFACTUAL_AUTO_CHANGED, at=now)
+    return deltas
 
 
 def _record_final(
@@ -406,34 +518,9 @@ def _record_final(
     now: datetime,
     seconds: float,
 ) -> None:
-    """What a final decision (approve, edit, reject, expire) adds to its Decision row: the SLA
-    and 2→3 counterfactual evidence, the audit event and the agent's webhook."""
-    deployment_id, action_type = action.deployment_id, action.action_type
-    if verb in (Decision.Verb.APPROVE, Decision.Verb.EDIT, Decision.Verb.REJECT):
-        within = action.expires_at is None or now <= action.expires_at
-        evidence_add(
-            deployment_id=deployment_id,
-            action_type=action_type,
-            metric=Metric.SLA_WITHIN if within else Metric.SLA_BREACHED,
-        )
-    # The 2→3 counterfactual: would stage 3 have auto-executed this approval-stage action?
-    if action.stage == Stage.APPROVAL and verb in (
-        Decision.Verb.APPROVE,
-        Decision.Verb.EDIT,
-        Decision.Verb.REJECT,
-    ):
-        would_route = route_for(
-            stage=Stage.SUPERVISED,
-            thresholds=action.deployment.thresholds,
-            risk=action.risk_score,
-            confidence=action.confidence,
-            needs_human=action.needs_human,
-        )
-        if would_route is Route.AUTO:
-            evidence_add(deployment_id=deployment_id, action_type=action_type, metric=Metric.COUNTERFACTUAL_AUTO)
-            if verb is not Decision.Verb.APPROVE:
-                changed = Metric.COUNTERFACTUAL_AUTO_CHANGED
-                evidence_add(deployment_id=deployment_id, action_type=action_type, metric=changed)
+    """What a final decision (approve, edit, reject, expire) adds to its Decision row (whose
+    counters `_decision_create` wrote): the audit event and the agent's webhook."""
+    deployment_id = action.deployment_id
     audit_event_record(
         verb=AUDIT_VERBS[verb],
         actor=actor,
@@ -442,16 +529,8 @@ def _record_final(
         reason=reason,
         data={"from": from_status, "to": action.status, "seconds_to_decide": round(seconds, 3)},
     )
-    if action.callback_url:
-        # The outbox row commits (or rolls back) with the decision: the agent learns every one.
-        delivery_create(
-            deployment_id=deployment_id,
-            url=action.callback_url,
-            event_type=WEBHOOK_EVENTS[verb],
-            body=action_representation(action),
-            object_type=action._meta.label_lower,
-            object_id=str(action.pk),
-        )
+    # The outbox row commits (or rolls back) with the decision: the agent learns every one.
+    runs.action_notify(action=action, event=WEBHOOK_EVENTS[verb])
 
 
 def _move(
@@ -488,6 +567,7 @@ def _move(
         now=now,
         payload_before=payload_before,
         payload_after=payload_after,
+        final=final,
     )
     if final:
         _record_final(
@@ -504,6 +584,8 @@ def _move(
         )
     action.claimed_by, action.claimed_at = None, None
     action.save()
+    if final:
+        runs.lineage_settle(action=action)  # issue 15: what its run or its children wait for
     return action
 
 
@@ -542,7 +624,8 @@ def _approve(
     action.payload_sha256 = payload_sha256(final)
     return _move(
         action=action,
-        to=Status.APPROVED,
+        # Approved, or held while the run's hold or the parent keeps it back (reviews.runs).
+        to=runs.gate_status(action=action),
         verb=Decision.Verb.EDIT if edited else Decision.Verb.APPROVE,
         actor=actor,
         reason=reason,
@@ -571,7 +654,7 @@ def _escalate(action: ProposedAction, *, actor: AbstractBaseUser, member: Member
     _require_can_decide(action, member)
     humans_decision_check(action, actor, escalating=True)
     now = timezone.now()
-    action.expires_at = now + action.deployment.senior_sla
+    action.expires_at = runs.capped(now + action.deployment.senior_sla, action.deadline)
     return _move(
         action=action,
         to=Status.PENDING_SENIOR,
@@ -588,7 +671,7 @@ def proposed_action_approve(
     *, action_id: int, actor: AbstractBaseUser, payload: dict[str, Any] | None = None, reason: str = ""
 ) -> ProposedAction:
     """Approve a pending action, optionally with an edited payload (bound by its SHA-256)."""
-    action = ProposedAction.objects.locked(action_id)
+    action = ProposedAction.objects.locked_with_lineage(action_id)
     return _approve(action, actor=actor, member=member_of(actor), payload=payload, reason=reason)
 
 
@@ -606,7 +689,9 @@ def proposed_action_escalate(*, action_id: int, actor: AbstractBaseUser, reason:
 
 def _with_reason(transition: Callable, verb: str, *, action_id: int, actor: AbstractBaseUser, reason: str):
     reason = _reason_required(reason, verb)  # checked before the row is locked
-    return transition(ProposedAction.objects.locked(action_id), actor=actor, member=member_of(actor), reason=reason)
+    return transition(
+        ProposedAction.objects.locked_with_lineage(action_id), actor=actor, member=member_of(actor), reason=reason
+    )
 
 
 @transaction.atomic
@@ -614,63 +699,21 @@ def proposed_action_expire(*, action_id: int, now: datetime | None = None) -> Pr
     """Expire a pending action whose SLA deadline has passed. Safe to repeat: returns None
     (and changes nothing) when the action was decided, or expired, in the meantime."""
     now = now or timezone.now()
-    action = ProposedAction.objects.locked(action_id)
+    action = ProposedAction.objects.locked_with_lineage(action_id)
     if not action.is_pending or action.expires_at is None or action.expires_at > now:
         return None
     if action.review_sample == ProposedAction.Sample.DRILL:  # closed without evidence
         drill_decide(action=action, actor=None, decision="expire")
         return action
+    past_deadline = action.deadline is not None and action.deadline <= now
     return _move(
         action=action,
         to=Status.EXPIRED,
         verb=Decision.Verb.EXPIRE,
         actor=None,
-        reason="SLA passed without a decision",
+        reason="the agent's deadline passed without a decision" if past_deadline else "SLA passed without a decision",
         now=now,
     )
-
-
-@transaction.atomic
-def proposed_action_report_result(
-    *, action_id: int, status: str, payload_hash: str, error: str = "", actor_label: str = "agent"
-) -> ProposedAction:
-    """Record the agent's execution result, bound to the SHA-256 of the final payload.
-
-    Safe to repeat: reporting the same status again returns the action unchanged.
-    """
-    if status not in (Status.EXECUTED, Status.FAILED):
-        raise InvalidInput("status must be 'executed' or 'failed'")
-    action = ProposedAction.objects.locked(action_id)
-    if action.status == status and action.payload_sha256 == payload_hash:
-        return action
-    if action.status != Status.APPROVED:
-        raise InvalidTransition(
-            f"action {action.pk} is {action.status}; a result can be reported only for approved actions"
-        )
-    if payload_hash != action.payload_sha256:
-        raise Conflict("payload_sha256 does not match the final payload's SHA-256; execute the final payload")
-    action.status = status
-    action.executed_at = timezone.now()
-    action.result_error = error or ""
-    action.save(update_fields=["status", "executed_at", "result_error"])
-    deltas = evidence_deltas(
-        deployment_id=action.deployment_id,
-        action_type=action.action_type,
-        metric=Metric.of("execution", status, action.route),
-    )
-    if action.route == Route.AUTO:  # the simulator counts what executed without a person
-        _replay_count(action, "auto", with_counters=deltas)
-    else:
-        counters_add(deltas)
-    audit_event_record(
-        verb=f"reviews.action.{status}",
-        actor_label=actor_label,
-        deployment=action.deployment_id,
-        obj=action,
-        data={"error": error[:1000]} if error else {},
-    )
-    breaker_check(deployment=action.deployment)  # SPEC §3: checked on every result report
-    return action
 
 
 @dataclass
@@ -738,7 +781,7 @@ def _decide(
     member: Member | None,
 ) -> tuple[ProposedAction, str, Member | None]:
     """The decision, in the caller's transaction: the action, the queue it was in, the member."""
-    action = ProposedAction.objects.locked(action_id)
+    action = ProposedAction.objects.locked_with_lineage(action_id)
     claim_refuse_if_held_by_other(action, actor, timezone.now())
     if decision not in DECISIONS:
         raise InvalidInput("decision must be approve, reject or escalate")

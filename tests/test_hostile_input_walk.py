@@ -29,7 +29,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, resolve
 
 from config.api import api as ninja_api
 from deliveries.models import Delivery
-from deployments.models import Deployment, Member, PromotionRequest
+from deployments.models import Deployment, Member, PromotionRequest, SettingsChangeRequest
 from deployments.services import api_key_create
 from reviews.canonical import payload_sha256
 from reviews.models import ProposedAction
@@ -58,6 +58,7 @@ PAGES: dict[str, dict[str, dict[str, str]]] = {
     "reviews:blind_answer": {"POST": {"decision": "approve", "payload": '{"order": "A-1"}', "reason": "no"}},
     "reviews:claim": {"POST": {}},
     "reviews:release": {"POST": {}},
+    "reviews:reconcile": {"POST": {"committed": "0", "reason": "not in the ledger"}},
     "shadow:report": {"GET": {}},
     "shadow:disagreements": {"GET": {"before": "", "open": "1"}},
     "shadow:adjudicate": {"POST": {"verdict": "ai_right", "reason": "ok", "open": "1"}},
@@ -67,7 +68,34 @@ PAGES: dict[str, dict[str, dict[str, str]]] = {
     "deployments:list": {"GET": {}},
     "deployments:detail": {"GET": {}},
     "deployments:gate": {"GET": {"action_type": ""}},
+    "deployments:calibration": {"GET": {"action_type": "", "days": "30"}},
     "deployments:reviewers": {"GET": {"days": "30"}},
+    # Settings: a preview (nothing saved), so a benign value can be walked past the others.
+    "deployments:settings": {
+        "GET": {"auto_min_confidence": ""},
+        "POST": {
+            "auto_max_risk": "0.2",
+            "auto_min_confidence": "0.9",
+            "review_max_risk": "0.7",
+            "audit_sample_rate": "0.1",
+            "review_sla": "04:00:00",
+            "senior_sla": "08:00:00",
+            "stage_caps": "{}",
+            "gate_criteria": "{}",
+            "breaker_settings": "{}",
+            "blast_max_auto": "",
+            "blast_max_value": "",
+            "blast_value_field": "",
+            "blast_window": "01:00:00",
+            "payload_rules": "{}",
+            "recertify_demotes": "",
+            "reason": "tighter",
+            "preview": "1",
+        },
+    },
+    "deployments:change": {"GET": {}},
+    "deployments:change_approve": {"POST": {"reason": "checked the replay"}},
+    "deployments:change_reject": {"POST": {"reason": "not now"}},
     "deployments:promotion_request": {"POST": {"to_stage": "autonomous", "action_type": "", "reason": "ready"}},
     "deployments:promotion_decide": {"POST": {"decision": "reject", "reason": "not yet", "action_type": ""}},
     "deployments:demote": {"POST": {"to_stage": "shadow", "action_type": "", "reason": "drill"}},
@@ -83,7 +111,12 @@ PAGES: dict[str, dict[str, dict[str, str]]] = {
     "deliveries:rotate_secret": {"POST": {}},
 }
 # Fields whose text is JSON: the JSON hostile values must be refused there, not only survived.
-JSON_FIELDS = {("reviews:decide", "payload"), ("reviews:blind_answer", "payload"), ("shadow:rules", "rules")}
+JSON_FIELDS = {
+    ("reviews:decide", "payload"),
+    ("reviews:blind_answer", "payload"),
+    ("shadow:rules", "rules"),
+    *(("deployments:settings", f) for f in ("stage_caps", "gate_criteria", "breaker_settings", "payload_rules")),
+}
 # Read by the framework, not by a view (CSRF, the login view's redirect target).
 FRAMEWORK_KEYS = {"csrfmiddlewaretoken", "next", "ip_address"}
 # The agent API: URL name -> a benign JSON body (None: no body). Its parameters and body fields
@@ -99,13 +132,28 @@ API_BODIES = {
         "confidence": 0.5,
     },
     "api:action_detail": None,
-    "api:action_result": {"status": "failed", "payload_sha256": "{sha}", "error": ""},
+    "api:action_result": {"status": "failed", "payload_sha256": "{sha}", "error": "", "claim_key": "k"},
+    "api:action_claim": {"claim_key": "k", "payload_sha256": "{sha}"},
+    "api:action_reconcile": {"committed": False, "reason": "not in the ledger"},
+    "api:action_cancel": {"reason": "changed my mind"},
+    "api:actions_batch": {
+        "run_id": "run-1",
+        "run_hold": False,
+        "actions": [{"action_type": "refund.issue", "payload": {"order": "A-1"}, "risk_score": 0.5, "confidence": 0.5}],
+    },
     "api:deployment_detail": None,
     "api:deployment_evidence": None,
+    "api:deployment_simulate": None,
     "api:outcomes_create": {"external_id": "o-1", "action_type": "refund.issue", "payload": {"order": "A-1"}},
 }
 # Path kwargs -> the fixture object they name, per URL where it matters.
-KWARG_OBJECTS = {"action_id": "pending", "slug": "slug", "request_id": "promotion", "recompute_id": "recompute"}
+KWARG_OBJECTS = {
+    "action_id": "pending",
+    "slug": "slug",
+    "request_id": "promotion",
+    "recompute_id": "recompute",
+    "change_id": "change",
+}
 KWARG_OVERRIDES = {
     ("reviews:audit_verdict", "action_id"): "audit_sample",
     ("shadow:adjudicate", "action_id"): "shadow",
@@ -209,6 +257,14 @@ def world():
         evidence={},
     )
     recompute = ShadowRecompute.objects.create(deployment=deployment, status="done")
+    change = SettingsChangeRequest.objects.create(
+        deployment=deployment,
+        before={"auto_max_risk": deployment.auto_max_risk},
+        after={"auto_max_risk": min(1.0, deployment.auto_max_risk + 0.1)},
+        lowering=["auto_max_risk"],
+        requested_by=other_admin.user,
+        request_reason="more auto",
+    )
     delivery = DeliveryFactory(deployment=deployment)
     _, key = api_key_create(deployment=deployment)
     objects = {
@@ -217,6 +273,7 @@ def world():
         "shadow": shadow.pk,
         "promotion": promotion.pk,
         "recompute": recompute.pk,
+        "change": change.pk,
         "delivery": delivery.pk,
         "slug": deployment.slug,
     }

@@ -254,8 +254,13 @@ CELERY_BEAT_SCHEDULE: dict = {
     # The audit log's hash chain (deployments.auditchain): sealed every minute, checked daily.
     "deployments.audit_chain_seal": {"task": "deployments.audit_chain_seal", "schedule": timedelta(minutes=1)},
     "deployments.audit_chain_verify": {"task": "deployments.audit_chain_verify", "schedule": timedelta(days=1)},
-    # Re-certification: the current stage's own gate, daily (deployments.recertify).
-    "deployments.recertify_all": {"task": "deployments.recertify_all", "schedule": timedelta(days=1)},
+    # Re-certification (SPEC §8): the gate into each deployment's stage, checked again daily
+    # (hourly beats; each deployment is checked once a day, deployments.recertify).
+    "deployments.recertify_all": {
+        "task": "deployments.recertify_all",
+        "schedule": timedelta(hours=1),
+        "options": {"expires": 3000},
+    },
 }
 
 # ---------------------------------------------------------------------------------------
@@ -305,7 +310,9 @@ WORKER_TASKS: dict[str, tuple[str, float]] = {
     # The audit log's hash chain: sealing runs every minute; a full check walks every event.
     "deployments.audit_chain_seal": ("default", 300),
     "deployments.audit_chain_verify": ("default", 3000),
-    "deployments.recertify_all": ("default", 600),
+    # One check per deployment, a handful of grouped counter reads each (deployments.recertify).
+    "deployments.recertify_all": ("default", 900),
+    "deployments.recertification_notify": ("default", 120),
     "reviews.expire_overdue_actions": ("default", 900),
     "reviews.release_stale_claims": ("default", 300),
     "reviews.purge_idempotency_keys": ("default", 900),

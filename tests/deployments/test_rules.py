@@ -231,6 +231,22 @@ def test_rules_raise_the_route_and_say_why(agent, client):
     assert 'data-testid="route-why"' in page and "payload rule &#x27;big refunds&#x27;: senior" in page
 
 
+def test_the_batch_endpoint_applies_the_rules_too(agent):
+    def item(**payload):
+        return proposal(payload={"amount_cents": 1200, "currency": "EUR", **payload})
+
+    r = agent.post("/api/v1/actions/batch", {"actions": [item(), item(currency="BTC")]})
+    assert r.status_code == 422 and "no crypto" in r.json()["detail"], r.content
+    assert not ProposedAction.objects.exists()  # the list is stored all or none
+    r = agent.post("/api/v1/actions/batch", {"actions": [item(), item(amount_cents=90000)]})
+    assert r.status_code == 201, r.content
+    plain, big = r.json()["actions"]
+    assert plain["decision"] == "execute" and ProposedAction.objects.get(pk=big["id"]).route == "senior"
+    event = AuditEvent.objects.get(object_id=str(big["id"]), verb="reviews.action.proposed")
+    assert event.data["rules"] == [{"name": "big refunds", "effect": "senior"}]
+    assert any(w["kind"] == "rule" for w in event.data["why"])
+
+
 def test_a_missing_field_fails_closed_at_ingest(agent):
     r = agent.post("/api/v1/actions", proposal(payload={"order": "A-1"}))
     # "big refunds" and "no crypto" cannot be evaluated without their fields: refuse wins.

@@ -259,6 +259,17 @@ def test_the_settings_page_is_for_admins_with_fields_named_as_the_model(dep, ali
         assert f'name="{name}"' in page, name
 
 
+def test_the_calibration_candidate_link_prefills_and_replays_nothing_saved(dep, alice):
+    url = f"/deployments/{dep.slug}/settings/"
+    page = _client(alice).get(url, {"auto_min_confidence": "0.97"}).content.decode()
+    assert 'id="simulation"' in page and 'value="0.97"' in page
+    for junk in ("NaN", "1e400", "-0.5", "lots"):
+        page = _client(alice).get(url, {"auto_min_confidence": junk}).content.decode()
+        assert 'id="simulation"' not in page and 'value="0.95"' in page, junk
+    dep.refresh_from_db()
+    assert dep.auto_min_confidence == 0.95 and not SettingsChangeRequest.objects.exists()
+
+
 def test_posting_a_raising_change_applies_it(dep, alice):
     r = _client(alice).post(f"/deployments/{dep.slug}/settings/", _form(dep, auto_max_risk="0.1"))
     assert r.status_code == 302
