@@ -163,6 +163,17 @@ TIMELINE_VERBS = (
 )
 
 
+def known_action_types(deployment: Deployment) -> list[str]:
+    """The action types this deployment has seen (its evidence counters) or caps, sorted."""
+    seen = set(
+        EvidenceCount.objects.filter(deployment=deployment)
+        .exclude(action_type="")
+        .values_list("action_type", flat=True)
+        .distinct()
+    )
+    return sorted(seen | set(deployment.stage_caps or {}))
+
+
 def stage_timeline(deployment: Deployment, *, limit: int = 50) -> list[AuditEvent]:
     """Stage changes, requests, breaker trips and kill-switch use, newest first."""
     return list(
@@ -200,8 +211,9 @@ class AuditFilter:
 def audit_events(member: Member, filters: AuditFilter) -> QuerySet[AuditEvent]:
     """Audit events the member may read, filtered; newest first.
 
-    Admins read everything; seniors the events of their deployments. `verb` matches a dotted
-    prefix ("deployments.stage" finds promoted and demoted); `actor` the username or label.
+    Admins read everything; seniors the events of their deployments. `verb` and `actor` match
+    anywhere, ignoring case ("stage" finds promoted and demoted, "approved" every approval;
+    "admin" finds admin and admin2).
     """
     qs = AuditEvent.objects.select_related("deployment").order_by("-created_at", "-id")
     if not member.is_admin:
@@ -209,9 +221,9 @@ def audit_events(member: Member, filters: AuditFilter) -> QuerySet[AuditEvent]:
     if filters.deployment:
         qs = qs.filter(deployment__slug=filters.deployment)
     if filters.actor:
-        qs = qs.filter(actor_label=filters.actor)
+        qs = qs.filter(actor_label__icontains=filters.actor)
     if filters.verb:
-        qs = qs.filter(Q(verb=filters.verb) | Q(verb__startswith=filters.verb.rstrip(".") + "."))
+        qs = qs.filter(verb__icontains=filters.verb)
     return qs
 
 

@@ -28,18 +28,22 @@ from reviews.services import (
     proposed_action_decide,
     proposed_action_release,
 )
+from reviews.state import item_state
 
 QUEUE_URLS = {"review": "reviews:queue", "senior": "reviews:senior_queue", "audit": "reviews:audit_queue"}
 QUEUE_TITLES = {"review": "Reviewer queue", "senior": "Senior queue", "audit": "Audit queue"}
+HOME_BY_ROLE = {Member.Role.SENIOR: "reviews:senior_queue", Member.Role.ADMIN: "deployments:list"}
 DONE = {"approve": "Approved", "reject": "Rejected", "escalate": "Escalated to the senior queue"}
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    """Members land on their reviewer queue; people without a role see how to get one."""
-    if Member.objects.filter(user=request.user).exists():
-        return redirect("reviews:queue")
-    return render(request, "home.html")
+    """Members land where their day starts: seniors on the senior queue, admins on the
+    deployments, reviewers on the reviewer queue; people without a role see how to get one."""
+    member = Member.objects.filter(user=request.user).first()
+    if member is None:
+        return render(request, "home.html")
+    return redirect(HOME_BY_ROLE.get(member.role, "reviews:queue"))
 
 
 def _int_or_none(raw: str | None) -> int | None:
@@ -140,10 +144,20 @@ def claim_next(request: HttpRequest) -> HttpResponse:
 # ---------------------------------------------------------------------------------------
 
 
+def _continue_queue(member: Member, action: ProposedAction, queue: str | None) -> str:
+    """The queue `n` continues in from this item: its own, or the one it was in."""
+    if queue is not None:
+        return queue
+    if action.audit_sample:
+        return "audit"
+    return "senior" if action.route == "senior" and member.is_senior else "review"
+
+
 def _detail_context(request: HttpRequest, action: ProposedAction, **extra) -> dict:
     member = request.member
     queue = selectors.action_queue(action)
     may_work = _may_work(member, queue)
+    continue_queue = _continue_queue(member, action, queue)
     previous = following = None
     if may_work:
         previous, following = selectors.action_neighbours(action=action, member=member, queue=queue)
@@ -164,7 +178,11 @@ def _detail_context(request: HttpRequest, action: ProposedAction, **extra) -> di
         "previous": previous,
         "following": following,
         "history": selectors.action_history(action),
-        "payload_json": json.dumps(action.payload, indent=2, ensure_ascii=False, sort_keys=True),
+        "state": item_state(action, user=request.user, queue=queue if may_work else None),
+        "continue_queue": continue_queue,
+        "may_continue": _may_work(member, continue_queue),
+        # The editor shows the keys in the payload's own order (as the page above shows them).
+        "payload_json": json.dumps(action.payload, indent=2, ensure_ascii=False),
         "final_payload_changed": action.final_payload is not None and action.final_payload != action.payload,
     }
     context.update(extra)
@@ -174,7 +192,7 @@ def _detail_context(request: HttpRequest, action: ProposedAction, **extra) -> di
 def _render_detail(request: HttpRequest, action: ProposedAction, *, status: int = 200, **extra) -> HttpResponse:
     template = "reviews/action_detail.html"
     if request.htmx:
-        template += "#panel"
+        template += "#state" if request.GET.get("part") == "state" else "#panel"
     return render(request, template, _detail_context(request, action, **extra), status=status)
 
 
@@ -189,10 +207,11 @@ def _refused(request: HttpRequest, action_id: int, error: DomainError, **extra) 
     """Re-show the item (as it is now) with the reason nothing was changed."""
     action = selectors.action_get_visible(member=request.member, action_id=action_id)
     if isinstance(error, InvalidTransition):
-        detail = f"Nothing was changed: this item is already {action.get_status_display().lower()}"
-        if action.audit_verdict:
-            detail += f" (audit verdict: {action.audit_verdict})"
-        detail += f". {error.detail}"
+        # Who did what when, said once (the error's own detail would repeat the status).
+        queue = selectors.action_queue(action)
+        state = item_state(action, user=request.user, queue=queue if _may_work(request.member, queue) else None)
+        detail = f"Nothing was changed: {state.text[:1].lower()}{state.text[1:]}."
+        extra["refused"] = True  # the live state line says it, in place of the item's state
     else:
         detail = f"Nothing was changed: {error.detail}"
     return _render_detail(request, action, status=error.http_status, error=detail, **extra)
@@ -241,11 +260,10 @@ def decide(request: HttpRequest, action_id: int) -> HttpResponse:
             payload = json.loads(raw_payload)
         except json.JSONDecodeError as exc:
             error = f"The edited payload is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
-            return _render_detail(request, action, status=422, error=error, form=form)
+            return _render_detail(request, action, status=422, error=error, form=form, field_error=True)
         if not isinstance(payload, dict):
-            return _render_detail(
-                request, action, status=422, error="The edited payload must be a JSON object.", form=form
-            )
+            error = "The edited payload must be a JSON object."
+            return _render_detail(request, action, status=422, error=error, form=form, field_error=True)
         if decision != "approve":
             return _render_detail(
                 request, action, status=422, error="An edited payload can only be approved.", form=form
@@ -257,7 +275,7 @@ def decide(request: HttpRequest, action_id: int) -> HttpResponse:
             context = {
                 "action": action,
                 "diff": selectors.payload_diff(action.payload, payload),
-                "payload": json.dumps(payload, ensure_ascii=False, sort_keys=True),
+                "payload": json.dumps(payload, ensure_ascii=False),
                 "reason": reason,
             }
             return render(request, template, context)

@@ -43,7 +43,7 @@ def test_reviewer_and_senior_work_the_queues_with_the_keyboard(live_server, page
     # The reviewer signs in and lands on the reviewer queue; counts arrive in the nav.
     sign_in(page, base, "rita")
     expect(page).to_have_url(re.compile(r"/queue/$"))
-    expect(page.locator("#count-review")).to_have_text("3")
+    expect(page.locator("#count-review .count-n")).to_have_text("3")
     expect(page.get_by_role("link", name=re.compile("Senior"))).to_have_count(0)
     expect(page.locator("[data-queue-rows] tr[data-id]")).to_have_count(3)
 
@@ -82,7 +82,7 @@ def test_reviewer_and_senior_work_the_queues_with_the_keyboard(live_server, page
     expect(page).to_have_url(re.compile(r"/queue/$"))
     expect(page.locator(".messages")).to_contain_text("That was the last item")
     expect(page.locator("[data-queue-rows] tr[data-id]")).to_have_count(0)
-    expect(page.locator("#count-review")).to_have_text("0")
+    expect(page.locator("#count-review .count-n")).to_have_text("0")
 
     assert ProposedAction.objects.get(pk=first.pk).status == Status.APPROVED
     rejected = ProposedAction.objects.get(pk=second.pk)
@@ -94,7 +94,7 @@ def test_reviewer_and_senior_work_the_queues_with_the_keyboard(live_server, page
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(re.compile(r"/accounts/login/"))
     sign_in(page, base, "sam")
-    expect(page.locator("#count-senior")).to_have_text("1")
+    expect(page.locator("#count-senior .count-n")).to_have_text("1")
     page.get_by_role("link", name=re.compile("Senior")).click()
     expect(page).to_have_url(re.compile(r"/queue/senior/$"))
     page.locator("h1").click()

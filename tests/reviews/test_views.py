@@ -181,7 +181,11 @@ def test_nav_counts_follow_the_role(rc, sc, deployment, django_assert_max_num_qu
     with django_assert_max_num_queries(8):
         html = sc.get(reverse("reviews:nav_counts")).content.decode()
     for queue, n in (("review", 2), ("senior", 1), ("audit", 1)):
-        assert f'id="count-{queue}" hx-swap-oob="true" aria-label="items in the {queue} queue">{n}<' in html
+        # The count is part of its link's accessible name: "Senior 1 waiting".
+        assert (
+            f'id="count-{queue}" hx-swap-oob="true"> <span class="count-n">{n}</span><span class="sr-only"> waiting'
+            in html
+        )
 
 
 def test_nav_counts_are_capped(rc, deployment, monkeypatch):
@@ -259,9 +263,18 @@ def test_action_page_shows_scores_rationale_model_and_history(rc, reviewer, depl
     decide(rc, action, decision="escalate", reason="amount looks wrong")
     senior_view = client_for(MemberFactory(role=Member.Role.SENIOR, deployments=[deployment]))
     html = senior_view.get(reverse("reviews:action_detail", args=[action.pk])).content.decode()
-    for text in ("0.550", "0.875", "Customer double-charged", "m-3", "escalate", "amount looks wrong"):
+    for text in (
+        "0.550",
+        "0.875",
+        "Customer double-charged",
+        "m-3",
+        "Escalated to the senior queue",
+        "amount looks wrong",
+    ):
         assert text in html, text
-    assert "reviews.action.escalated" in html
+    # Each decision once in the history: its audit event (the same fact) is not listed again.
+    assert html.count("Escalated to the senior queue (pending review →") == 1
+    assert "reviews.action.escalated" not in html
 
 
 def test_unknown_action_is_404(rc):
@@ -330,13 +343,16 @@ def test_unknown_decision_is_a_message(rc, deployment):
     assert response.status_code == 422 and b"Choose approve, reject or escalate" in response.content
 
 
-def test_deciding_an_already_decided_item_changes_nothing_and_says_so(rc, sc, deployment):
+def test_deciding_an_already_decided_item_changes_nothing_and_says_so(rc, sc, senior, deployment):
     action = ProposedActionFactory(deployment=deployment)
     assert decide(sc, action, decision="reject", reason="no").status_code == 302
     for htmx in (False, True):
         response = decide(rc, action, htmx=htmx, decision="approve")
         assert response.status_code == 409
-        assert "Nothing was changed: this item is already rejected" in response.content.decode()
+        # Who and when, said once.
+        text = response.content.decode()
+        assert f"Nothing was changed: rejected by {senior.user.username} " in text and " ago." in text
+        assert text.lower().count("rejected by") == 1  # said once: the refusal takes the state line's place
     action.refresh_from_db()
     assert action.status == Status.REJECTED and Decision.objects.filter(action=action).count() == 1
 
@@ -431,7 +447,7 @@ def test_audit_verdict_from_the_page(sc, deployment):
     assert sample.audit_verdict == "incorrect"
     assert evidence_totals(deployment_id=deployment.pk)[("refund.issue", "audit.incorrect")] == 1
     again = sc.post(reverse("reviews:audit_verdict", args=[sample.pk]), {"verdict": "correct"})
-    assert again.status_code == 409 and "already has the audit verdict" in again.content.decode()
+    assert again.status_code == 409 and "Nothing was changed: audited: incorrect by" in again.content.decode()
 
 
 def test_action_page_query_count_does_not_grow_with_history(rc, sc, deployment, django_assert_max_num_queries):
@@ -444,8 +460,8 @@ def test_action_page_query_count_does_not_grow_with_history(rc, sc, deployment, 
         decide(rc, other, decision="escalate", reason="also")
     with django_assert_max_num_queries(10):
         html = sc.get(reverse("reviews:action_detail", args=[target.pk])).content.decode()
-    assert "reviews.action.escalated" in html and "needs a senior" in html
-    assert "data-next" in html  # neighbours in the senior queue
+    assert "Escalated to the senior queue" in html and "needs a senior" in html
+    assert 'data-shortcut="next"' in html  # neighbours in the senior queue
 
 
 def test_claim_next_view_query_count(rc, deployment, django_assert_max_num_queries):

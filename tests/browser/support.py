@@ -1,0 +1,36 @@
+"""Helpers of the browser tests: sign in, press keys once the page listens, run axe-core."""
+
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import Page
+
+_axe = Axe()
+# Every axe-core rule (WCAG 2.0–2.2 A and AA, and its best practices), as they ship.
+AXE_OPTIONS = {"resultTypes": ["violations"]}
+
+
+def sign_in(page: Page, base: str, username: str, password: str) -> None:
+    page.goto(base + "/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_load_state()
+
+
+def keys(page: Page, *pressed: str) -> None:
+    """Press keys once the page's shortcut script is listening."""
+    page.locator("body[data-keys-ready]").wait_for(state="attached")
+    for key in pressed:
+        page.keyboard.press(key)
+
+
+def axe_violations(page: Page) -> list[str]:
+    """axe-core's violations on the page as it is now, one line each (rule, impact, nodes).
+
+    Playwright evaluates the script through the DevTools protocol, which the page's
+    Content-Security-Policy does not govern, so axe runs on the page exactly as served."""
+    results = _axe.run(page, options=AXE_OPTIONS)
+    lines = []
+    for v in results.response["violations"]:
+        targets = ", ".join(" ".join(n["target"]) for n in v["nodes"][:4])
+        lines.append(f"{page.url}: {v['id']} ({v['impact']}) {v['help']} — {targets}")
+    return lines
