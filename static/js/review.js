@@ -169,6 +169,8 @@
   document.addEventListener("htmx:beforeSwap", function (event) {
     var active = document.activeElement;
     var xhr = event.detail && event.detail.xhr;
+    var target = event.detail && event.detail.target;
+    if (!target || target.id !== "action-panel") return;  // nav counts, the state line: leave the focus be
     if (xhr && xhr.status < 300 && typing(active) && active.closest("[data-action-detail]")) active.blur();
   });
 
