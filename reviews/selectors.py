@@ -5,18 +5,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.db.models import QuerySet
 from django.http import Http404
 from django.utils import timezone
 
 from deployments.models import AuditEvent, Deployment, Member
-from deployments.selectors import deployments_visible_to
+from deployments.permissions import deployments_visible_to, limit_to_visible
 from deployments.templatetags.ui import actor_words, verb_words
+from reviews.claims import QUEUES, claim_is_live, member_deployment_ids
 from reviews.models import Decision, ProposedAction
 from reviews.state import DONE_WORDS
 
-QUEUES = ("review", "senior", "audit")
 # Senior and audit queues are for seniors (and admins) only.
 SENIOR_QUEUES = ("senior", "audit")
 PAGE_SIZE = 50
@@ -34,37 +33,8 @@ def action_get_for_deployment(*, deployment: Deployment, action_id: int) -> Prop
     return action
 
 
-def member_deployment_ids(member: Member) -> list[int] | None:
-    """Ids of the deployments the member works on; None means all of them (admins)."""
-    if member.is_admin:
-        return None
-    return list(member.deployments.values_list("id", flat=True))
-
-
-def queue_queryset(
-    *,
-    queue: str,
-    deployment_ids: list[int] | None,
-    deployment_id: int | None = None,
-    action_type: str = "",
-) -> QuerySet[ProposedAction]:
-    """The items of one queue that someone assigned to `deployment_ids` (None: all) may see,
-    filtered, in queue order: oldest first, except the audit queue (newest first: a recent
-    auto-execution is the one still worth catching)."""
-    qs = ProposedAction.objects.in_queue(queue)
-    if deployment_ids is not None:
-        qs = qs.for_deployments(deployment_ids)
-    if deployment_id is not None:
-        qs = qs.filter(deployment_id=deployment_id)
-    if action_type:
-        qs = qs.filter(action_type=action_type)
-    if queue in NEWEST_FIRST:
-        return qs.order_by("-created_at", "-id")
-    return qs.order_by("created_at", "id")
-
-
 def _later_in_queue(qs: QuerySet[ProposedAction], queue: str, created_at: datetime, pk: int):
-    """The rows after (created_at, pk) in `queue`'s order."""
+    """The rows after (created_at, pk) in `queue`'s order (the audit queue runs newest first)."""
     return qs.before(created_at, pk) if queue in NEWEST_FIRST else qs.after(created_at, pk)
 
 
@@ -116,8 +86,8 @@ def queue_page(
     limit = limit or PAGE_SIZE
     deployments = list(deployments_visible_to(member).only("id", "slug", "name"))
     deployment_ids = None if member.is_admin else [d.pk for d in deployments]
-    qs = queue_queryset(
-        queue=queue, deployment_ids=deployment_ids, deployment_id=deployment_id, action_type=action_type
+    qs = ProposedAction.objects.queue_items(
+        queue, deployment_ids=deployment_ids, deployment_id=deployment_id, action_type=action_type
     )
     position = cursor_decode(cursor)
     if position is not None:
@@ -129,10 +99,9 @@ def queue_page(
     )
     next_cursor = cursor_encode(actions[limit - 1]) if len(actions) > limit else ""
     now = timezone.now()
-    cutoff = now - settings.REVIEW_CLAIM_TIMEOUT
     rows = []
     for action in actions[:limit]:
-        live = action.claimed_at is not None and action.claimed_at >= cutoff
+        live = claim_is_live(action, now)
         rows.append(
             QueueRow(
                 action=action,
@@ -156,7 +125,7 @@ def queue_counts(*, member: Member, cap: int = COUNT_CAP) -> dict[str, int]:
     queues = QUEUES if member.is_senior else ("review",)
     counts = {}
     for queue in queues:
-        qs = queue_queryset(queue=queue, deployment_ids=deployment_ids).order_by()
+        qs = ProposedAction.objects.queue_items(queue, deployment_ids=deployment_ids).order_by()
         counts[queue] = qs.values("id")[:cap].count()
     return counts
 
@@ -165,30 +134,17 @@ def action_get_visible(*, member: Member, action_id: int) -> ProposedAction:
     """The action if the member is assigned to its deployment (admins: any); else 404, so
     another deployment's actions are not even confirmed to exist."""
     qs = ProposedAction.objects.select_related("deployment", "claimed_by").filter(pk=action_id)
-    if not member.is_admin:
-        qs = qs.filter(deployment__members=member)
-    action = qs.first()
+    action = limit_to_visible(qs, member).first()
     if action is None:
         raise Http404("no such action")
     return action
-
-
-def action_queue(action: ProposedAction) -> str | None:
-    """The queue an action is in now, if any."""
-    if action.status == ProposedAction.Status.PENDING_REVIEW:
-        return "review"
-    if action.status == ProposedAction.Status.PENDING_SENIOR:
-        return "senior"
-    if action.audit_sample and not action.audit_verdict:
-        return "audit"
-    return None
 
 
 def action_neighbours(
     *, action: ProposedAction, member: Member, queue: str
 ) -> tuple[ProposedAction | None, ProposedAction | None]:
     """The items before and after `action` in its queue (for j/k on the detail page)."""
-    qs = queue_queryset(queue=queue, deployment_ids=member_deployment_ids(member)).only("id")
+    qs = ProposedAction.objects.queue_items(queue, deployment_ids=member_deployment_ids(member)).only("id")
     following = _later_in_queue(qs, queue, action.created_at, action.pk).first()
     if queue in NEWEST_FIRST:
         previous = qs.after(action.created_at, action.pk).order_by("created_at", "id").first()

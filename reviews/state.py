@@ -4,11 +4,11 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
 from deployments.templatetags.ui import ago
+from reviews.claims import claim_is_live
 from reviews.models import Decision, ProposedAction
 
 S = ProposedAction.Status
@@ -49,8 +49,7 @@ def item_state(action: ProposedAction, *, user: AbstractBaseUser, queue: str | N
     """Where `action` stands for `user`, looking at it in `queue` (None: in no queue now)."""
     now = timezone.now()
     if queue is not None:
-        live = action.claimed_at is not None and action.claimed_at >= now - settings.REVIEW_CLAIM_TIMEOUT
-        if live and action.claimed_by_id != user.pk:
+        if claim_is_live(action, now) and action.claimed_by_id != user.pk:
             name = action.claimed_by.get_username() if action.claimed_by else "someone"
             return ItemState(
                 open=True,
