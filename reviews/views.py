@@ -127,11 +127,13 @@ def claim_next(request: HttpRequest) -> HttpResponse:
         return redirect("reviews:queue")
     if not _may_work(request.member, queue):
         raise PermissionDenied("only senior reviewers may work this queue")
+    skip = _int_or_none(request.POST.get("skip"))  # from an item page: the next one, not this again
     action = proposed_action_claim_next(
         actor=request.user,
         queue=queue,
         deployment_id=_int_or_none(request.POST.get("deployment")),
         action_type=request.POST.get("action_type", "").strip()[:100],
+        skip_ids=[skip] if skip else [],
         member=request.member,
     )
     if action is None:
@@ -218,11 +220,21 @@ def _refused(request: HttpRequest, action_id: int, error: DomainError, **extra) 
 
 
 def _next_item(request: HttpRequest, queue: str | None, notice: str) -> HttpResponse:
-    """After a decision: claim and show the next item of the same queue."""
+    """After a decision in the Review-next flow: claim and show the next item of the same queue."""
     action = None
     if queue and _may_work(request.member, queue):
         action = proposed_action_claim_next(actor=request.user, queue=queue, member=request.member)
     return _show_next(request, queue, action, notice)
+
+
+def _show_decided(request: HttpRequest, action_id: int, notice: str) -> HttpResponse:
+    """After a decision outside the flow (a direct link): the same item, now decided, says so
+    and offers `n`; nothing is claimed."""
+    if request.htmx:
+        action = selectors.action_get_visible(member=request.member, action_id=action_id)
+        return _render_detail(request, action, notice=notice)
+    messages.success(request, notice)
+    return redirect("reviews:action_detail", action_id=action_id)
 
 
 def _show_next(request: HttpRequest, queue: str | None, action: ProposedAction | None, notice: str) -> HttpResponse:
@@ -303,7 +315,10 @@ def decide(request: HttpRequest, action_id: int) -> HttpResponse:
         return _refused(request, action_id, exc, form=form)
     action = decided.action
     done = DONE[decision] + (" with your edits" if payload is not None else "")
-    return _show_next(request, decided.queue, decided.following, f"{done}: #{action.pk} {action.action_type}.")
+    notice = f"{done}: #{action.pk} {action.action_type}."
+    if not decided.in_flow:
+        return _show_decided(request, action.pk, notice)
+    return _show_next(request, decided.queue, decided.following, notice)
 
 
 @role_required(Member.Role.SENIOR)
@@ -311,6 +326,7 @@ def decide(request: HttpRequest, action_id: int) -> HttpResponse:
 def audit_verdict(request: HttpRequest, action_id: int) -> HttpResponse:
     """POST verdict=correct|incorrect, reason: a senior's verdict on an audit sample."""
     action = selectors.action_get_visible(member=request.member, action_id=action_id)
+    in_flow = action.claimed_by_id == request.user.pk and claim_is_live(action, timezone.now())
     verdict = request.POST.get("verdict", "")
     reason = request.POST.get("reason", "").strip()
     try:
@@ -319,7 +335,8 @@ def audit_verdict(request: HttpRequest, action_id: int) -> HttpResponse:
         )
     except DomainError as exc:
         return _refused(request, action.pk, exc, form={"reason": reason})
-    return _next_item(request, "audit", f"Audit verdict “{verdict}” recorded: #{action.pk} {action.action_type}.")
+    notice = f"Audit verdict “{verdict}” recorded: #{action.pk} {action.action_type}."
+    return _next_item(request, "audit", notice) if in_flow else _show_decided(request, action.pk, notice)
 
 
 @role_required(Member.Role.REVIEWER)
@@ -336,8 +353,11 @@ def claim(request: HttpRequest, action_id: int) -> HttpResponse:
 @role_required(Member.Role.REVIEWER)
 @require_POST
 def release(request: HttpRequest, action_id: int) -> HttpResponse:
+    """Give back your claim. `quiet=1` (the page's beacon as you leave an item): 204, no message."""
     action = selectors.action_get_visible(member=request.member, action_id=action_id)
     proposed_action_release(action_id=action.pk, actor=request.user)
+    if request.POST.get("quiet") == "1":
+        return HttpResponse(status=204)
     messages.info(request, f"Released #{action.pk}; others may take it now.")
     queue = action.queue
     return redirect(QUEUE_URLS[queue] if _may_work(request.member, queue) else "reviews:queue")

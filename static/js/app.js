@@ -45,6 +45,27 @@
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", restorePlace);
   else restorePlace();
 
+  // Leaving an item you hold a claim on (j/k, a link, the tab closing) gives the claim back, so
+  // nobody sees "… is on it" for an item no one looks at. Not when you leave by deciding it or
+  // by "Review next" (those move the claim on themselves): a form that navigates says so first.
+  var leavingByForm = false;
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (event.defaultPrevented || !form.closest) return;  // htmx forms do not navigate
+    if (form.closest("[data-action-detail], [data-confirm-edit]") || form.hasAttribute("data-claim-next") ||
+        form.closest("[data-my-claim]")) leavingByForm = true;
+  });
+  window.addEventListener("pagehide", function () {
+    var panel = document.querySelector("[data-action-detail][data-release-url]");
+    if (leavingByForm || !panel || !navigator.sendBeacon) return;
+    var token = document.querySelector("input[name=csrfmiddlewaretoken]");
+    var data = new FormData();
+    if (token) data.append("csrfmiddlewaretoken", token.value);
+    data.append("quiet", "1");
+    navigator.sendBeacon(panel.getAttribute("data-release-url"), data);
+  });
+  window.addEventListener("pageshow", function () { leavingByForm = false; });
+
   // A modal dialog keeps Tab inside itself (the browser would let it reach the address bar).
   var FOCUSABLE = "a[href], button:not([disabled]), input:not([disabled]), select, textarea, [tabindex]:not([tabindex='-1'])";
   document.addEventListener("keydown", function (event) {

@@ -65,7 +65,7 @@
 
   function claimNext() {
     var form = document.querySelector("form[data-claim-next]");
-    if (form) { form.submit(); return true; }
+    if (form) { if (form.requestSubmit) form.requestSubmit(); else form.submit(); return true; }
     return false;
   }
 
