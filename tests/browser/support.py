@@ -3,6 +3,10 @@
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page
 
+from deployments.models import Member
+from deployments.services import member_create
+from tests.factories import DeploymentFactory, ProposedActionFactory
+
 _axe = Axe()
 # Every axe-core rule (WCAG 2.0–2.2 A and AA, and its best practices), as they ship.
 AXE_OPTIONS = {"resultTypes": ["violations"]}
@@ -34,3 +38,19 @@ def axe_violations(page: Page) -> list[str]:
         targets = ", ".join(" ".join(n["target"]) for n in v["nodes"][:4])
         lines.append(f"{page.url}: {v['id']} ({v['impact']}) {v['help']} — {targets}")
     return lines
+
+
+def open_for_keys(page: Page, url: str) -> None:
+    """Go to `url` and give the page keyboard focus (a click on its heading, not the body)."""
+    page.goto(url)
+    page.locator("h1").first.click()
+
+
+def review_team(payloads: list[dict], password: str) -> dict:
+    """A deployment in approval with a reviewer (rita), a senior (sam) and one pending item
+    per payload, oldest first."""
+    deployment = DeploymentFactory(stage="approval", name="Refunds")
+    rita = member_create(username="rita", role=Member.Role.REVIEWER, password=password, deployments=[deployment])
+    sam = member_create(username="sam", role=Member.Role.SENIOR, password=password, deployments=[deployment])
+    items = [ProposedActionFactory(deployment=deployment, payload=payload) for payload in payloads]
+    return {"deployment": deployment, "rita": rita, "sam": sam, "items": items}

@@ -9,12 +9,9 @@ import time
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from deployments.models import Member
-from deployments.services import member_create
 from reviews.models import ProposedAction
 from reviews.services import proposed_action_decide
-from tests.browser.support import keys, sign_in
-from tests.factories import DeploymentFactory, ProposedActionFactory
+from tests.browser.support import keys, open_for_keys, review_team, sign_in
 
 Status = ProposedAction.Status
 PASSWORD = "browser-test-pw-1"
@@ -25,11 +22,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def world(db):
-    deployment = DeploymentFactory(stage="approval", name="Refunds")
-    rita = member_create(username="rita", role=Member.Role.REVIEWER, password=PASSWORD, deployments=[deployment])
-    sam = member_create(username="sam", role=Member.Role.SENIOR, password=PASSWORD, deployments=[deployment])
-    items = [ProposedActionFactory(deployment=deployment, payload={"n": n}) for n in range(1, 6)]
-    return {"rita": rita, "sam": sam, "items": items}
+    return review_team([{"n": n} for n in range(1, 6)], PASSWORD)
 
 
 def claimed_by(action: ProposedAction) -> int | None:
@@ -60,13 +53,11 @@ def test_only_review_next_claims_and_leaving_gives_the_claim_back(live_server, t
     base = live_server.url
     first, second = world["items"][0], world["items"][1]
     # Opening an item by its link claims nothing.
-    rita.goto(f"{base}/actions/{first.pk}/")
-    rita.locator("h1").click()
+    open_for_keys(rita, f"{base}/actions/{first.pk}/")
     expect(rita.locator("#item-state")).to_contain_text("Not claimed")
     assert claimed_by(first) is None
     # Review next claims; the top bar shows the one claim, with Release.
-    rita.goto(base + "/queue/")
-    rita.locator("h1").click()
+    open_for_keys(rita, base + "/queue/")
     keys(rita, "n")
     expect(rita).to_have_url(re.compile(rf"/actions/{first.pk}/$"))
     assert claimed_by(first) == world["rita"].user_id
@@ -103,8 +94,7 @@ def test_only_review_next_claims_and_leaving_gives_the_claim_back(live_server, t
     expect(rita.locator("[data-my-claim]")).to_have_text("")
 
     # Closing the tab releases too (the page's beacon as it goes away).
-    rita.goto(base + "/queue/")
-    rita.locator("h1").click()
+    open_for_keys(rita, base + "/queue/")
     keys(rita, "n")
     expect(rita).to_have_url(re.compile(r"/actions/\d+/$"))
     held = ProposedAction.objects.get(claimed_by=world["rita"].user)
@@ -116,11 +106,9 @@ def test_an_item_decided_elsewhere_says_so_and_a_refusal_says_who_once(live_serv
     rita, sam = two
     base = live_server.url
     item, other = world["items"][2], world["items"][3]
-    rita.goto(f"{base}/actions/{item.pk}/")
-    rita.locator("h1").click()
+    open_for_keys(rita, f"{base}/actions/{item.pk}/")
     # Sam approves it in his browser; rita's page learns it without a reload.
-    sam.goto(f"{base}/actions/{item.pk}/")
-    sam.locator("h1").click()
+    open_for_keys(sam, f"{base}/actions/{item.pk}/")
     keys(sam, "a")
     expect(sam.get_by_role("status").first).to_contain_text(f"Approved: #{item.pk}")
     state = rita.locator("#item-state")
@@ -135,8 +123,7 @@ def test_an_item_decided_elsewhere_says_so_and_a_refusal_says_who_once(live_serv
     expect(rita).not_to_have_url(re.compile(rf"/actions/{item.pk}/$"))
 
     # Decided in the moment between two polls: the refusal says who and when, once.
-    rita.goto(f"{base}/actions/{other.pk}/")
-    rita.locator("h1").click()
+    open_for_keys(rita, f"{base}/actions/{other.pk}/")
     proposed_action_decide(action_id=other.pk, actor=world["sam"].user, decision="reject", reason="duplicate")
     keys(rita, "a")
     refusal = rita.locator("#decide-error")
@@ -151,8 +138,7 @@ def test_an_item_decided_elsewhere_says_so_and_a_refusal_says_who_once(live_serv
 def test_an_item_claimed_elsewhere_blocks_and_then_frees_live(live_server, two, world, page: Page):
     rita, sam = two
     base = live_server.url
-    sam.goto(base + "/queue/")
-    sam.locator("h1").click()
+    open_for_keys(sam, base + "/queue/")
     keys(sam, "n")  # Sam claims the oldest item
     expect(sam).to_have_url(re.compile(rf"/actions/{world['items'][0].pk}/$"))
     rita.goto(f"{base}/actions/{world['items'][0].pk}/")

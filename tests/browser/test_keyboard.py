@@ -8,11 +8,9 @@ from collections.abc import Callable
 import pytest
 from playwright.sync_api import Page, expect
 
-from deployments.models import Member
-from deployments.services import member_create
 from reviews.models import ProposedAction
-from tests.browser.support import keys, sign_in
-from tests.factories import DeploymentFactory, ProposedActionFactory
+from tests.browser.support import keys, open_for_keys, review_team, sign_in
+from tests.factories import ProposedActionFactory
 
 Status = ProposedAction.Status
 PASSWORD = "browser-test-pw-1"
@@ -22,13 +20,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def world(db):
-    deployment = DeploymentFactory(stage="approval", name="Refunds")
-    rita = member_create(username="rita", role=Member.Role.REVIEWER, password=PASSWORD, deployments=[deployment])
-    sam = member_create(username="sam", role=Member.Role.SENIOR, password=PASSWORD, deployments=[deployment])
-    items = [
-        ProposedActionFactory(deployment=deployment, payload={"zz": n, "amount_cents": n * 100}) for n in range(1, 13)
-    ]
-    return {"deployment": deployment, "rita": rita, "sam": sam, "items": items}
+    return review_team([{"zz": n, "amount_cents": n * 100} for n in range(1, 13)], PASSWORD)
 
 
 def listed_keys(page: Page) -> list[str]:
@@ -54,8 +46,7 @@ def check_every_listed_key(
     unknown = set(listed) - set(checks)
     assert not unknown, f"{address()} lists keys this test does not know: {unknown}"
     for key in listed:
-        page.goto(address())
-        page.locator("h1").first.click()
+        open_for_keys(page, address())
         checks[key]()
     return listed
 
@@ -151,8 +142,7 @@ def test_every_key_of_the_item_help_works_on_an_item_page(live_server, page: Pag
 
     def n():
         for key in ("n", "Enter"):  # listed together: both review next
-            page.goto(url())
-            page.locator("h1").click()
+            open_for_keys(page, url())
             keys(page, key)
             expect(page).to_have_url(re.compile(r"/actions/\d+/$"))
             shown = int(page.locator("[data-action-detail]").get_attribute("data-action-id"))
@@ -223,13 +213,12 @@ def test_every_listed_key_works_on_senior_and_audit_items(live_server, page: Pag
     def senior_approve():
         shown = int(page.locator("[data-action-detail]").get_attribute("data-action-id"))
         keys(page, "a")
-        expect(page).to_have_url(re.compile(r"/queue/senior/$"))
+        expect(page.get_by_role("status").first).to_contain_text(f"Approved: #{shown}")
         assert ProposedAction.objects.get(pk=shown).status == Status.APPROVED
 
     def review_next():
         for key in ("n", "Enter"):
-            page.goto(f"{base}/actions/{sample().pk}/")
-            page.locator("h1").click()
+            open_for_keys(page, f"{base}/actions/{sample().pk}/")
             keys(page, key)
             expect(page).to_have_url(re.compile(r"/actions/\d+/$|/queue/"))
 
@@ -251,7 +240,7 @@ def test_every_listed_key_works_on_senior_and_audit_items(live_server, page: Pag
     def correct():
         shown = int(page.locator("[data-action-detail]").get_attribute("data-action-id"))
         keys(page, "a")
-        expect(page).to_have_url(re.compile(r"/queue/audit/$"))
+        expect(page.get_by_role("status").first).to_contain_text(f"“correct” recorded: #{shown}")
         assert ProposedAction.objects.get(pk=shown).audit_verdict == "correct"
 
     listed = check_every_listed_key(
@@ -272,8 +261,7 @@ def test_edit_by_keyboard_error_at_the_field_confirm_focused_keys_in_order(live_
     base = live_server.url
     item = world["items"][0]
     sign_in(page, base, "rita", PASSWORD)
-    page.goto(f"{base}/actions/{item.pk}/")
-    page.locator("h1").click()
+    open_for_keys(page, f"{base}/actions/{item.pk}/")
     shown = page.locator("#payload > table > tbody > tr > th, #payload > table > tr > th").all_inner_texts()
     keys(page, "p")
     editor = page.locator("#payload-editor")
