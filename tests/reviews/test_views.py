@@ -515,3 +515,17 @@ def test_bad_queue_parameters_are_not_errors(rc, deployment, params):
 def test_huge_action_ids_are_404(rc):
     assert rc.get("/actions/99999999999999999999999/").status_code == 404
     assert rc.post("/actions/99999999999999999999999/decide", {"decision": "approve"}).status_code == 404
+
+
+def test_leaving_an_item_releases_quietly_and_n_on_an_item_takes_the_next(rc, reviewer, deployment):
+    first, second = ProposedActionFactory(deployment=deployment), ProposedActionFactory(deployment=deployment)
+    assert proposed_action_claim_next(actor=reviewer.user) == first
+    # n on the item page (skip=this item) moves the one claim on to the next item.
+    response = rc.post(reverse("reviews:claim_next"), {"queue": "review", "skip": first.pk})
+    assert response["Location"] == reverse("reviews:action_detail", args=[second.pk])
+    assert list(ProposedAction.objects.filter(claimed_by=reviewer.user)) == [second]
+    # The page's beacon as it goes away: 204, no message left for the next page.
+    response = rc.post(reverse("reviews:release", args=[second.pk]), {"quiet": "1"})
+    assert response.status_code == 204
+    assert not ProposedAction.objects.filter(claimed_by=reviewer.user).exists()
+    assert "Released" not in rc.get(reverse("reviews:queue")).content.decode()
