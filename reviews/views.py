@@ -157,45 +157,57 @@ def _continue_queue(member: Member, action: ProposedAction, queue: str | None) -
     return "senior" if action.route == "senior" and member.is_senior else "review"
 
 
-def _detail_context(request: HttpRequest, action: ProposedAction, **extra) -> dict:
+def _state_context(request: HttpRequest, action: ProposedAction) -> dict:
+    """What the item's live state line needs (polled every 5 s: no neighbours, no history)."""
     member = request.member
     queue = action.queue
     may_work = _may_work(member, queue)
     continue_queue = _continue_queue(member, action, queue)
-    previous = following = None
-    if may_work:
-        previous, following = selectors.action_neighbours(action=action, member=member, queue=queue)
     live_claim = claim_is_live(action, timezone.now())
-    context = {
+    return {
         "action": action,
         "queue": queue,
-        "queue_title": QUEUE_TITLES.get(queue or "", ""),
-        "queue_url": reverse(QUEUE_URLS[queue]) if may_work else reverse("reviews:queue"),
         "may_work": may_work,
-        "can_decide": may_work and queue in ("review", "senior"),
-        "can_escalate": may_work and queue == "review",
-        "can_audit": may_work and queue == "audit",
         "claimed_by_me": live_claim and action.claimed_by_id == request.user.pk,
         "claimed_by_other": live_claim and action.claimed_by_id != request.user.pk,
         "claim_until": claim_until(action) if live_claim else None,
-        "previous": previous,
-        "following": following,
-        "history": selectors.action_history(action),
         "state": item_state(action, user=request.user, queue=queue if may_work else None),
         "continue_queue": continue_queue,
         "may_continue": _may_work(member, continue_queue),
-        # The editor shows the keys in the payload's own order (as the page above shows them).
-        "payload_json": json.dumps(action.payload, indent=2, ensure_ascii=False),
-        "final_payload_changed": action.final_payload is not None and action.final_payload != action.payload,
     }
+
+
+def _detail_context(request: HttpRequest, action: ProposedAction, **extra) -> dict:
+    context = _state_context(request, action)
+    member, queue, may_work = request.member, context["queue"], context["may_work"]
+    previous = following = None
+    if may_work:
+        previous, following = selectors.action_neighbours(action=action, member=member, queue=queue)
+    context.update(
+        {
+            "queue_title": QUEUE_TITLES.get(queue or "", ""),
+            "queue_url": reverse(QUEUE_URLS[queue]) if may_work else reverse("reviews:queue"),
+            "can_decide": may_work and queue in ("review", "senior"),
+            "can_escalate": may_work and queue == "review",
+            "can_audit": may_work and queue == "audit",
+            "previous": previous,
+            "following": following,
+            "history": selectors.action_history(action),
+            # The editor shows the keys in the payload's own order (as the page above shows them).
+            "payload_json": json.dumps(action.payload, indent=2, ensure_ascii=False),
+            "final_payload_changed": action.final_payload is not None and action.final_payload != action.payload,
+        }
+    )
     context.update(extra)
     return context
 
 
 def _render_detail(request: HttpRequest, action: ProposedAction, *, status: int = 200, **extra) -> HttpResponse:
     template = "reviews/action_detail.html"
+    if request.htmx and request.GET.get("part") == "state":
+        return render(request, template + "#state", _state_context(request, action))
     if request.htmx:
-        template += "#state" if request.GET.get("part") == "state" else "#panel"
+        template += "#panel"
     return render(request, template, _detail_context(request, action, **extra), status=status)
 
 

@@ -529,3 +529,16 @@ def test_leaving_an_item_releases_quietly_and_n_on_an_item_takes_the_next(rc, re
     assert response.status_code == 204
     assert not ProposedAction.objects.filter(claimed_by=reviewer.user).exists()
     assert "Released" not in rc.get(reverse("reviews:queue")).content.decode()
+
+
+def test_the_live_state_line_is_cheap_and_says_who_decided(rc, sc, senior, deployment, django_assert_max_num_queries):
+    action = ProposedActionFactory(deployment=deployment)
+    url = reverse("reviews:action_detail", args=[action.pk]) + "?part=state"
+    with django_assert_max_num_queries(5):
+        html = rc.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert html.lstrip().startswith('<div class="item-state"') and 'data-open="true"' in html
+    assert 'hx-trigger="every 5s"' in html and "Not claimed" in html
+    decide(sc, action, decision="approve")
+    html = rc.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert 'data-open="false"' in html and f"Approved by {senior.user.username} " in html
+    assert "hx-trigger" not in html  # closed: polling stops
