@@ -78,6 +78,16 @@ class ProposedAction(models.Model):
     # Shadow: the comparison with what the human did, once made.
     comparison = models.JSONField(null=True, blank=True)
 
+    # Measuring the humans (reviews/humans): a blind sample is shown without the AI's proposal
+    # until its reviewer records their own answer; a double sample is decided by two people.
+    class Sample(models.TextChoices):
+        NONE = ""
+        BLIND = "blind"
+        DOUBLE = "double"
+        DRILL = "drill"  # a known-bad fire drill (reviews/humans/drills.py): never executes
+
+    review_sample = models.CharField(max_length=8, choices=Sample.choices, blank=True, default="")
+
     objects = ProposedActionQuerySet.as_manager()
 
     class Meta:
@@ -264,4 +274,6 @@ class IdempotencyRecord(models.Model):
 
 
 # Shadow-mode models live in their own module; imported here so the app registry finds them.
+# So are blind answers and double-review votes (reviews/humans).
+from reviews.humans.models import BlindAnswer, DoubleVote, Drill, DrillTemplate  # noqa: E402, F401
 from reviews.shadow.models import ShadowAdjudication, ShadowOutcome, ShadowRecompute, ShadowTally  # noqa: E402, F401
