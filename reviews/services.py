@@ -681,11 +681,11 @@ def _decide(
     queue = action.queue
     if action.review_sample == ProposedAction.Sample.DRILL:
         drill_decide(action=action, actor=actor, decision=decision)  # never approved, never executed
-        return action, queue, member
+        return action, queue, member, held
     if decision != "escalate" and double_votes_open(action):
         voted = double_vote_record(action_id=action_id, actor=actor, decision=decision, payload=payload, reason=reason)
         if not voted.carry_out:
-            return voted.action, queue, member
+            return voted.action, queue, member, held
         # The second of two matching decisions: carried out as usual, by its author.
         vote = voted.vote
         decision = "reject" if vote.verb == "reject" else "approve"

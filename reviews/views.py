@@ -337,10 +337,8 @@ def decide(request: HttpRequest, action_id: int) -> HttpResponse:
     except DomainError as exc:
         return _refused(request, action_id, exc, form=form)
     action = decided.action
-    if notice := sample_notice(action=action, queue=decided.queue):
-        return _show_next(request, decided.queue, decided.following, notice)
     done = DONE[decision] + (" with your edits" if payload is not None else "")
-    notice = f"{done}: #{action.pk} {action.action_type}."
+    notice = sample_notice(action=action, queue=decided.queue) or f"{done}: #{action.pk} {action.action_type}."
     if not decided.in_flow:
         return _show_decided(request, action.pk, notice)
     return _show_next(request, decided.queue, decided.following, notice)
