@@ -226,9 +226,9 @@ def action_detail(request: HttpRequest, action_id: int) -> HttpResponse:
 def _refused(request: HttpRequest, action_id: int, error: DomainError, **extra) -> HttpResponse:
     """Re-show the item (as it is now) with the reason nothing was changed."""
     action = selectors.action_get_visible(member=request.member, action_id=action_id)
-    if isinstance(error, InvalidTransition):
-        # Who did what when, said once (the error's own detail would repeat the status).
-        queue = action.queue
+    queue = action.queue
+    if isinstance(error, InvalidTransition) and queue is None:
+        # Closed: who did what when, said once (the error's own detail would repeat the status).
         state = item_state(action, user=request.user, queue=queue if _may_work(request.member, queue) else None)
         detail = f"Nothing was changed: {state.text[:1].lower()}{state.text[1:]}."
         extra["refused"] = True  # the live state line says it, in place of the item's state
