@@ -36,6 +36,7 @@ from deployments.services import (
 from reviews import runs
 from reviews.canonical import payload_sha256
 from reviews.claims import (
+    claim_is_live,
     claim_next_in_transaction,
     claim_refuse_if_held_by_other,
     member_for,
@@ -635,12 +636,14 @@ def proposed_action_expire(*, action_id: int, now: datetime | None = None) -> Pr
 
 @dataclass
 class Decided:
-    """A browser decision: the action as decided, the queue it was in, and the next item of
-    that queue now claimed for the decider (None when it is empty)."""
+    """A browser decision: the action as decided, the queue it was in, whether the decider was
+    working through that queue (`in_flow`: they held the live claim on it), and then the next
+    item of the queue now claimed for them (None when it is empty, or when not in the flow)."""
 
     action: ProposedAction
     queue: str
     following: ProposedAction | None
+    in_flow: bool = True
 
 
 DECISIONS = ("approve", "reject", "escalate")
@@ -678,12 +681,16 @@ def proposed_action_decide_and_claim_next(
     payload: dict[str, Any] | None = None,
     member: Member | None = None,
 ) -> Decided:
-    """`proposed_action_decide`, then claim the next item of the queue the action was in, in
-    the same transaction (the browser's "decide and go on"). `member` (the actor's Member
-    row, loaded once per request) serves both steps."""
-    action, queue, member = _decide(
+    """`proposed_action_decide`, then, if the actor was working through the queue (they held
+    the live claim on this item: only "Review next" claims), claim the next item of that queue
+    in the same transaction (the browser's "decide and go on"). A decision on an item reached
+    any other way (a direct link) claims nothing. `member` (the actor's Member row, loaded once
+    per request) serves both steps."""
+    action, queue, member, in_flow = _decide(
         action_id=action_id, actor=actor, decision=decision, reason=reason, payload=payload, member=member
     )
+    if not in_flow:
+        return Decided(action=action, queue=queue, following=None, in_flow=False)
     following = claim_next_in_transaction(actor=actor, queue=queue, member=member)
     return Decided(action=action, queue=queue, following=following)
 
@@ -696,10 +703,13 @@ def _decide(
     reason: str,
     payload: dict[str, Any] | None,
     member: Member | None,
-) -> tuple[ProposedAction, str, Member | None]:
-    """The decision, in the caller's transaction: the action, the queue it was in, the member."""
+) -> tuple[ProposedAction, str, Member | None, bool]:
+    """The decision, in the caller's transaction: the action, the queue it was in, the member,
+    and whether `actor` held the live claim on it (read before the decision clears it)."""
     action = ProposedAction.objects.locked_with_lineage(action_id)
-    claim_refuse_if_held_by_other(action, actor, timezone.now())
+    now = timezone.now()
+    claim_refuse_if_held_by_other(action, actor, now)
+    held = action.claimed_by_id == actor.pk and claim_is_live(action, now)
     if decision not in DECISIONS:
         raise InvalidInput("decision must be approve, reject or escalate")
     if decision != "approve":
@@ -708,11 +718,11 @@ def _decide(
     queue = action.queue
     if action.review_sample == ProposedAction.Sample.DRILL:
         drill_decide(action=action, actor=actor, decision=decision)  # never approved, never executed
-        return action, queue, member
+        return action, queue, member, held
     if decision != "escalate" and double_votes_open(action):
         voted = double_vote_record(action_id=action_id, actor=actor, decision=decision, payload=payload, reason=reason)
         if not voted.carry_out:
-            return voted.action, queue, member
+            return voted.action, queue, member, held
         # The second of two matching decisions: carried out as usual, by its author.
         vote = voted.vote
         decision = "reject" if vote.verb == "reject" else "approve"
@@ -723,7 +733,7 @@ def _decide(
         _reject(action, actor=actor, member=member, reason=reason)
     else:
         _escalate(action, actor=actor, member=member, reason=reason)
-    return action, queue, member
+    return action, queue, member, held
 
 
 AUDIT_VERDICTS = {"correct": Decision.Verb.AUDIT_CORRECT, "incorrect": Decision.Verb.AUDIT_INCORRECT}

@@ -22,6 +22,7 @@ PUBLIC = {
     "logout": "signing out (POST only)",
     "healthz": "load balancer health check; reveals only up/down",
     "home": "login_required; only redirects a member to their queue (checked in tests/reviews)",
+    "docs": "login_required; the project's own docs (docs/*.md), nothing of any deployment",
     "metrics": "guarded by its own token / network rule (tests/test_operations.py)",
 }
 # Mounted applications with their own access control, tested elsewhere.

@@ -83,6 +83,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "deployments.context_processors.membership",
+                "reviews.context_processors.my_claim",
             ],
         },
     },
