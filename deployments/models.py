@@ -82,6 +82,12 @@ class Deployment(models.Model):
     # Signs webhook deliveries (Standard Webhooks, "whsec_" + base64 secret); rotatable.
     webhook_secret = models.CharField(max_length=100, blank=True)
 
+    # Slack approvals (integrations.slack): the channel id (C…) where actions entering a queue,
+    # breaker trips and items near their SLA are posted. Empty: nothing goes to Slack.
+    slack_channel = models.CharField(
+        max_length=32, blank=True, help_text="Slack channel id (C…) for approvals; empty: none."
+    )
+
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

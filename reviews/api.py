@@ -9,6 +9,7 @@ from ninja.errors import AuthenticationError
 from pydantic import AnyHttpUrl, BaseModel, field_validator
 
 from core.fastjson import json_bytes
+from core.tracing import traceparent_clean
 from deliveries.egress import url_host_not_public
 from deployments.api import AUTH_ERRORS, ErrorOut, bearer, bearer_verified_by_write
 from deployments.errors import ApiKeyChanged
@@ -151,6 +152,8 @@ def action_create(
         "needs_human": data.needs_human,
         "callback_url": str(data.callback_url) if data.callback_url else "",  # as the body's JSON spells it
         "idempotency_key": idempotency_key,
+        # W3C trace context: an invalid header is ignored, as the spec says.
+        "traceparent": traceparent_clean(request.headers.get("traceparent")),
     }
     reply = None
     try:

@@ -16,6 +16,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from core.tasks import enqueue_on_commit
 from deliveries.services import delivery_create
 from deployments.errors import ApiKeyChanged, Conflict, InvalidInput, InvalidTransition, NotAllowed
 from deployments.models import Deployment, KeyCheck, Member
@@ -103,6 +104,7 @@ def proposed_action_create(
     actor_label: str = "",
     idempotency_record: IdempotencyRecord | None = None,
     key_check: KeyCheck | None = None,
+    traceparent: str = "",
 ) -> ProposedAction:
     """Store a proposed action and route it by the deployment's effective stage (SPEC §1).
 
@@ -112,7 +114,7 @@ def proposed_action_create(
     claimed there (IdempotencyKeyTaken if the key is already claimed), a saved one (claimed
     before, reviews.idempotency) completed. With `key_check` (an API key from the process's
     cache, `deployment` as read with it) nothing is written unless the key is still as it was
-    read (ApiKeyChanged).
+    read (ApiKeyChanged). `traceparent` is the agent's W3C trace context, kept on the action.
 
     One transaction: with a blast-radius budget to reserve, an explicit one (the reservation
     locks the deployment row); otherwise the single statement of `reviews.ingest`.
@@ -152,6 +154,7 @@ def proposed_action_create(
             route=route.value,
             status=ROUTE_STATUS[route],
             created_at=now,
+            traceparent=traceparent,
         )
         if route is Route.AUTO:
             action.final_payload = payload
@@ -200,7 +203,16 @@ def proposed_action_create(
             raise ApiKeyChanged(key_check)
     if route is Route.SHADOW:
         shadow_action_logged(action=action)  # its outcome may have arrived first
+    elif route in (Route.REVIEW, Route.SENIOR):
+        _slack_sync(action)
     return action
+
+
+def _slack_sync(action: ProposedAction) -> None:
+    """Slack approvals (integrations.slack): post or update the action's message once this
+    transaction commits, if its deployment has a Slack channel."""
+    if action.deployment.slack_channel:
+        enqueue_on_commit("integrations.slack_action_sync", action.pk, robust=True)
 
 
 def _decision_create(
@@ -238,6 +250,7 @@ def _decision_create(
         metric=metric or f"decision.{verb.value}",
         total=seconds,
     )
+    _slack_sync(action)
     return decision, seconds
 
 
@@ -306,6 +319,7 @@ def _record_human_decision(
             body=action_representation(action),
             object_type=action._meta.label_lower,
             object_id=str(action.pk),
+            traceparent=action.traceparent,
         )
     return decision
 

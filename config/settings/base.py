@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "deployments",
     "reviews",
     "deliveries",
+    "integrations",
 ]
 
 MIDDLEWARE = [
@@ -333,3 +334,25 @@ TRUSTLADDER_BREAKER_RETENTION = timedelta(days=3)
 # ---------------------------------------------------------------------------------------
 # A claimed item is offered to nobody else for this long.
 REVIEW_CLAIM_TIMEOUT = timedelta(minutes=int(env("TRUSTLADDER_CLAIM_TIMEOUT_MINUTES", "10")))
+
+# ---------------------------------------------------------------------------------------
+# Integrations (SPEC §9): the MCP server, Slack approvals. OpenTelemetry is configured from
+# the standard OTEL_* variables (integrations/otel.py); README "Reach".
+# ---------------------------------------------------------------------------------------
+# Links in Slack messages point here (no trailing slash), e.g. https://trustladder.example.com
+TRUSTLADDER_BASE_URL = env("TRUSTLADDER_BASE_URL", "http://localhost:8000").rstrip("/")
+# Slack app: the bot token (xoxb-…, scope chat:write) and the signing secret of interactions.
+TRUSTLADDER_SLACK_BOT_TOKEN = env("TRUSTLADDER_SLACK_BOT_TOKEN", "")
+TRUSTLADDER_SLACK_SIGNING_SECRET = env("TRUSTLADDER_SLACK_SIGNING_SECRET", "")
+# The Web API's base URL (tests point it at a local fake).
+TRUSTLADDER_SLACK_API_URL = env("TRUSTLADDER_SLACK_API_URL", "https://slack.com/api/")
+# Only this workspace's clicks count, when set (the team id, T…).
+TRUSTLADDER_SLACK_TEAM_ID = env("TRUSTLADDER_SLACK_TEAM_ID", "")
+# A pending item is posted as "near its SLA" once this share of its SLA is left.
+TRUSTLADDER_SLACK_SLA_WARN_FRACTION = float(env("TRUSTLADDER_SLACK_SLA_WARN_FRACTION", "0.2"))
+CELERY_BEAT_SCHEDULE["slack-sla-warnings"] = {"task": "integrations.slack_sla_warnings", **_every(300.0)}
+CELERY_TASK_ROUTES["integrations.*"] = {"queue": "default"}
+# MCP: wait_for_decision answers with the current state after at most this many seconds.
+TRUSTLADDER_MCP_MAX_WAIT_SECONDS = float(env("TRUSTLADDER_MCP_MAX_WAIT_SECONDS", "60"))
+# How often a waiting MCP tool (and the gateway) reads the action again.
+TRUSTLADDER_MCP_POLL_SECONDS = float(env("TRUSTLADDER_MCP_POLL_SECONDS", "1"))

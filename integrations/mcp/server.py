@@ -1,0 +1,388 @@
+"""The Trustladder MCP server: the agent API's operations as MCP tools (SPEC §9).
+
+Streamable HTTP (the SDK's current protocol revision), stateless: every HTTP request carries
+the deployment's API key (`Authorization: Bearer tl_…`) and is authenticated afresh, with the
+same service as the HTTP API (`deployments.services.api_key_authenticate`) and the same rate
+limit bucket. Every tool calls the service function its `/api/v1/` twin calls; no tool can
+approve, reject or escalate: a person's decision is never something the agent gives itself.
+
+Errors are MCP tool errors (`isError: true`) whose structured content is the API's error
+shape, `{"error": code, "detail": …}`, with the same codes (`not_found`, `conflict`,
+`invalid_transition`, `validation_error`, `rate_limited`, `unauthorized`, …).
+
+It runs as its own process (`manage.py mcp_server`, uvicorn) serving `/mcp/`: a long
+`wait_for_decision` then holds an event-loop task, not one of gunicorn's threads.
+"""
+
+import json
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal
+
+import anyio
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
+from django.http import Http404
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from core.fastjson import json_bytes
+from core.tracing import traceparent_clean
+from deployments.errors import DomainError
+from deployments.models import ApiKey
+from deployments.ratelimit import rate_limit_hit
+from deployments.services import api_key_authenticate, api_key_mark_used
+
+PATH = "/mcp/"
+UNAUTHORIZED = "send 'Authorization: Bearer <key>' with an active API key of your deployment"
+# The API's depth limit for a payload, as a JSON value can hold it.
+MAX_DEPTH = 64
+
+INSTRUCTIONS = """\
+Trustladder decides whether an AI agent may take an action. Before doing anything with side
+effects, call propose_action with what you want to do. Its `decision` says what to do now:
+- "execute": go ahead, with `final_payload` exactly (a person may have edited it), then call
+  report_result with its `payload_sha256`;
+- "wait": a person decides; call wait_for_decision until the decision is no longer "wait";
+- "shadow": do not execute (the deployment is only observing);
+- "reject" or "expired": do not execute; `reason` says why.
+You can never approve an action yourself.
+"""
+
+
+class ToolFailure(Exception):
+    """A tool's refusal with the API's error code."""
+
+    def __init__(self, code: str, detail: Any) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code, self.detail = code, detail
+
+
+def _result(data: dict[str, Any]) -> CallToolResult:
+    text = json_bytes(data).decode()
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
+
+
+def _error(code: str, detail: Any) -> CallToolResult:
+    body = {"error": code, "detail": detail}
+    return CallToolResult(
+        content=[TextContent(type="text", text=json.dumps(body, ensure_ascii=False))],
+        structured_content=body,
+        is_error=True,
+    )
+
+
+def _bearer(headers: Any) -> str:
+    value = (headers or {}).get("authorization", "") if headers is not None else ""
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _authenticated(raw: str) -> ApiKey:
+    """The active key (read afresh, with its deployment), counted against its rate limit."""
+    key = api_key_authenticate(raw)
+    if key is None:
+        raise ToolFailure(
+            "unauthorized", "send 'Authorization: Bearer <key>' with an active API key of your deployment"
+        )
+    api_key_mark_used(key, now=_now())
+    limit = key.deployment.api_rate_limit
+    if limit is None:
+        limit = settings.API_RATE_LIMIT_PER_MINUTE
+    wait = rate_limit_hit(bucket=f"api-key:{key.pk}:{key.prefix}", limit=limit, period=60)
+    if wait is not None:
+        raise ToolFailure("rate_limited", f"this API key is over its rate limit; retry in {math.ceil(wait)} s")
+    return key
+
+
+def _now():
+    from django.utils import timezone
+
+    return timezone.now()
+
+
+def _in_thread(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    """Run Django (ORM) code off the event loop, on a worker thread with its own connection."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        close_old_connections()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return sync_to_async(run, thread_sensitive=False)
+
+
+async def _call(ctx: Context, work: Callable[[ApiKey], Any]) -> CallToolResult:
+    """Authenticate the request of this call, run `work(key)` in a thread; map domain errors."""
+
+    def run() -> Any:
+        key = _authenticated(_bearer(ctx.headers))
+        return work(key)
+
+    try:
+        return _result(await _in_thread(run)())
+    except ToolFailure as exc:
+        return _error(exc.code, exc.detail)
+    except DomainError as exc:
+        return _error(exc.code, exc.detail)
+    except Http404 as exc:
+        return _error("not_found", str(exc) or "not found")
+    except ValidationError as exc:
+        detail = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in exc.errors())
+        return _error("validation_error", detail)
+
+
+def json_refusal(value: Any, path: str = "payload", depth: int = 0) -> str:
+    """Why `value` cannot be stored as the API would store it ("" when it can): a non-finite
+    number, a lone surrogate, NUL, or nesting deeper than MAX_DEPTH."""
+    if depth > MAX_DEPTH:
+        return f"{path}: nested deeper than {MAX_DEPTH} levels"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{path}: numbers must be finite"
+    if isinstance(value, str):
+        if "\x00" in value:
+            return f"{path}: contains a NUL character"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{path}: contains a lone surrogate"
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            reason = json_refusal(k, path, depth + 1) or json_refusal(v, f"{path}.{k}", depth + 1)
+            if reason:
+                return reason
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            reason = json_refusal(v, f"{path}[{i}]", depth + 1)
+            if reason:
+                return reason
+    return ""
+
+
+def _meta_traceparent(ctx: Context) -> str:
+    """The client's trace context: `_meta.traceparent` (MCP's convention), else the HTTP header."""
+    meta = ctx.request_context.meta or {}
+    found = traceparent_clean(meta.get("traceparent")) if isinstance(meta, dict) else ""
+    if not found and ctx.headers is not None:
+        found = traceparent_clean(ctx.headers.get("traceparent"))
+    return found
+
+
+def _action(key: ApiKey, action_id: int) -> dict[str, Any]:
+    from reviews.representation import action_representation
+    from reviews.selectors import action_get_for_deployment
+
+    action = action_get_for_deployment(deployment=key.deployment, action_id=action_id)
+    return action_representation(action, deployment_slug=key.deployment.slug)
+
+
+ActionIdArg = Annotated[int, Field(ge=1, le=2**63 - 1, description="The action's id, as propose_action returned it.")]
+READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
+
+
+def build_server() -> MCPServer:
+    """The MCP server with its tools (no transport yet)."""
+    server = MCPServer(
+        "trustladder",
+        title="Trustladder",
+        instructions=INSTRUCTIONS,
+        version="1.0.0",
+        website_url=settings.TRUSTLADDER_BASE_URL,
+    )
+
+    @server.tool(
+        annotations=ToolAnnotations(destructiveHint=False, idempotentHint=False, openWorldHint=False),
+    )
+    async def propose_action(
+        ctx: Context,
+        action_type: Annotated[
+            str, Field(description="What you want to do, e.g. 'refund.issue' (letters, digits, . _ : - /).")
+        ],
+        payload: Annotated[dict[str, Any], Field(description="The action's arguments, as a JSON object.")],
+        # strict: a string or a boolean where a number is due is refused (SPEC §7), not coerced.
+        risk_score: Annotated[
+            float, Field(ge=0, le=1, strict=True, description="Your estimate of the harm if wrong, 0 to 1.")
+        ],
+        confidence: Annotated[
+            float, Field(ge=0, le=1, strict=True, description="How sure you are this is right, 0 to 1.")
+        ],
+        external_id: Annotated[str, Field(description="Your own id for the case (optional).")] = "",
+        model_version: Annotated[str, Field(description="The model that proposed it (optional).")] = "",
+        rationale: Annotated[str, Field(description="Why; shown to the person who decides.")] = "",
+        needs_human: Annotated[
+            bool, Field(strict=True, description="true to ask for a person whatever the stage.")
+        ] = False,
+    ) -> CallToolResult:
+        """Propose an action before taking it. Returns the action; its `decision` says what to do
+        now: "execute" (go ahead with `final_payload`, then report_result), "wait" (a person
+        decides: call wait_for_decision), "shadow" (do not execute). Never execute on "wait",
+        "shadow", "reject" or "expired"."""
+        from reviews.api import ActionIn
+        from reviews.services import proposed_action_create
+
+        arguments = {
+            "action_type": action_type,
+            "payload": payload,
+            "risk_score": risk_score,
+            "confidence": confidence,
+            "external_id": external_id,
+            "model_version": model_version,
+            "rationale": rationale,
+            "needs_human": needs_human,
+        }
+        traceparent = _meta_traceparent(ctx)
+
+        def work(key: ApiKey) -> dict[str, Any]:
+            from reviews.representation import action_representation
+
+            if reason := json_refusal(arguments):
+                raise ToolFailure("validation_error", reason.removeprefix("payload."))
+            data = ActionIn.model_validate(arguments)  # the API's own rules
+            action = proposed_action_create(
+                deployment=key.deployment,
+                action_type=data.action_type,
+                payload=data.payload,
+                risk_score=data.risk_score,
+                confidence=data.confidence,
+                external_id=data.external_id,
+                model_version=data.model_version,
+                rationale=data.rationale,
+                needs_human=data.needs_human,
+                actor_label=f"api-key:{key.prefix}",
+                traceparent=traceparent,
+            )
+            return action_representation(action, deployment_slug=key.deployment.slug)
+
+        return await _call(ctx, work)
+
+    @server.tool(annotations=READ_ONLY)
+    async def get_action(ctx: Context, action_id: ActionIdArg) -> CallToolResult:
+        """Read one of your deployment's actions: its `status`, `decision`, `final_payload`,
+        `payload_sha256` and the reviewer's `reason`."""
+        return await _call(ctx, lambda key: _action(key, action_id))
+
+    @server.tool(annotations=READ_ONLY)
+    async def wait_for_decision(
+        ctx: Context,
+        action_id: ActionIdArg,
+        timeout_seconds: Annotated[
+            float,
+            Field(ge=0, le=3600, description="Wait at most this long (capped by the server, 60 s by default)."),
+        ] = 30,
+    ) -> CallToolResult:
+        """Wait until a person has decided the action (its `decision` is no longer "wait"), or
+        until `timeout_seconds` have passed, and return the action as it is then. If it still
+        says "wait", call this again; do not execute until it says "execute"."""
+        bound = min(timeout_seconds, settings.TRUSTLADDER_MCP_MAX_WAIT_SECONDS)
+        deadline = time.monotonic() + bound
+        while True:
+            result = await _call(ctx, lambda key: _action(key, action_id))
+            data = result.structured_content or {}
+            left = deadline - time.monotonic()
+            if result.is_error or data.get("decision") != "wait" or left <= 0:
+                return result
+            await anyio.sleep(min(settings.TRUSTLADDER_MCP_POLL_SECONDS, left))
+
+    @server.tool(annotations=ToolAnnotations(destructiveHint=False, idempotentHint=True, openWorldHint=False))
+    async def report_result(
+        ctx: Context,
+        action_id: ActionIdArg,
+        status: Annotated[Literal["executed", "failed"], Field(description="What happened when you executed it.")],
+        payload_sha256: Annotated[
+            str, Field(pattern=r"^[0-9a-f]{64}$", description="The action's `payload_sha256` (of `final_payload`).")
+        ],
+        error: Annotated[str, Field(max_length=20_000, description="What went wrong, if it failed.")] = "",
+    ) -> CallToolResult:
+        """Report how executing an approved action went, with the `payload_sha256` of the final
+        payload you executed (refused if it does not match)."""
+        from reviews.api import ResultIn
+        from reviews.services import proposed_action_report_result
+
+        def work(key: ApiKey) -> dict[str, Any]:
+            from reviews.representation import action_representation
+            from reviews.selectors import action_get_for_deployment
+
+            data = ResultIn.model_validate({"status": status, "payload_sha256": payload_sha256, "error": error})
+            action = action_get_for_deployment(deployment=key.deployment, action_id=action_id)
+            action = proposed_action_report_result(
+                action_id=action.pk,
+                status=data.status,
+                payload_hash=data.payload_sha256,
+                error=data.error,
+                actor_label=f"api-key:{key.prefix}",
+            )
+            return action_representation(action, deployment_slug=key.deployment.slug)
+
+        return await _call(ctx, work)
+
+    @server.tool(annotations=READ_ONLY)
+    async def get_deployment(ctx: Context) -> CallToolResult:
+        """Your deployment: its stage, thresholds and SLAs, and whether it is paused or its
+        circuit breaker tripped (then every action waits for a person)."""
+        from deployments.api import deployment_representation
+
+        def work(key: ApiKey) -> dict[str, Any]:
+            data = deployment_representation(key.deployment)
+            return json.loads(json.dumps(data, default=str))
+
+        return await _call(ctx, work)
+
+    return server
+
+
+class BearerRequired:
+    """ASGI middleware: a request without an active API key gets 401 before any MCP exchange
+    (each tool call checks its request's key again, so a revoked key stops at once)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw = _bearer(Request(scope).headers)
+        key = await _in_thread(api_key_authenticate)(raw) if raw else None
+        if key is None:
+            response = JSONResponse(
+                {"error": "unauthorized", "detail": UNAUTHORIZED},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="trustladder"'},
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _transport_security() -> TransportSecuritySettings | None:
+    """DNS rebinding protection: only the Host names Django accepts."""
+    hosts = [h for h in settings.ALLOWED_HOSTS if h]
+    if not hosts or "*" in hosts:
+        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    allowed = []
+    for host in hosts:
+        name = host.lstrip(".")
+        allowed += [name, f"{name}:*"]
+    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=allowed, allowed_origins=[])
+
+
+def mcp_asgi_app() -> ASGIApp:
+    """The ASGI application serving the MCP endpoint at PATH (uvicorn runs it)."""
+    server = build_server()
+    app = server.streamable_http_app(
+        streamable_http_path=PATH,
+        stateless_http=True,
+        transport_security=_transport_security(),
+        host="0.0.0.0",  # noqa: S104 -- only to keep the SDK from its localhost-only default; see _transport_security
+    )
+    app.add_middleware(BearerRequired)
+    return app
