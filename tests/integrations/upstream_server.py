@@ -1,0 +1,44 @@
+"""A small upstream MCP server for the gateway tests (stdio): each tool appends what it
+executed, as one JSON line, to the file named by UPSTREAM_LOG, and returns it."""
+
+import json
+import os
+import sys
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+
+server = MCPServer("upstream")
+
+
+def _record(tool: str, arguments: dict) -> str:
+    line = json.dumps({"tool": tool, "arguments": arguments}, sort_keys=True)
+    with open(os.environ["UPSTREAM_LOG"], "a", encoding="utf-8") as log:
+        log.write(line + "\n")
+    return line
+
+
+@server.tool()
+def send_email(to: str, body: str) -> str:
+    """Send an email (records it)."""
+    return "sent " + _record("send_email", {"to": to, "body": body})
+
+
+@server.tool()
+def read_file(path: str) -> str:
+    """Read a file (records it)."""
+    return "read " + _record("read_file", {"path": path})
+
+
+@server.tool()
+def flaky(n: int) -> str:
+    """Records the call, then fails."""
+    _record("flaky", {"n": n})
+    raise ToolError("disk full")
+
+
+if __name__ == "__main__":
+    print("upstream starting", file=sys.stderr)
+    import anyio
+
+    anyio.run(server.run_stdio_async)
