@@ -39,10 +39,20 @@ class SlackMessage(models.Model):
     shown_status = models.CharField(max_length=16, blank=True)
     shown_sha256 = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
-    sla_warned_at = models.DateTimeField(null=True, blank=True)
+    # The SLA deadline last warned about ("near its SLA"); an escalation moves the deadline.
+    sla_warned_for = models.DateTimeField(null=True, blank=True)
+    # A breaker notice: the audit event of the trip (posted once).
+    audit_event_id = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["channel", "ts"], name="slack_message_by_ts")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["audit_event_id"],
+                condition=models.Q(audit_event_id__isnull=False),
+                name="slack_one_notice_per_event",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.channel}/{self.ts or '(unposted)'}"

@@ -1,10 +1,16 @@
-"""Real servers for the integration tests: uvicorn on 127.0.0.1 serving an ASGI app, and the
-MCP SDK's own client over Streamable HTTP."""
+"""Real servers for the integration tests: uvicorn on 127.0.0.1 serving an ASGI app, the MCP
+SDK's own client over Streamable HTTP, and a local fake of Slack's Web API."""
 
 import contextlib
+import dataclasses
+import hashlib
+import hmac
+import json
 import threading
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx2
@@ -44,3 +50,87 @@ async def mcp_session(url: str, key: str | None) -> AsyncIterator[ClientSession]
     ):
         await session.initialize()
         yield session
+
+
+@dataclasses.dataclass
+class SlackCall:
+    method: str
+    body: dict
+    token: str
+
+
+@dataclasses.dataclass
+class FakeSlack:
+    """A local stand-in for Slack's Web API (https://slack.com/api/<method>): records every
+    call and answers as Slack does for the methods Trustladder uses."""
+
+    url: str = ""
+    calls: list[SlackCall] = dataclasses.field(default_factory=list)
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    fail_next: int = 0
+
+    def of(self, method: str) -> list[SlackCall]:
+        with self.lock:
+            return [c for c in self.calls if c.method == method]
+
+    def answer(self, method: str, body: dict) -> dict:
+        with self.lock:
+            if self.fail_next:
+                self.fail_next -= 1
+                return {"ok": False, "error": "ratelimited"}
+            n = len(self.calls)
+        if method == "chat.postMessage":
+            return {"ok": True, "channel": body.get("channel"), "ts": f"17000000{n:02d}.000100", "message": {}}
+        if method == "chat.update":
+            return {"ok": True, "channel": body.get("channel"), "ts": body.get("ts")}
+        if method == "chat.postEphemeral":
+            return {"ok": True, "message_ts": f"17000000{n:02d}.000200"}
+        if method == "views.open":
+            return {"ok": True, "view": {"id": f"V{n}"}}
+        return {"ok": False, "error": "unknown_method"}
+
+
+@contextlib.contextmanager
+def fake_slack() -> Iterator[FakeSlack]:
+    fake = FakeSlack()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 -- http.server's naming
+            raw = self.rfile.read(int(self.headers.get("content-length", "0")))
+            method = self.path.rsplit("/", 1)[-1]
+            if "json" in self.headers.get("content-type", ""):
+                body = json.loads(raw or b"{}")
+            else:
+                body = {k: v[0] for k, v in urllib.parse.parse_qs(raw.decode()).items()}
+            answer = fake.answer(method, body)
+            with fake.lock:
+                fake.calls.append(SlackCall(method, body, self.headers.get("authorization", "")))
+            data = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}/api/"
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def slack_signed(payload: dict, secret: str, *, at: float | None = None) -> tuple[bytes, dict]:
+    """A request body and headers signed the way Slack signs them: v0 HMAC-SHA256 of
+    "v0:<timestamp>:<body>" with the app's signing secret."""
+    body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
+    timestamp = str(int(at if at is not None else time.time()))
+    digest = hmac.new(secret.encode(), b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256).hexdigest()
+    return body, {"HTTP_X_SLACK_REQUEST_TIMESTAMP": timestamp, "HTTP_X_SLACK_SIGNATURE": "v0=" + digest}
