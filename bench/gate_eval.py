@@ -24,24 +24,25 @@ django.setup()
 from django.utils import timezone  # noqa: E402
 
 from deployments.breakers import breaker_reading  # noqa: E402
+from deployments.counters import Metric  # noqa: E402
 from deployments.gate import gate_evaluate  # noqa: E402
 from deployments.models import Deployment, EvidenceCount  # noqa: E402
 
 METRICS = [
-    "proposed.auto",
-    "proposed.review",
-    "decision.approve",
-    "decision.edit",
-    "decision.reject",
-    "decision.expire",
-    "sla.within",
-    "sla.breached",
-    "execution.executed.auto",
-    "execution.failed.auto",
-    "audit.correct",
-    "audit.incorrect",
-    "shadow.agree",
-    "shadow.disagree",
+    Metric.PROPOSED_AUTO,
+    Metric.PROPOSED_REVIEW,
+    Metric.DECISION_APPROVE,
+    Metric.DECISION_EDIT,
+    Metric.DECISION_REJECT,
+    Metric.DECISION_EXPIRE,
+    Metric.SLA_WITHIN,
+    Metric.SLA_BREACHED,
+    Metric.EXECUTION_EXECUTED_AUTO,
+    Metric.EXECUTION_FAILED_AUTO,
+    Metric.AUDIT_CORRECT,
+    Metric.AUDIT_INCORRECT,
+    Metric.SHADOW_AGREE,
+    Metric.SHADOW_DISAGREE,
 ]
 
 

@@ -94,8 +94,8 @@ def naive_loop(deployment_id: int) -> tuple[int, float]:
     """The per-row way: one transaction, a lock, two loads, a save and two upserts per pair."""
     from django.db import transaction
 
+    from deployments.counters import Metric, evidence_add
     from deployments.models import Deployment
-    from deployments.services import evidence_add
     from reviews.models import ProposedAction
     from reviews.shadow.compare import Rules, compare
     from reviews.shadow.models import ShadowOutcome
@@ -118,7 +118,7 @@ def naive_loop(deployment_id: int) -> tuple[int, float]:
             action.comparison, action.status = result, "compared"
             action.save(update_fields=["comparison", "status"])
             day = action.created_at.date()
-            metric = "shadow.agree" if result["agree"] else "shadow.disagree"
+            metric = Metric.SHADOW_AGREE if result["agree"] else Metric.SHADOW_DISAGREE
             evidence_add(deployment_id=deployment_id, action_type=action.action_type, metric=metric, day=day)
             key = (deployment_id, day, action.action_type, outcome.action_type, action.model_version)
             shadow_tally_add_many({key: [1, 0] if result["agree"] else [0, 1]})

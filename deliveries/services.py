@@ -24,7 +24,7 @@ from django.utils import timezone
 from core.tasks import task_get
 from deliveries.models import Delivery, DeliveryAttempt, RetiredWebhookSecret
 from deployments.errors import InvalidInput
-from deployments.models import Deployment
+from deployments.locks import deployment_lock
 from deployments.services import audit_event_record, new_webhook_secret
 
 logger = logging.getLogger(__name__)
@@ -213,10 +213,7 @@ def deployment_webhook_secret_rotate(
     The previous secret keeps signing, beside the new one, for `WEBHOOK_SECRET_ROTATION_GRACE`,
     so receivers can switch without rejecting a delivery. Audited; the secrets are not logged.
     """
-    try:
-        deployment = Deployment.objects.select_for_update().get(pk=deployment_id)
-    except Deployment.DoesNotExist:
-        raise InvalidInput(f"deployment {deployment_id} does not exist") from None
+    deployment = deployment_lock(deployment_id)
     now = timezone.now()
     RetiredWebhookSecret.objects.filter(
         deployment=deployment, retired_at__lte=now - settings.WEBHOOK_SECRET_ROTATION_GRACE

@@ -12,8 +12,7 @@ from deliveries.selectors import delivery_counts_by_deployment, delivery_get, de
 from deliveries.services import delivery_redeliver, deployment_webhook_secret_rotate
 from deployments.errors import DomainError
 from deployments.models import Deployment, Member
-from deployments.permissions import role_required
-from deployments.selectors import deployments_visible_to
+from deployments.permissions import deployments_visible_to, role_required
 
 
 def _list_url(slug: str | None) -> str:

@@ -11,7 +11,9 @@ from ninja import Field, Query, Router, Schema
 from ninja.security import HttpBearer
 from ninja.throttling import BaseThrottle
 
+from deployments.gate import gate_evaluate
 from deployments.models import ApiKey, Deployment
+from deployments.policy import Stage
 from deployments.ratelimit import rate_limit_hit
 from deployments.services import api_key_authenticate, api_key_mark_used
 
@@ -90,8 +92,6 @@ class DeploymentOut(Schema):
 
 
 def deployment_representation(deployment: Deployment) -> dict:
-    from deployments.policy import Stage
-
     next_stage = Stage(deployment.stage).next
     return {
         "slug": deployment.slug,
@@ -176,6 +176,4 @@ class EvidenceQuery(Schema):
     "stage (shadow: AI–human agreement). Formulas: docs/gate.md.",
 )
 def deployment_evidence(request: HttpRequest, query: Query[EvidenceQuery]) -> dict:
-    from deployments.gate import gate_evaluate
-
     return gate_evaluate(deployment=request.auth.deployment, action_type=query.action_type).as_dict()

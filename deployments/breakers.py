@@ -1,10 +1,10 @@
 """Circuit breakers of SPEC §3: reading the sliding window. The trip itself is a service
 (`deployments.services.breaker_check` / `breaker_trip`).
 
-The window is read from `BreakerCount`, minute buckets written by `evidence_add` beside the
-daily counters for the few metrics the breakers watch. Why not the actions table: the
-`deployments` app does not read `reviews` tables, and a sum over at most 60 minute rows per
-metric (times a few shards) costs the same at 10 or 10 million actions. Why not the daily
+The window is read from `BreakerCount`, minute buckets written beside the daily counters for
+the few metrics the breakers watch (`deployments.counters.BREAKER_METRICS`). Why not the
+actions table: the `deployments` app does not read `reviews` tables, and a sum over at most
+60 minute rows per metric (times a few shards) costs the same at 10 or 10 million actions. Why not the daily
 EvidenceCount: a day is far coarser than a one-hour window.
 
 Hysteresis: the trip thresholds are far looser than the promotion criteria (a 5% failure rate
@@ -16,49 +16,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Sum
 from django.utils import timezone
 
-from deployments.models import BreakerCount, Deployment
-
-DEFAULT_SETTINGS: dict[str, float] = {
-    "window_minutes": 60,
-    "min_events": 20,
-    "max_failure_rate": 0.05,  # execution.failed.auto / all auto executions in the window
-    "audit_window_minutes": 24 * 60,  # audit verdicts are rarer: a longer window
-    "max_audit_rejected_rate": 0.10,  # audit.incorrect / all verdicts in the audit window
-    "volume_factor": 5,  # auto-approvals in the window > k × the trailing baseline per window
-    "baseline_hours": 24,
-}
-
-# Metrics copied into minute buckets (see deployments.services.evidence_add).
-WATCHED_METRICS = frozenset(
-    {"proposed.auto", "execution.executed.auto", "execution.failed.auto", "audit.correct", "audit.incorrect"}
-)
-
-
-def breaker_settings_errors(overrides: Any) -> list[str]:
-    if not isinstance(overrides, dict):
-        return ["must be an object"]
-    errors = []
-    for key, value in overrides.items():
-        if key not in DEFAULT_SETTINGS:
-            errors.append(f"unknown setting {key!r} (one of {', '.join(DEFAULT_SETTINGS)})")
-        elif isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            errors.append(f"{key}: must be a positive number")
-        elif key.startswith("max_") and value > 1:
-            errors.append(f"{key}: must be between 0 and 1")
-    return errors
+from deployments.counters import BREAKER, Counts, Metric, counters_sum, minute_of
+from deployments.models import Deployment
+from deployments.validators import DEFAULT_BREAKER_SETTINGS
 
 
 def settings_for(deployment: Deployment) -> dict[str, float]:
-    values = dict(DEFAULT_SETTINGS)
+    """The default breaker settings with the deployment's overrides applied."""
+    values = dict(DEFAULT_BREAKER_SETTINGS)
     values.update(deployment.breaker_settings or {})
     return values
-
-
-def minute_of(moment: datetime) -> datetime:
-    return moment.replace(second=0, microsecond=0)
 
 
 @dataclass
@@ -97,11 +66,9 @@ class BreakerReading:
         }
 
 
-def _sums(deployment_id: int, start: datetime, end: datetime | None = None) -> dict[str, int]:
-    qs = BreakerCount.objects.filter(deployment_id=deployment_id, minute__gte=minute_of(start))
-    if end is not None:
-        qs = qs.filter(minute__lt=minute_of(end))
-    return {row["metric"]: row["n_sum"] for row in qs.values("metric").annotate(n_sum=Sum("n"))}
+def _sums(deployment_id: int, start: datetime, end: datetime | None = None) -> Counts:
+    until = minute_of(end) if end is not None else None
+    return counters_sum(BREAKER, deployment_id=deployment_id, since=minute_of(start), until=until)
 
 
 def breaker_reading(deployment: Deployment, now: datetime | None = None) -> BreakerReading:
@@ -120,16 +87,14 @@ def breaker_reading(deployment: Deployment, now: datetime | None = None) -> Brea
     audit_start = max(audit_start, floor) if floor else audit_start
     reading = BreakerReading(window_start=start)
     recent = _sums(deployment.pk, start)
-    reading.failures = recent.get("execution.failed.auto", 0)
-    reading.executions = reading.failures + recent.get("execution.executed.auto", 0)
-    reading.volume = recent.get("proposed.auto", 0)
+    reading.failures = recent[Metric.EXECUTION_FAILED_AUTO]
+    reading.executions = reading.failures + recent[Metric.EXECUTION_EXECUTED_AUTO]
+    reading.volume = recent[Metric.PROPOSED_AUTO]
     audits = _sums(deployment.pk, audit_start)
-    reading.audit_incorrect = audits.get("audit.incorrect", 0)
-    reading.audited = reading.audit_incorrect + audits.get("audit.correct", 0)
+    reading.audit_incorrect = audits[Metric.AUDIT_INCORRECT]
+    reading.audited = reading.audit_incorrect + audits[Metric.AUDIT_CORRECT]
     baseline_hours = s["baseline_hours"]
-    baseline = _sums(deployment.pk, now - window - timedelta(hours=baseline_hours), now - window).get(
-        "proposed.auto", 0
-    )
+    baseline = _sums(deployment.pk, now - window - timedelta(hours=baseline_hours), now - window)[Metric.PROPOSED_AUTO]
     min_events = s["min_events"]
     if baseline >= min_events:
         reading.baseline_per_window = baseline / (baseline_hours * 60 / s["window_minutes"])

@@ -15,82 +15,20 @@ The outcome is `fail` if any criterion failed, else `inconclusive` if any is ins
 else `pass`. Only `pass` lets a promotion be requested and approved.
 """
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
 
-from deployments.evidence import evidence_totals
-from deployments.models import Deployment, EvidenceCount
+from deployments.counters import DEPLOYMENT_WIDE, Counts, Metric, counters_sum
+from deployments.models import Deployment
 from deployments.policy import Stage
 from deployments.stats import wilson_interval
+from deployments.validators import DEFAULT_CRITERIA
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
 MET, FAILED, INSUFFICIENT = "met", "failed", "insufficient"
-
-# Keyed by the stage being promoted *to*. A deployment overrides any of them in
-# `Deployment.gate_criteria` ({"supervised": {"min_decisions": 300}}).
-DEFAULT_CRITERIA: dict[str, dict[str, float]] = {
-    Stage.APPROVAL: {
-        "min_pairs": 200,
-        "min_agreement_lower": 0.90,
-        "per_type_min_pairs": 30,
-        "per_type_min_lower": 0.85,
-        "min_days": 14,
-    },
-    Stage.SUPERVISED: {
-        "min_decisions": 500,
-        "min_unchanged_lower": 0.90,
-        "min_counterfactual": 100,
-        "max_counterfactual_changed_upper": 0.02,
-        "min_days": 14,
-    },
-    Stage.AUTONOMOUS: {
-        "min_auto_executions": 1000,
-        "max_failure_upper": 0.01,
-        "min_audit_samples": 50,
-        "max_audit_rejected_upper": 0.02,
-        "breaker_quiet_days": 14,
-        "min_sla_rate": 0.95,
-    },
-}
-
-RATE_KEYS = {
-    "min_agreement_lower",
-    "per_type_min_lower",
-    "min_unchanged_lower",
-    "max_counterfactual_changed_upper",
-    "max_failure_upper",
-    "max_audit_rejected_upper",
-    "min_sla_rate",
-}
-
-BREAKER_TRIPPED_METRIC = "breaker.tripped"
-DEPLOYMENT_WIDE = ""  # action_type of counters about the whole deployment
-
-
-def gate_criteria_errors(overrides: Any) -> list[str]:
-    """Problems with a `gate_criteria` override (empty list when it is valid)."""
-    if not isinstance(overrides, dict):
-        return ["must be an object keyed by target stage"]
-    errors = []
-    for stage, values in overrides.items():
-        if stage not in DEFAULT_CRITERIA:
-            errors.append(f"{stage!r} is not a promotion target (one of {', '.join(DEFAULT_CRITERIA)})")
-            continue
-        if not isinstance(values, dict):
-            errors.append(f"{stage}: must be an object")
-            continue
-        for key, value in values.items():
-            if key not in DEFAULT_CRITERIA[stage]:
-                errors.append(f"{stage}: unknown criterion {key!r}")
-            elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                errors.append(f"{stage}.{key}: must be a non-negative number")
-            elif key in RATE_KEYS and value > 1:
-                errors.append(f"{stage}.{key}: must be between 0 and 1")
-    return errors
 
 
 def criteria_for(deployment: Deployment, target: Stage) -> dict[str, float]:
@@ -201,20 +139,21 @@ def _upper_at_most(name: str, label: str, events: int, n: int, threshold: float,
     return Criterion(name, label, status, events / n if n else None, threshold, n, lower, upper)
 
 
-class _Counts:
-    """Counter totals of the window, for the whole deployment or one action type."""
+class _Counts(Counts):
+    """Counter totals of the window, for the whole deployment or one action type, and
+    `by_type` per action type (counters about the whole deployment left out)."""
 
-    def __init__(self, totals: dict[tuple[str, str], int], action_type: str = "") -> None:
-        self.by_metric: dict[str, int] = defaultdict(int)
-        self.by_type: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        for (atype, metric), n in totals.items():
-            if atype == DEPLOYMENT_WIDE or (action_type and atype != action_type):
-                continue
-            self.by_metric[metric] += n
-            self.by_type[atype][metric] += n
+    __slots__ = ("by_type",)
 
-    def __getitem__(self, metric: str) -> int:
-        return self.by_metric.get(metric, 0)
+    def __init__(self, by_type: dict[str, Counts], action_type: str = "") -> None:
+        super().__init__()
+        self.by_type = {
+            atype: counts
+            for atype, counts in by_type.items()
+            if atype != DEPLOYMENT_WIDE and (not action_type or atype == action_type)
+        }
+        for counts in self.by_type.values():
+            self.add(counts)
 
 
 def window_start_for(deployment: Deployment, action_type: str = "") -> datetime:
@@ -255,7 +194,7 @@ def gate_evaluate(*, deployment: Deployment, action_type: str = "", now: datetim
         window_start=start,
         evaluated_at=now,
     )
-    counts = _Counts(evidence_totals(deployment_id=deployment.pk, since=start.date()), action_type)
+    counts = _Counts(counters_sum(by="action_type", deployment_id=deployment.pk, since=start.date()), action_type)
     evaluation.by_action_type = _by_action_type(stage, counts)
     if target is None:
         evaluation.criteria = [
@@ -294,7 +233,7 @@ def _days_criterion(days: float, minimum: float) -> Criterion:
 
 
 def _shadow_to_approval(counts: _Counts, v: dict[str, float], days: float) -> list[Criterion]:
-    agree, disagree = counts["shadow.agree"], counts["shadow.disagree"]
+    agree, disagree = counts[Metric.SHADOW_AGREE], counts[Metric.SHADOW_DISAGREE]
     pairs = agree + disagree
     criteria = [
         _count("compared_pairs", f"At least {v['min_pairs']:g} compared pairs", pairs, v["min_pairs"]),
@@ -309,9 +248,9 @@ def _shadow_to_approval(counts: _Counts, v: dict[str, float], days: float) -> li
     ]
     per_type = []
     for atype, metrics in sorted(counts.by_type.items()):
-        n = metrics["shadow.agree"] + metrics["shadow.disagree"]
+        n = metrics[Metric.SHADOW_AGREE] + metrics[Metric.SHADOW_DISAGREE]
         if n >= v["per_type_min_pairs"]:
-            c = _lower_at_least(atype, "", metrics["shadow.agree"], n, v["per_type_min_lower"])
+            c = _lower_at_least(atype, "", metrics[Metric.SHADOW_AGREE], n, v["per_type_min_lower"])
             per_type.append((atype, c))
     label = f"Every action type with ≥ {v['per_type_min_pairs']:g} pairs: lower bound ≥ {v['per_type_min_lower']:g}"
     if not per_type:
@@ -342,9 +281,9 @@ def _shadow_to_approval(counts: _Counts, v: dict[str, float], days: float) -> li
 
 
 def _approval_to_supervised(counts: _Counts, v: dict[str, float], days: float) -> list[Criterion]:
-    unchanged = counts["decision.approve"]
-    decisions = unchanged + counts["decision.edit"] + counts["decision.reject"]
-    cf_n, cf_changed = counts["counterfactual.auto"], counts["counterfactual.auto_changed"]
+    unchanged = counts[Metric.DECISION_APPROVE]
+    decisions = unchanged + counts[Metric.DECISION_EDIT] + counts[Metric.DECISION_REJECT]
+    cf_n, cf_changed = counts[Metric.COUNTERFACTUAL_AUTO], counts[Metric.COUNTERFACTUAL_AUTO_CHANGED]
     return [
         _count("human_decisions", f"At least {v['min_decisions']:g} human decisions", decisions, v["min_decisions"]),
         _lower_at_least(
@@ -376,12 +315,12 @@ def _approval_to_supervised(counts: _Counts, v: dict[str, float], days: float) -
 def _supervised_to_autonomous(
     deployment: Deployment, counts: _Counts, v: dict[str, float], now: datetime
 ) -> list[Criterion]:
-    executed, failed = counts["execution.executed.auto"], counts["execution.failed.auto"]
+    executed, failed = counts[Metric.EXECUTION_EXECUTED_AUTO], counts[Metric.EXECUTION_FAILED_AUTO]
     auto_n = executed + failed
-    correct, incorrect = counts["audit.correct"], counts["audit.incorrect"]
+    correct, incorrect = counts[Metric.AUDIT_CORRECT], counts[Metric.AUDIT_INCORRECT]
     audited = correct + incorrect
-    within = counts["sla.within"]
-    late = counts["sla.breached"] + counts["decision.expire"]
+    within = counts[Metric.SLA_WITHIN]
+    late = counts[Metric.SLA_BREACHED] + counts[Metric.DECISION_EXPIRE]
     reviewed = within + late
     sla_lower, sla_upper = wilson_interval(within, reviewed)
     sla_rate = within / reviewed if reviewed else None
@@ -432,10 +371,8 @@ def _supervised_to_autonomous(
 
 def breaker_trips_since(deployment: Deployment, since: datetime) -> int:
     """Breaker trips recorded in the counters on days >= since's day."""
-    rows = EvidenceCount.objects.filter(
-        deployment=deployment, metric=BREAKER_TRIPPED_METRIC, day__gte=since.date()
-    ).values_list("n", flat=True)
-    return sum(rows)
+    trips = counters_sum(deployment_id=deployment.pk, since=since.date(), metrics=[Metric.BREAKER_TRIPPED])
+    return trips[Metric.BREAKER_TRIPPED]
 
 
 def _by_action_type(stage: Stage, counts: _Counts) -> dict[str, dict[str, Any]]:
@@ -443,13 +380,13 @@ def _by_action_type(stage: Stage, counts: _Counts) -> dict[str, dict[str, Any]]:
     result = {}
     for atype, m in sorted(counts.by_type.items()):
         if stage is Stage.SHADOW:
-            agree, n = m["shadow.agree"], m["shadow.agree"] + m["shadow.disagree"]
+            agree, n = m[Metric.SHADOW_AGREE], m[Metric.SHADOW_AGREE] + m[Metric.SHADOW_DISAGREE]
         elif stage is Stage.APPROVAL:
-            agree = m["decision.approve"]
-            n = agree + m["decision.edit"] + m["decision.reject"]
+            agree = m[Metric.DECISION_APPROVE]
+            n = agree + m[Metric.DECISION_EDIT] + m[Metric.DECISION_REJECT]
         else:
-            agree = m["decision.approve"] + m["audit.correct"]
-            n = agree + m["decision.edit"] + m["decision.reject"] + m["audit.incorrect"]
+            agree = m[Metric.DECISION_APPROVE] + m[Metric.AUDIT_CORRECT]
+            n = agree + m[Metric.DECISION_EDIT] + m[Metric.DECISION_REJECT] + m[Metric.AUDIT_INCORRECT]
         if n == 0:
             continue
         lower, upper = wilson_interval(agree, n)

@@ -12,6 +12,7 @@ from django.db import models
 from django.utils import timezone
 
 from deployments import policy
+from deployments.validators import breaker_settings_errors, gate_criteria_errors
 
 UNIT = [MinValueValidator(0.0), MaxValueValidator(1.0)]
 
@@ -46,9 +47,9 @@ class Deployment(models.Model):
     # The breaker window never reaches back before the last reset, so a reset is not undone
     # at once by the very events that tripped it.
     breaker_reset_at = models.DateTimeField(null=True, blank=True)
-    # Overrides of deployments.breakers.DEFAULT_SETTINGS, e.g. {"max_failure_rate": 0.1}.
+    # Overrides of deployments.validators.DEFAULT_BREAKER_SETTINGS, e.g. {"max_failure_rate": 0.1}.
     breaker_settings = models.JSONField(default=dict, blank=True)
-    # Overrides of deployments.gate.DEFAULT_CRITERIA per target stage,
+    # Overrides of deployments.validators.DEFAULT_CRITERIA per target stage,
     # e.g. {"supervised": {"min_decisions": 300}}.
     gate_criteria = models.JSONField(default=dict, blank=True)
     # When each action type's cap was set ({"refund.issue": "2026-11-25T10:00:00+00:00"}): the
@@ -102,9 +103,6 @@ class Deployment(models.Model):
         for action_type, cap in (self.stage_caps or {}).items():
             if cap not in {stage.value for stage in policy.Stage}:
                 raise ValidationError({"stage_caps": f"{action_type}: unknown stage {cap!r}"})
-        from deployments.breakers import breaker_settings_errors
-        from deployments.gate import gate_criteria_errors
-
         if errors := gate_criteria_errors(self.gate_criteria):
             raise ValidationError({"gate_criteria": errors})
         if errors := breaker_settings_errors(self.breaker_settings):
@@ -244,7 +242,7 @@ class EvidenceCount(models.Model):
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="evidence", db_constraint=False)
     day = models.DateField()
     action_type = models.CharField(max_length=100)
-    metric = models.CharField(max_length=64)
+    metric = models.CharField(max_length=64)  # a deployments.counters.Metric
     shard = models.PositiveSmallIntegerField(default=0)
     n = models.BigIntegerField(default=0)
     # Sum of a measured quantity (e.g. seconds to decision), so means can be derived.
@@ -375,7 +373,7 @@ class PromotionRequest(models.Model):
 class BreakerCount(models.Model):
     """Fine-grained counters for the circuit breakers: per deployment, minute and metric.
 
-    Written by `evidence_add` beside the daily EvidenceCount for the few metrics the breakers
+    Written by `deployments.counters.counters_add` beside the daily EvidenceCount for the few metrics the breakers
     watch, so a sliding window of an hour is a sum over at most 60 rows per metric and shard.
     Purged after BREAKER_RETENTION by a periodic task.
     """

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from functools import cache
 
+import redis
 from django.conf import settings
 from django.db import connection
 
@@ -36,8 +37,6 @@ _last_warning = -math.inf
 
 @cache
 def _redis():
-    import redis
-
     return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=0.5, socket_timeout=0.5)
 
 
@@ -59,8 +58,6 @@ def _incr_script(client):
 
 
 def _hit_redis(bucket: str, window: int, period: int, n: int) -> int | None:
-    import redis
-
     key = f"trustladder:ratelimit:{bucket}:{window}"
     try:
         count = _incr_script(_redis())(keys=[key], args=[period + 1, n])

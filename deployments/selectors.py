@@ -5,17 +5,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from deployments.models import AuditEvent, Deployment, EvidenceCount, Member, PromotionRequest
-
-
-def deployments_visible_to(member: Member) -> QuerySet[Deployment]:
-    """Admins see every deployment; others see the ones they are assigned to."""
-    if member.is_admin:
-        return Deployment.objects.all()
-    return member.deployments.all()
+from deployments.counters import Counts, Metric, counters_sum
+from deployments.models import AuditEvent, Deployment, Member, PromotionRequest
+from deployments.permissions import deployments_visible_to, limit_to_visible
+from deployments.stats import wilson_interval
 
 
 def deployment_get_visible(*, member: Member, slug: str) -> Deployment | None:
@@ -65,21 +61,21 @@ class Rates:
     unchanged_rate: float | None = None
     failure_rate: float | None = None
     agreement: float | None = None
-    metrics: dict[str, int] = field(default_factory=dict)
+    metrics: Counts = field(default_factory=Counts)
 
 
-def _rates(metrics: dict[str, int]) -> Rates:
-    proposed = sum(n for m, n in metrics.items() if m.startswith("proposed."))
-    decisions = sum(metrics.get(f"decision.{v}", 0) for v in ("approve", "edit", "reject"))
-    executions = sum(n for m, n in metrics.items() if m.startswith("execution."))
-    failures = sum(n for m, n in metrics.items() if m.startswith("execution.failed."))
-    pairs = metrics.get("shadow.agree", 0) + metrics.get("shadow.disagree", 0)
+def _rates(metrics: Counts) -> Rates:
+    proposed = metrics.sum(Metric.of_kind("proposed"))
+    decisions = metrics.sum([Metric.DECISION_APPROVE, Metric.DECISION_EDIT, Metric.DECISION_REJECT])
+    executions = metrics.sum(Metric.of_kind("execution"))
+    failures = metrics.sum(m for m in Metric.of_kind("execution") if m.rest.startswith("failed."))
+    pairs = metrics[Metric.SHADOW_AGREE] + metrics[Metric.SHADOW_DISAGREE]
     return Rates(
         proposed=proposed,
-        auto_share=_ratio(metrics.get("proposed.auto", 0), proposed),
-        unchanged_rate=_ratio(metrics.get("decision.approve", 0), decisions),
+        auto_share=_ratio(metrics[Metric.PROPOSED_AUTO], proposed),
+        unchanged_rate=_ratio(metrics[Metric.DECISION_APPROVE], decisions),
         failure_rate=_ratio(failures, executions),
-        agreement=_ratio(metrics.get("shadow.agree", 0), pairs),
+        agreement=_ratio(metrics[Metric.SHADOW_AGREE], pairs),
         metrics=metrics,
     )
 
@@ -87,15 +83,8 @@ def _rates(metrics: dict[str, int]) -> Rates:
 def key_rates(deployment_ids: list[int], *, days: int = 7, today: date | None = None) -> dict[int, Rates]:
     """Rates over the last `days` days per deployment, one grouped query on the counters."""
     since = (today or timezone.now().date()) - timedelta(days=days - 1)
-    per: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    rows = (
-        EvidenceCount.objects.filter(deployment_id__in=deployment_ids, day__gte=since)
-        .values("deployment_id", "metric")
-        .annotate(n_sum=Sum("n"))
-    )
-    for row in rows:
-        per[row["deployment_id"]][row["metric"]] += row["n_sum"]
-    return {pk: _rates(dict(per[pk])) for pk in deployment_ids}
+    per = counters_sum(by="deployment_id", deployment_ids=deployment_ids, since=since)
+    return {pk: _rates(per.get(pk, Counts())) for pk in deployment_ids}
 
 
 @dataclass
@@ -114,39 +103,26 @@ def deployment_overview(member: Member) -> list[OverviewRow]:
     return [OverviewRow(d, depths[d.pk], rates[d.pk]) for d in deployments]
 
 
-def daily_metrics(deployment: Deployment, *, days: int = 30, today: date | None = None) -> list[tuple[date, dict]]:
-    """[(day, {metric: n})] for the last `days` days, oldest first, every day present."""
+def daily_metrics(deployment: Deployment, *, days: int = 30, today: date | None = None) -> list[tuple[date, Counts]]:
+    """[(day, counts)] for the last `days` days, oldest first, every day present."""
     today = today or timezone.now().date()
     since = today - timedelta(days=days - 1)
-    per: dict[date, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    rows = (
-        EvidenceCount.objects.filter(deployment=deployment, day__gte=since)
-        .values("day", "metric")
-        .annotate(n_sum=Sum("n"))
-    )
-    for row in rows:
-        per[row["day"]][row["metric"]] += row["n_sum"]
-    return [(since + timedelta(days=i), dict(per[since + timedelta(days=i)])) for i in range(days)]
+    per = counters_sum(by="day", deployment_id=deployment.pk, since=since)
+    return [(since + timedelta(days=i), per.get(since + timedelta(days=i), Counts())) for i in range(days)]
 
 
 def shadow_agreement_by_type(deployment: Deployment, *, since: date) -> dict[str, dict[str, Any]]:
-    from deployments.stats import wilson_interval
-
-    rows = (
-        EvidenceCount.objects.filter(
-            deployment=deployment, day__gte=since, metric__in=["shadow.agree", "shadow.disagree"]
-        )
-        .values("action_type", "metric")
-        .annotate(n_sum=Sum("n"))
+    per = counters_sum(
+        by="action_type",
+        deployment_id=deployment.pk,
+        since=since,
+        metrics=[Metric.SHADOW_AGREE, Metric.SHADOW_DISAGREE],
     )
-    per: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for row in rows:
-        per[row["action_type"]][row["metric"]] += row["n_sum"]
     result = {}
     for atype, m in sorted(per.items()):
-        n = m["shadow.agree"] + m["shadow.disagree"]
-        lower, upper = wilson_interval(m["shadow.agree"], n)
-        result[atype] = {"n": n, "agreement": m["shadow.agree"] / n, "lower": lower, "upper": upper}
+        n = m[Metric.SHADOW_AGREE] + m[Metric.SHADOW_DISAGREE]
+        lower, upper = wilson_interval(m[Metric.SHADOW_AGREE], n)
+        result[atype] = {"n": n, "agreement": m[Metric.SHADOW_AGREE] / n, "lower": lower, "upper": upper}
     return result
 
 
@@ -203,9 +179,7 @@ def audit_events(member: Member, filters: AuditFilter) -> QuerySet[AuditEvent]:
     Admins read everything; seniors the events of their deployments. `verb` matches a dotted
     prefix ("deployments.stage" finds promoted and demoted); `actor` the username or label.
     """
-    qs = AuditEvent.objects.select_related("deployment").order_by("-created_at", "-id")
-    if not member.is_admin:
-        qs = qs.filter(deployment__in=member.deployments.all())
+    qs = limit_to_visible(AuditEvent.objects.select_related("deployment").order_by("-created_at", "-id"), member)
     if filters.deployment:
         qs = qs.filter(deployment__slug=filters.deployment)
     if filters.actor:

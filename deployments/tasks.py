@@ -14,15 +14,10 @@ from django.core.mail import send_mail
 from django.urls import reverse
 from django.utils import timezone
 
+from deployments.counters import breaker_counts_fold, breaker_counts_purge, evidence_counts_fold
 from deployments.models import AuditEvent, Deployment, Member
 from deployments.policy import Stage
-from deployments.services import (
-    blast_radius_purge,
-    breaker_check,
-    breaker_counts_fold,
-    breaker_counts_purge,
-    evidence_counts_fold,
-)
+from deployments.services import blast_radius_purge, breaker_check
 
 logger = logging.getLogger(__name__)
 # A breaker minute's shards are folded once it is this far in the past (its writers are done).

@@ -5,6 +5,7 @@ Every page declares the least role that may see it; admin actions need the admin
 """
 
 import csv
+import json
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
@@ -20,10 +21,11 @@ from django.views.decorators.http import require_GET, require_POST
 from deployments import selectors, services
 from deployments.breakers import breaker_reading, settings_for
 from deployments.charts import stacked_bars_svg
+from deployments.counters import Metric
 from deployments.errors import DomainError
 from deployments.gate import gate_evaluate
 from deployments.models import Deployment, Member
-from deployments.permissions import role_required
+from deployments.permissions import deployments_visible_to, role_required
 from deployments.policy import STAGE_ORDER, Stage
 
 STAGE_CHOICES = [(s.value, s.value) for s in STAGE_ORDER]
@@ -84,12 +86,12 @@ def deployment_detail(request: HttpRequest, slug: str) -> HttpResponse:
     days = selectors.daily_metrics(deployment, days=30)
     labels = [d.strftime("%m-%d") for d, _ in days]
     decision_series = {
-        verb: [m.get(f"decision.{verb}", 0) for _, m in days]
+        verb: [m[Metric.of("decision", verb)] for _, m in days]
         for verb in ("approve", "edit", "reject", "escalate", "expire")
     }
     execution_series = {
-        "executed": [m.get("execution.executed.auto", 0) for _, m in days],
-        "failed": [m.get("execution.failed.auto", 0) for _, m in days],
+        "executed": [m[Metric.EXECUTION_EXECUTED_AUTO] for _, m in days],
+        "failed": [m[Metric.EXECUTION_FAILED_AUTO] for _, m in days],
     }
     totals = {verb: sum(values) for verb, values in decision_series.items()}
     decided = sum(totals.values())
@@ -268,7 +270,7 @@ def audit_log(request: HttpRequest) -> HttpResponse:
         "filters": filters,
         "next_query": next_query,
         "csv_query": csv_query.urlencode(),
-        "deployments": selectors.deployments_visible_to(request.member),
+        "deployments": deployments_visible_to(request.member),
     }
     return render(request, "audit/log.html", context)
 
@@ -280,8 +282,6 @@ class _Echo:
 
 def _audit_csv(qs) -> StreamingHttpResponse:
     """Stream the filtered log as CSV (bounded), without loading it into memory."""
-    import json
-
     writer = csv.writer(_Echo())
 
     def rows() -> Iterator[str]:

@@ -26,8 +26,8 @@ from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections,
 from psycopg.types.json import Jsonb
 
 from core.fastjson import json_bytes
+from deployments.counters import CounterDelta, counters_add
 from deployments.models import ROW_VERSION_SQL, ApiKey, AuditEvent, Deployment, KeyCheck
-from deployments.services import CounterDelta, counters_apply
 from deployments.sql import counter_upsert_tail, json_row, json_value, prepared_cursor
 from reviews.idempotency import IdempotencyKeyReused, idempotency_complete
 from reviews.models import IdempotencyRecord, ProposedAction
@@ -105,7 +105,7 @@ def _insert_orm(proposal: NewProposal) -> Outcome:
         action.save()
         audit.object_id = str(action.pk)
         audit.save()
-        counters_apply(proposal.counters)
+        counters_add(proposal.counters)
         if record is not None:
             idempotency_complete(record=record, status=REPLAY_STATUS, body=_reply(action))
     return Outcome.STORED

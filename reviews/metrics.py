@@ -8,11 +8,12 @@ PROMETHEUS_MULTIPROC_DIR is set).
 
 from collections.abc import Iterator
 
-from django.db.models import Count, Sum
+from django.db.models import Count
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from deployments.models import Deployment, EvidenceCount
+from deployments.counters import counters_sum
+from deployments.models import Deployment
 from deployments.policy import STAGE_ORDER
 from reviews.models import ProposedAction
 
@@ -55,24 +56,21 @@ class TrustladderCollector(Collector):
         seconds = CounterMetricFamily(
             "trustladder_decision_seconds", "Time from claim (or arrival) to decision.", labels=["deployment"]
         )
-        totals = (
-            EvidenceCount.objects.values("deployment_id", "metric").annotate(n=Sum("n"), total=Sum("total")).order_by()
-        )
         decision_seconds: dict[int, list[float]] = {}
-        for row in totals:
-            name, metric = slug[row["deployment_id"]], row["metric"]
-            kind, _, rest = metric.partition(".")
-            if kind == "proposed":
-                proposals.add_metric([name, rest], row["n"])
-            elif kind == "decision":
-                decisions.add_metric([name, rest], row["n"])
-                if rest != "escalate":
-                    acc = decision_seconds.setdefault(row["deployment_id"], [0.0, 0])
-                    acc[0] += row["total"] or 0.0
-                    acc[1] += row["n"]
-            elif kind == "execution":
-                status, _, route = rest.partition(".")
-                executions.add_metric([name, status, route], row["n"])
+        for deployment_id, counts in counters_sum(by="deployment_id", totals=True).items():
+            name = slug[deployment_id]
+            for metric, n in counts.items():
+                if metric.kind == "proposed":
+                    proposals.add_metric([name, metric.rest], n)
+                elif metric.kind == "decision":
+                    decisions.add_metric([name, metric.rest], n)
+                    if metric.rest != "escalate":
+                        acc = decision_seconds.setdefault(deployment_id, [0.0, 0])
+                        acc[0] += counts.total(metric)
+                        acc[1] += n
+                elif metric.kind == "execution":
+                    status, _, route = metric.rest.partition(".")
+                    executions.add_metric([name, status, route], n)
         yield proposals
         yield decisions
         yield executions

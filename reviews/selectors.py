@@ -11,7 +11,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from deployments.models import AuditEvent, Deployment, Member
-from deployments.selectors import deployments_visible_to
+from deployments.permissions import deployments_visible_to, limit_to_visible, visible_deployment_ids
 from reviews.models import Decision, ProposedAction
 
 QUEUES = ("review", "senior", "audit")
@@ -33,9 +33,7 @@ def action_get_for_deployment(*, deployment: Deployment, action_id: int) -> Prop
 
 def member_deployment_ids(member: Member) -> list[int] | None:
     """Ids of the deployments the member works on; None means all of them (admins)."""
-    if member.is_admin:
-        return None
-    return list(member.deployments.values_list("id", flat=True))
+    return visible_deployment_ids(member)
 
 
 def queue_queryset(
@@ -148,9 +146,7 @@ def action_get_visible(*, member: Member, action_id: int) -> ProposedAction:
     """The action if the member is assigned to its deployment (admins: any); else 404, so
     another deployment's actions are not even confirmed to exist."""
     qs = ProposedAction.objects.select_related("deployment", "claimed_by").filter(pk=action_id)
-    if not member.is_admin:
-        qs = qs.filter(deployment__members=member)
-    action = qs.first()
+    action = limit_to_visible(qs, member).first()
     if action is None:
         raise Http404("no such action")
     return action

@@ -18,8 +18,10 @@ from django.utils import timezone
 
 from core.tasks import enqueue_on_commit
 from deliveries.services import delivery_create
+from deployments.counters import Metric
 from deployments.errors import ApiKeyChanged, Conflict, InvalidInput, InvalidTransition, NotAllowed
 from deployments.models import Deployment, KeyCheck, Member
+from deployments.permissions import require_assigned
 from deployments.policy import Route, Stage, route_for
 from deployments.services import (
     audit_event_build,
@@ -79,11 +81,7 @@ def _member(user: AbstractBaseUser | None) -> Member | None:
 
 def _require_can_decide(action: ProposedAction, actor: AbstractBaseUser | None) -> None:
     """Reviewers decide the reviewer queue of their deployments; seniors also the senior queue."""
-    member = _member(actor)
-    if member is None:
-        raise NotAllowed("only members may decide actions")
-    if not member.is_admin and not member.deployments.filter(pk=action.deployment_id).exists():
-        raise NotAllowed("you are not assigned to this deployment")
+    member = require_assigned(_member(actor), action.deployment_id, who="only members may decide actions")
     if action.status == Status.PENDING_SENIOR and not member.is_senior:
         raise NotAllowed("only senior reviewers may decide the senior queue")
 
@@ -185,7 +183,7 @@ def proposed_action_create(
                 action=action,
                 audit=audit,
                 counters=evidence_deltas(
-                    deployment_id=deployment.pk, action_type=action_type, metric=f"proposed.{route.value}", at=now
+                    deployment_id=deployment.pk, action_type=action_type, metric=Metric.of("proposed", route), at=now
                 ),
                 unless_rejected=bool(external_id),
                 idempotency=idempotency_record,
@@ -225,7 +223,7 @@ def _decision_create(
     now: datetime,
     payload_before: Any = None,
     payload_after: Any = None,
-    metric: str = "",
+    metric: Metric | None = None,
 ) -> tuple[Decision, float]:
     """The Decision row of a move (to `action.status`, already set) and its counter
     (`metric`, by default `decision.<verb>`) with the seconds it took (from the decider's
@@ -247,7 +245,7 @@ def _decision_create(
     evidence_add(
         deployment_id=action.deployment_id,
         action_type=action.action_type,
-        metric=metric or f"decision.{verb.value}",
+        metric=metric or Metric.of("decision", verb),
         total=seconds,
     )
     _slack_sync(action)
@@ -283,7 +281,7 @@ def _record_human_decision(
         evidence_add(
             deployment_id=deployment_id,
             action_type=action_type,
-            metric="sla.within" if within else "sla.breached",
+            metric=Metric.SLA_WITHIN if within else Metric.SLA_BREACHED,
         )
     # The 2→3 counterfactual: would stage 3 have auto-executed this approval-stage action?
     if action.stage == Stage.APPROVAL and verb in (
@@ -299,9 +297,10 @@ def _record_human_decision(
             needs_human=action.needs_human,
         )
         if would_route is Route.AUTO:
-            evidence_add(deployment_id=deployment_id, action_type=action_type, metric="counterfactual.auto")
+            evidence_add(deployment_id=deployment_id, action_type=action_type, metric=Metric.COUNTERFACTUAL_AUTO)
             if verb is not Decision.Verb.APPROVE:
-                evidence_add(deployment_id=deployment_id, action_type=action_type, metric="counterfactual.auto_changed")
+                changed = Metric.COUNTERFACTUAL_AUTO_CHANGED
+                evidence_add(deployment_id=deployment_id, action_type=action_type, metric=changed)
     audit_event_record(
         verb=AUDIT_VERBS[verb],
         actor=actor,
@@ -479,7 +478,7 @@ def proposed_action_report_result(
     evidence_add(
         deployment_id=action.deployment_id,
         action_type=action.action_type,
-        metric=f"execution.{status}.{action.route}",
+        metric=Metric.of("execution", status, action.route),
     )
     audit_event_record(
         verb=f"reviews.action.{status}",
@@ -578,9 +577,7 @@ def proposed_action_claim(*, action_id: int, actor: AbstractBaseUser) -> Propose
     queue = action_queue(action)
     if queue is None:
         raise InvalidTransition(f"action {action.pk} is {action.status}; it is in no queue")
-    member = _require_can_work_queue(_member(actor), queue)
-    if not member.is_admin and not member.deployments.filter(pk=action.deployment_id).exists():
-        raise NotAllowed("you are not assigned to this deployment")
+    require_assigned(_require_can_work_queue(_member(actor), queue), action.deployment_id)
     now = timezone.now()
     _refuse_if_claimed_by_other(action, actor, now)
     ProposedAction.objects.filter(claimed_by=actor).exclude(pk=action.pk).update(claimed_by=None, claimed_at=None)
@@ -661,8 +658,7 @@ def proposed_action_audit_verdict(
     member = _member(actor)
     if member is None or not member.is_senior:
         raise NotAllowed("only senior reviewers may give audit verdicts")
-    if not member.is_admin and not member.deployments.filter(pk=action.deployment_id).exists():
-        raise NotAllowed("you are not assigned to this deployment")
+    require_assigned(member, action.deployment_id)
     if not action.audit_sample:
         raise InvalidTransition(f"action {action.pk} is not an audit sample")
     if action.audit_verdict:
@@ -675,7 +671,7 @@ def proposed_action_audit_verdict(
         from_status=action.status,
         reason=reason,
         now=timezone.now(),
-        metric=f"audit.{verdict}",
+        metric=Metric.of("audit", verdict),
     )
     action.audit_verdict = verdict
     action.claimed_by, action.claimed_at = None, None

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
+from deployments.counters import Metric
 from deployments.models import AuditEvent, Deployment, EvidenceCount
 from deployments.policy import Route, Stage, route_for
 from reviews.canonical import payload_sha256
@@ -119,8 +120,8 @@ class HistoryBuilder:
         self.outcomes: list[ShadowOutcome] = []  # shadow mode: what the humans did
         self.tally: dict[tuple, list] = defaultdict(lambda: [0, 0])
 
-    def count(self, deployment: Deployment, when: datetime, action_type: str, metric: str, total: float = 0.0):
-        key = (deployment.pk, when.date(), action_type, metric)
+    def count(self, deployment: Deployment, when: datetime, action_type: str, metric: Metric, total: float = 0.0):
+        key = (deployment.pk, when.date(), action_type, Metric(metric))
         self.counters[key][0] += 1
         self.counters[key][1] += total
 
@@ -163,7 +164,7 @@ class HistoryBuilder:
             route=route.value,
             created_at=moment,
         )
-        self.count(deployment, moment, action_type, f"proposed.{route.value}")
+        self.count(deployment, moment, action_type, Metric.of("proposed", route))
         plan: list[tuple] = []
         if route is Route.SHADOW:
             agree = rng.random() < story.agreement
@@ -184,7 +185,7 @@ class HistoryBuilder:
                 ai_type=action_type, ai_payload=payload, human_type=action_type, human_payload=human, rules=Rules()
             )
             agree = action.comparison["agree"]
-            self.count(deployment, moment, action_type, "shadow.agree" if agree else "shadow.disagree")
+            self.count(deployment, moment, action_type, Metric.SHADOW_AGREE if agree else Metric.SHADOW_DISAGREE)
             tally = self.tally[(deployment.pk, moment.date(), action_type, action_type, action.model_version)]
             tally[0 if agree else 1] += 1
         elif route is Route.AUTO:
@@ -197,7 +198,7 @@ class HistoryBuilder:
                 action.audit_verdict = "correct" if ok else "incorrect"
                 when = moment + timedelta(hours=rng.uniform(1, 30))
                 plan.append(("audit_correct" if ok else "audit_incorrect", rng.choice(self.seniors), when, "", None))
-                self.count(deployment, when, action_type, "audit.correct" if ok else "audit.incorrect")
+                self.count(deployment, when, action_type, Metric.AUDIT_CORRECT if ok else Metric.AUDIT_INCORRECT)
         else:
             sla = deployment.review_sla if route is Route.REVIEW else deployment.senior_sla
             action.status = S.PENDING_REVIEW if route is Route.REVIEW else S.PENDING_SENIOR
@@ -212,7 +213,9 @@ class HistoryBuilder:
         action.status = S.FAILED if failed else S.EXECUTED
         action.executed_at = moment + timedelta(seconds=self.rng.uniform(1, 30))
         action.result_error = "upstream API answered 503" if failed else ""
-        self.count(deployment, action.executed_at, action.action_type, f"execution.{action.status}.{action.route}")
+        self.count(
+            deployment, action.executed_at, action.action_type, Metric.of("execution", action.status, action.route)
+        )
 
     def _decide(self, story: Story, deployment: Deployment, action: ProposedAction, moment: datetime) -> list[tuple]:
         rng = self.rng
@@ -221,7 +224,7 @@ class HistoryBuilder:
         if action.status == S.PENDING_REVIEW and rng.random() < 0.03:
             at = at + timedelta(minutes=rng.uniform(2, 90))
             plan.append(("escalate", rng.choice(self.reviewers), at, "Amount looks unusual; second opinion.", None))
-            self.count(deployment, at, action.action_type, "decision.escalate", (at - moment).total_seconds())
+            self.count(deployment, at, action.action_type, Metric.DECISION_ESCALATE, (at - moment).total_seconds())
             action.status = S.PENDING_SENIOR
             action.expires_at = at + deployment.senior_sla
         people = self.seniors if action.status == S.PENDING_SENIOR else self.reviewers + self.seniors
@@ -256,10 +259,13 @@ class HistoryBuilder:
             action.payload_sha256 = action.proposal_sha256
         action.decided_at = when
         plan.append((verb, None if verb == "expire" else rng.choice(people), when, action.reason, None))
-        self.count(deployment, when, action.action_type, f"decision.{verb}", seconds)
+        self.count(deployment, when, action.action_type, Metric.of("decision", verb), seconds)
         if verb != "expire":
             self.count(
-                deployment, when, action.action_type, "sla.within" if when <= action.expires_at else "sla.breached"
+                deployment,
+                when,
+                action.action_type,
+                Metric.SLA_WITHIN if when <= action.expires_at else Metric.SLA_BREACHED,
             )
         if action.stage == Stage.APPROVAL and verb != "expire":
             would = route_for(
@@ -269,9 +275,9 @@ class HistoryBuilder:
                 confidence=action.confidence,
             )
             if would is Route.AUTO:
-                self.count(deployment, when, action.action_type, "counterfactual.auto")
+                self.count(deployment, when, action.action_type, Metric.COUNTERFACTUAL_AUTO)
                 if verb != "approve":
-                    self.count(deployment, when, action.action_type, "counterfactual.auto_changed")
+                    self.count(deployment, when, action.action_type, Metric.COUNTERFACTUAL_AUTO_CHANGED)
         if action.status == S.APPROVED:
             self._execute(story, deployment, action, when)
         return plan

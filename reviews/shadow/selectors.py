@@ -11,7 +11,7 @@ from typing import Any
 
 from django.db.models import Sum
 
-from deployments.models import EvidenceCount
+from deployments.counters import Metric, counters_sum
 from deployments.stats import wilson_interval
 from reviews.models import ProposedAction
 from reviews.shadow.models import ShadowOutcome, ShadowRecompute, ShadowTally
@@ -34,21 +34,23 @@ def agreement(agree: int, n: int) -> dict[str, Any]:
 def shadow_evidence(*, deployment_id: int, since: date | None = None) -> dict[str, Any]:
     """Agreement overall, by action type, by day and by model version, each with its Wilson
     95% interval and n; the confusion of AI against human action types; adjudication counts."""
-    qs = EvidenceCount.objects.filter(deployment_id=deployment_id, metric__startswith="shadow.")
     tally = ShadowTally.objects.filter(deployment_id=deployment_id)
     if since is not None:
-        qs, tally = qs.filter(day__gte=since), tally.filter(day__gte=since)
+        tally = tally.filter(day__gte=since)
     by_type: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     by_day: dict[date, list[int]] = defaultdict(lambda: [0, 0])
     adjudicated: dict[str, int] = defaultdict(int)
-    for row in qs.values("day", "action_type", "metric").annotate(total=Sum("n")).order_by():
-        metric, n = row["metric"], row["total"]
-        if metric in (AGREE, DISAGREE):
-            i = 0 if metric == AGREE else 1
-            by_type[row["action_type"]][i] += n
-            by_day[row["day"]][i] += n
-        elif metric.startswith("shadow.adjudicated."):
-            adjudicated[metric.removeprefix("shadow.adjudicated.")] += n
+    sums = counters_sum(
+        by=("day", "action_type"), deployment_id=deployment_id, since=since, metrics=Metric.of_kind("shadow")
+    )
+    for (day, action_type), counts in sums.items():
+        for metric, n in counts.items():
+            if metric in (AGREE, DISAGREE):
+                i = 0 if metric == AGREE else 1
+                by_type[action_type][i] += n
+                by_day[day][i] += n
+            else:  # shadow.adjudicated.<verdict>
+                adjudicated[metric.removeprefix("shadow.adjudicated.")] += n
     by_version: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     cells: dict[tuple[str, str], int] = defaultdict(int)
     for row in (

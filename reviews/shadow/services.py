@@ -24,16 +24,19 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from core.tasks import enqueue_on_commit
-from deployments.errors import Conflict, InvalidInput, InvalidTransition, NotAllowed
+from deployments.counters import CounterDelta, Metric, counters_add, counters_add_many, evidence_add, evidence_deltas
+from deployments.errors import Conflict, InvalidInput, InvalidTransition
+from deployments.locks import deployment_lock, deployments_lock_shared
 from deployments.models import Deployment, Member
+from deployments.permissions import member_of, require_assigned
 from deployments.policy import Route
-from deployments.services import audit_event_record, counters_add_many, evidence_add_many
+from deployments.services import audit_event_record
 from reviews.models import ProposedAction
 from reviews.shadow.compare import Rules, compare, rules_validate
 from reviews.shadow.models import ShadowAdjudication, ShadowOutcome, ShadowRecompute, ShadowTally
 
 Status = ProposedAction.Status
-AGREE, DISAGREE = "shadow.agree", "shadow.disagree"
+AGREE, DISAGREE = Metric.SHADOW_AGREE, Metric.SHADOW_DISAGREE
 MAX_OUTCOMES = 1000
 COMPARE_BATCH = 1000
 RECOMPUTE_BATCH = 2000
@@ -75,35 +78,28 @@ class _Counts:
     """Accumulates counter deltas for one transaction, then writes them in two statements."""
 
     def __init__(self) -> None:
-        self.evidence: list[tuple[int, date, str, str, int]] = []
+        self.evidence: list[CounterDelta] = []
         self.tally: dict[TallyKey, list[int]] = defaultdict(lambda: [0, 0])
 
     def add(self, pair: "Pair | ProposedAction", human_type: str, agree: bool, sign: int = 1) -> None:
         """Count one pair (+1, or -1 to take a count back) as agreeing or not."""
         day = _day(pair.created_at)
-        self.evidence.append((pair.deployment_id, day, pair.action_type, AGREE if agree else DISAGREE, sign))
+        metric = AGREE if agree else DISAGREE
+        self.evidence += evidence_deltas(
+            deployment_id=pair.deployment_id, day=day, action_type=pair.action_type, metric=metric, n=sign
+        )
         key = (pair.deployment_id, day, pair.action_type, human_type, pair.model_version)
         self.tally[key][0 if agree else 1] += sign
 
     def write(self) -> None:
-        evidence_add_many(self.evidence)
+        counters_add(self.evidence)
         shadow_tally_add_many(self.tally)
 
 
 def _lock_deployments_shared(deployment_ids: Iterable[int]) -> dict[int, dict]:
     """{deployment_id: comparison_rules}, the rows held FOR SHARE until the transaction ends."""
-    ids = sorted(set(deployment_ids))
-    if not ids:
-        return {}
-    if _on_postgres():
-        table = Deployment._meta.db_table
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT id, comparison_rules FROM {table} WHERE id = ANY(%s) ORDER BY id FOR SHARE",  # noqa: S608
-                [ids],
-            )
-            return {pk: (json.loads(r) if isinstance(r, str) else r) or {} for pk, r in cursor.fetchall()}
-    return dict(Deployment.objects.filter(pk__in=ids).values_list("pk", "comparison_rules"))
+    locked = deployments_lock_shared(deployment_ids, fields=["comparison_rules"])
+    return {pk: d.comparison_rules or {} for pk, d in locked.items()}
 
 
 class Pair(NamedTuple):
@@ -410,12 +406,7 @@ def shadow_compare_sweep(*, deployment_id: int, batch_size: int = COMPARE_BATCH)
 # Adjudication
 # ---------------------------------------------------------------------------------------
 def _require_member_of(deployment_id: int, actor: AbstractBaseUser) -> Member:
-    member = Member.objects.filter(user=actor).first() if actor is not None and actor.is_authenticated else None
-    if member is None:
-        raise NotAllowed("only members may do this")
-    if not member.is_admin and not member.deployments.filter(pk=deployment_id).exists():
-        raise NotAllowed("you are not assigned to this deployment")
-    return member
+    return require_assigned(member_of(actor), deployment_id)
 
 
 @transaction.atomic
@@ -448,8 +439,11 @@ def shadow_adjudicate(
         counts.add(action, outcome.action_type, agree=False, sign=-1)
         counts.add(action, outcome.action_type, agree=True)
         counts.write()
-    evidence_add_many(
-        [(action.deployment_id, _day(action.created_at), action.action_type, f"shadow.adjudicated.{verdict.value}", 1)]
+    evidence_add(
+        deployment_id=action.deployment_id,
+        day=_day(action.created_at),
+        action_type=action.action_type,
+        metric=Metric.of("shadow.adjudicated", verdict),
     )
     audit_event_record(
         verb=f"reviews.shadow.adjudicated.{verdict.value}",
@@ -474,7 +468,7 @@ def shadow_recompute_start(*, deployment_id: int, actor: AbstractBaseUser | None
     """Start re-comparing every compared pair of the deployment under its current rules, in a
     worker after commit. A second start while one runs is refused (Conflict): the database's
     partial unique constraint decides, so two racing starts cannot both win."""
-    deployment = Deployment.objects.select_for_update(no_key=True).get(pk=deployment_id)
+    deployment = deployment_lock(deployment_id)
     total = ProposedAction.objects.filter(deployment_id=deployment_id, status=Status.COMPARED).count()
     try:
         with transaction.atomic():
@@ -507,7 +501,7 @@ def comparison_rules_set(
     Unchanged rules change nothing and start nothing.
     """
     clean = rules_validate(rules)
-    deployment = Deployment.objects.select_for_update(no_key=True).get(pk=deployment_id)
+    deployment = deployment_lock(deployment_id)
     if _running(deployment_id) is not None:
         raise Conflict("a recompute is running; change the rules when it has finished")
     if clean == (deployment.comparison_rules or {}):

@@ -15,8 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from deployments.errors import DomainError
 from deployments.models import Deployment, Member
-from deployments.permissions import role_required
-from deployments.selectors import deployments_visible_to
+from deployments.permissions import deployments_visible_to, role_required
 from reviews.shadow import charts, selectors, services
 from reviews.shadow.models import ShadowAdjudication, ShadowRecompute
 

@@ -12,9 +12,10 @@ from django.utils import timezone
 
 from config.celery_app import app as celery_app
 from deployments.breakers import breaker_reading
+from deployments.counters import counters_add, evidence_deltas
 from deployments.errors import InvalidTransition, NotAllowed
 from deployments.models import AuditEvent, Deployment
-from deployments.services import breaker_check, breaker_count_add, breaker_reset, evidence_add
+from deployments.services import breaker_check, breaker_reset, evidence_add
 from deployments.tasks import breaker_notify, breakers_check_all
 from reviews.services import proposed_action_create
 from tests.conftest import proposal
@@ -33,6 +34,11 @@ def eager_tasks():
 
 def record(deployment, metric, n=1):
     evidence_add(deployment_id=deployment.pk, action_type="t.a", metric=metric, n=n)
+
+
+def record_at(deployment, metric, n=1, *, at):
+    """A live event that happened `at`: its day's counter and the breaker's minute of `at`."""
+    counters_add(evidence_deltas(deployment_id=deployment.pk, action_type="t.a", metric=metric, n=n, at=at))
 
 
 def test_failure_rate_above_threshold_trips_only_with_enough_events(deployment):
@@ -66,7 +72,7 @@ def test_audit_rejected_rate_trips(deployment):
 def test_volume_spike_against_the_trailing_baseline_trips(deployment):
     now = timezone.now()
     for hours_ago in range(2, 26):  # 24 h of baseline: 4 auto-approvals an hour
-        breaker_count_add(deployment_id=deployment.pk, metric="proposed.auto", n=4, at=now - timedelta(hours=hours_ago))
+        record_at(deployment, "proposed.auto", 4, at=now - timedelta(hours=hours_ago))
     record(deployment, "proposed.auto", 20)  # 20 = 5 × 4: not above
     reading = breaker_reading(deployment)
     assert reading.baseline_per_window == pytest.approx(4.0)
@@ -185,7 +191,7 @@ def test_purge_drops_old_buckets_and_budget_rows(deployment):
     from deployments.tasks import purge_windows
 
     old = timezone.now() - timedelta(days=4)
-    breaker_count_add(deployment_id=deployment.pk, metric="proposed.auto", at=old)
+    record_at(deployment, "proposed.auto", at=old)
     record(deployment, "proposed.auto")
     BlastRadiusUse.objects.create(deployment=deployment, at=old)
     BlastRadiusUse.objects.create(deployment=deployment)

@@ -10,7 +10,6 @@ from django.db import connection
 from django.utils import timezone
 
 from deployments.errors import Conflict, InvalidInput, InvalidTransition, NotAllowed
-from deployments.evidence import evidence_totals
 from deployments.models import AuditEvent, Member
 from reviews.models import Decision, ProposedAction
 from reviews.services import (
@@ -23,6 +22,7 @@ from reviews.services import (
 )
 from tests.factories import DeploymentFactory, MemberFactory, ProposedActionFactory
 from tests.reviews.test_concurrency import run_together
+from tests.support.counters import evidence_totals
 
 Status = ProposedAction.Status
 

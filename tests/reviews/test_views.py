@@ -8,12 +8,12 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from deployments.evidence import evidence_totals
 from deployments.models import AuditEvent, Member
 from reviews import selectors
 from reviews.models import Decision, ProposedAction
 from reviews.services import proposed_action_claim
 from tests.factories import DeploymentFactory, MemberFactory, ProposedActionFactory
+from tests.support.counters import evidence_totals
 
 Status = ProposedAction.Status
 
