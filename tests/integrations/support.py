@@ -134,3 +134,75 @@ def slack_signed(payload: dict, secret: str, *, at: float | None = None) -> tupl
     timestamp = str(int(at if at is not None else time.time()))
     digest = hmac.new(secret.encode(), b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256).hexdigest()
     return body, {"HTTP_X_SLACK_REQUEST_TIMESTAMP": timestamp, "HTTP_X_SLACK_SIGNATURE": "v0=" + digest}
+
+
+@dataclasses.dataclass
+class ReceivedSpan:
+    name: str
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    service: str
+    kind: int
+
+
+@dataclasses.dataclass
+class OtlpReceiver:
+    """A local OTLP/HTTP trace receiver (POST /v1/traces, protobuf), like a collector's."""
+
+    url: str = ""
+    spans: list[ReceivedSpan] = dataclasses.field(default_factory=list)
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    def named(self, prefix: str) -> list[ReceivedSpan]:
+        with self.lock:
+            return [s for s in self.spans if s.name.startswith(prefix)]
+
+
+@contextlib.contextmanager
+def otlp_receiver() -> Iterator[OtlpReceiver]:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+        ExportTraceServiceResponse,
+    )
+
+    receiver = OtlpReceiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 -- http.server's naming
+            request = ExportTraceServiceRequest()
+            request.ParseFromString(self.rfile.read(int(self.headers.get("content-length", "0"))))
+            for resource_spans in request.resource_spans:
+                attributes = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+                for scope_spans in resource_spans.scope_spans:
+                    for span in scope_spans.spans:
+                        with receiver.lock:
+                            receiver.spans.append(
+                                ReceivedSpan(
+                                    name=span.name,
+                                    trace_id=span.trace_id.hex(),
+                                    span_id=span.span_id.hex(),
+                                    parent_span_id=span.parent_span_id.hex(),
+                                    service=attributes.get("service.name", ""),
+                                    kind=span.kind,
+                                )
+                            )
+            data = ExportTraceServiceResponse().SerializeToString()
+            self.send_response(200)
+            self.send_header("content-type", "application/x-protobuf")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    receiver.url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()
