@@ -25,10 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import mcp.types as types
 from django.conf import settings
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.server import Server, ServerRequestContext
 from mcp.server.stdio import stdio_server
 
@@ -38,6 +40,7 @@ from deployments.models import Deployment
 from integrations.mcp.server import _in_thread, json_refusal
 from reviews.canonical import payload_sha256
 from reviews.models import ProposedAction
+from reviews.services import proposed_action_create, proposed_action_report_result
 
 logger = logging.getLogger(__name__)
 
@@ -170,8 +173,6 @@ class Gateway:
         return await self._execute(action, name, traceparent)
 
     def _propose(self, name: str, arguments: dict[str, Any], traceparent: str) -> int:
-        from reviews.services import proposed_action_create
-
         policy = self.policies.get(name, self.default_policy)
         deployment = Deployment.objects.get(pk=self.deployment_id)  # read afresh: stage, pause, breaker
         action = proposed_action_create(
@@ -224,8 +225,6 @@ class Gateway:
         return result
 
     async def _report(self, action: ProposedAction, status: str, error: str) -> None:
-        from reviews.services import proposed_action_report_result
-
         try:
             await _in_thread(proposed_action_report_result)(
                 action_id=action.pk,
@@ -257,9 +256,6 @@ async def upstream_session(
             params = StdioServerParameters(command=command[0], args=command[1:], env=upstream_environment())
             read, write = await stack.enter_async_context(stdio_client(params))
         else:
-            import httpx2
-            from mcp.client.streamable_http import streamable_http_client
-
             http = await stack.enter_async_context(httpx2.AsyncClient(headers=headers or {}))
             read, write = await stack.enter_async_context(streamable_http_client(url, http_client=http))
         session = await stack.enter_async_context(ClientSession(read, write))

@@ -25,6 +25,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 from django.http import Http404
+from django.utils import timezone
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
@@ -35,10 +36,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.fastjson import json_bytes
 from core.tracing import traceparent_clean
+from deployments.api import deployment_representation
 from deployments.errors import DomainError
 from deployments.models import ApiKey
 from deployments.ratelimit import rate_limit_hit
 from deployments.services import api_key_authenticate, api_key_mark_used
+from reviews.api import ActionIn, ResultIn
+from reviews.representation import action_representation
+from reviews.selectors import action_get_for_deployment
+from reviews.services import proposed_action_create, proposed_action_report_result
 
 PATH = "/mcp/"
 UNAUTHORIZED = "send 'Authorization: Bearer <key>' with an active API key of your deployment"
@@ -92,7 +98,7 @@ def _authenticated(raw: str) -> ApiKey:
         raise ToolFailure(
             "unauthorized", "send 'Authorization: Bearer <key>' with an active API key of your deployment"
         )
-    api_key_mark_used(key, now=_now())
+    api_key_mark_used(key, now=timezone.now())
     limit = key.deployment.api_rate_limit
     if limit is None:
         limit = settings.API_RATE_LIMIT_PER_MINUTE
@@ -100,12 +106,6 @@ def _authenticated(raw: str) -> ApiKey:
     if wait is not None:
         raise ToolFailure("rate_limited", f"this API key is over its rate limit; retry in {math.ceil(wait)} s")
     return key
-
-
-def _now():
-    from django.utils import timezone
-
-    return timezone.now()
 
 
 def _in_thread(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
@@ -178,8 +178,6 @@ def _meta_traceparent(ctx: Context) -> str:
 
 
 def _action(key: ApiKey, action_id: int) -> dict[str, Any]:
-    from reviews.representation import action_representation
-    from reviews.selectors import action_get_for_deployment
 
     action = action_get_for_deployment(deployment=key.deployment, action_id=action_id)
     return action_representation(action, deployment_slug=key.deployment.slug)
@@ -226,8 +224,6 @@ def build_server() -> MCPServer:
         now: "execute" (go ahead with `final_payload`, then report_result), "wait" (a person
         decides: call wait_for_decision), "shadow" (do not execute). Never execute on "wait",
         "shadow", "reject" or "expired"."""
-        from reviews.api import ActionIn
-        from reviews.services import proposed_action_create
 
         arguments = {
             "action_type": action_type,
@@ -242,7 +238,6 @@ def build_server() -> MCPServer:
         traceparent = _meta_traceparent(ctx)
 
         def work(key: ApiKey) -> dict[str, Any]:
-            from reviews.representation import action_representation
 
             if reason := json_refusal(arguments):
                 raise ToolFailure("validation_error", reason.removeprefix("payload."))
@@ -304,12 +299,8 @@ def build_server() -> MCPServer:
     ) -> CallToolResult:
         """Report how executing an approved action went, with the `payload_sha256` of the final
         payload you executed (refused if it does not match)."""
-        from reviews.api import ResultIn
-        from reviews.services import proposed_action_report_result
 
         def work(key: ApiKey) -> dict[str, Any]:
-            from reviews.representation import action_representation
-            from reviews.selectors import action_get_for_deployment
 
             data = ResultIn.model_validate({"status": status, "payload_sha256": payload_sha256, "error": error})
             action = action_get_for_deployment(deployment=key.deployment, action_id=action_id)
@@ -328,7 +319,6 @@ def build_server() -> MCPServer:
     async def get_deployment(ctx: Context) -> CallToolResult:
         """Your deployment: its stage, thresholds and SLAs, and whether it is paused or its
         circuit breaker tripped (then every action waits for a person)."""
-        from deployments.api import deployment_representation
 
         def work(key: ApiKey) -> dict[str, Any]:
             data = deployment_representation(key.deployment)

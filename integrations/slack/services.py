@@ -23,12 +23,14 @@ from django.utils import timezone
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from core.tasks import enqueue_on_commit
 from deployments.errors import DomainError, InvalidInput, InvalidTransition
 from deployments.models import AuditEvent, Deployment
 from deployments.services import audit_event_record
 from integrations.models import SlackInteraction, SlackMessage, SlackUser
 from integrations.slack import blocks
 from reviews.models import ProposedAction
+from reviews.services import proposed_action_decide
 
 logger = logging.getLogger(__name__)
 
@@ -248,8 +250,6 @@ def _decide(
     *, user: AbstractBaseUser, action_id: int, sha: str, status: str, decision: str, reason: str = ""
 ) -> ProposedAction:
     """The decision, with the binding checked under the same row lock the service takes."""
-    from reviews.services import proposed_action_decide
-
     with transaction.atomic():
         action = ProposedAction.objects.select_for_update(of=("self",)).filter(pk=action_id).first()
         if action is None:
@@ -343,6 +343,4 @@ def _refuse(payload: dict[str, Any], slack_user_id: str, action_id: int | None, 
 
 
 def _sync_later(action_id: int, notice: str) -> None:
-    from core.tasks import enqueue_on_commit
-
     enqueue_on_commit("integrations.slack_action_sync", action_id, notice, robust=True)

@@ -1,0 +1,150 @@
+#!/usr/bin/env python
+"""OpenTelemetry overhead (issue 18): what tracing costs a proposal when it is off, and on.
+
+Each mode runs in its own process (OpenTelemetry sets its tracer provider once per process),
+in-process through Django's test client, so only Django and the database are measured: N
+proposals (POST /api/v1/actions, a route that waits for a person) after a warm-up, each mode
+in --rounds alternating rounds.
+
+  unset        OTEL_EXPORTER_OTLP_ENDPOINT unset, no traceparent header: nothing instrumented;
+  unset+tp     unset, with the agent's traceparent header (read, checked, stored on the action);
+  set          set, exporting to a local OTLP/HTTP sink (batched, as in production).
+
+Also the cost of the only code that runs per request while tracing is off: the header's
+check (core.tracing.traceparent_clean), timed alone. The ratios are per request, against unset.
+
+    DATABASE_URL=postgres://… .venv/bin/python bench/otel_overhead.py [--n 1500] [--rounds 3]
+
+Uses the database given (migrated first), creating one deployment per run. The last line of
+output is `BENCH-RESULT {json}`.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def _sink() -> str:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers.get("content-length", "0")))
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def child(mode: str, n: int) -> None:
+    if mode == "set":
+        os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = _sink()
+    else:
+        os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
+    os.environ["TRUSTLADDER_API_RATE_LIMIT_PER_MINUTE"] = "0"
+    os.environ["TRUSTLADDER_LOG_FORMAT"] = "console"
+    os.environ["DJANGO_LOG_LEVEL"] = "WARNING"
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.test import Client
+
+    from deployments.services import api_key_create, deployment_create
+
+    deployment = deployment_create(slug=f"bench-otel-{mode.replace('+', '-')}-{os.getpid()}", stage="approval")
+    _, key = api_key_create(deployment=deployment)
+    client = Client()
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {key}"}
+    if mode == "unset+tp":
+        headers["HTTP_TRACEPARENT"] = TRACEPARENT
+    body = json.dumps(
+        {"action_type": "refund.issue", "payload": {"amount_cents": 1200}, "risk_score": 0.5, "confidence": 0.5}
+    )
+
+    def one() -> float:
+        started = time.perf_counter()
+        response = client.post("/api/v1/actions", data=body, content_type="application/json", **headers)
+        elapsed = time.perf_counter() - started
+        assert response.status_code == 201, response.content
+        return elapsed
+
+    for _ in range(min(200, n)):
+        one()
+    times = [one() for _ in range(n)]
+    print(
+        json.dumps(
+            {"mode": mode, "mean_us": statistics.fmean(times) * 1e6, "median_us": statistics.median(times) * 1e6}
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=1500)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--child")
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.n)
+        return
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["DJANGO_SETTINGS_MODULE"] = "config.settings.test"  # DEBUG off, as in production
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=600)
+    modes = ["unset", "unset+tp", "set"]
+    results: dict[str, list[float]] = {m: [] for m in modes}
+    for _ in range(args.rounds):
+        for mode in modes:
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", mode, "--n", str(args.n)],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=1200,
+                check=True,
+            )
+            line = json.loads(out.stdout.strip().splitlines()[-1])
+            results[mode].append(line["median_us"])
+            print(f"{mode:9} median {line['median_us']:8.1f} µs  mean {line['mean_us']:8.1f} µs", flush=True)
+
+    sys.path.insert(0, str(ROOT))
+    from core.tracing import traceparent_clean
+
+    calls = 200_000
+    started = time.perf_counter()
+    for _ in range(calls):
+        traceparent_clean(TRACEPARENT)
+    check_us = (time.perf_counter() - started) / calls * 1e6
+
+    median = {m: statistics.median(v) for m, v in results.items()}
+    summary = {
+        "requests_per_round": args.n,
+        "rounds": args.rounds,
+        "median_us": {m: round(v, 1) for m, v in median.items()},
+        "ratio_unset_tp_to_unset": round(median["unset+tp"] / median["unset"], 3),
+        "ratio_set_to_unset": round(median["set"] / median["unset"], 3),
+        "traceparent_check_us": round(check_us, 3),
+        "traceparent_check_share_of_request": round(check_us / median["unset"], 5),
+    }
+    print(f"traceparent check alone: {check_us:.3f} µs per request")
+    print("BENCH-RESULT " + json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
