@@ -12,15 +12,10 @@ from core.fastjson import json_bytes
 from core.tracing import traceparent_clean
 from deliveries.egress import url_host_not_public
 from deployments.api import AUTH_ERRORS, ErrorOut, bearer, bearer_verified_by_write
-from deployments.errors import ApiKeyChanged
-from deployments.models import ApiKey
-from deployments.services import api_key_confirm
 from reviews.canonical import payload_sha256
-from reviews.idempotency import IdempotencyKeyTaken, idempotency_claim, idempotency_release
-from reviews.models import IdempotencyRecord, ProposedAction
 from reviews.representation import action_representation
 from reviews.selectors import action_get_for_deployment
-from reviews.services import proposed_action_create, proposed_action_report_result
+from reviews.services import proposed_action_report_result, proposed_action_submit
 
 router = Router(auth=bearer, tags=["actions"])
 # Ids past a 64-bit integer are a 422, not a database error.
@@ -135,10 +130,9 @@ def action_create(
     data: ActionIn,
     idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=255, min_length=1),
 ) -> Any:
-    """The hot path: one statement stores the action, its Idempotency-Key with the reply, and
-    checks the API key if it came from the process's cache. The rarer cases (a key changed
-    since it was cached, an Idempotency-Key already claimed) take a second look."""
-    key = request.auth
+    """The hot path: validation here, every step of storing in `proposed_action_submit` (one
+    statement stores the action, its Idempotency-Key with the reply, and checks the API key if
+    it came from the process's cache; the rarer cases take a second look there)."""
     # The request's fingerprint, only for an Idempotency-Key: the body as JSON, hashed.
     fingerprint = payload_sha256(data.model_dump(mode="json")) if idempotency_key is not None else ""
     proposal = {
@@ -155,61 +149,15 @@ def action_create(
         # W3C trace context: an invalid header is ignored, as the spec says.
         "traceparent": traceparent_clean(request.headers.get("traceparent")),
     }
-    reply = None
-    try:
-        try:
-            action, reply = _propose(key, proposal, fingerprint)
-        except ApiKeyChanged:
-            key = _confirmed(key)
-            action, reply = _propose(key, proposal, fingerprint)
-    except IdempotencyKeyTaken:
-        key = _confirmed(key)  # a replay tells what the key's deployment did: not to a revoked key
-        record = idempotency_claim(deployment=key.deployment, key=idempotency_key, fingerprint=fingerprint)
-        if not record.in_flight:
-            return JsonResponse(
-                record.response_body, status=record.response_status, headers={"Idempotent-Replayed": "true"}
-            )
-        try:
-            action = _create(key, proposal, record)
-        except BaseException:
-            idempotency_release(record=record)
-            raise
+    reply = proposed_action_submit(key=request.auth, proposal=proposal, fingerprint=fingerprint)
+    if reply is None:
+        raise AuthenticationError()  # the key was revoked since it was cached
+    if reply.replayed:
+        return JsonResponse(reply.body, status=reply.status, headers={"Idempotent-Replayed": "true"})
     # The action's representation (the reply stored with its Idempotency-Key, if one was sent:
     # the same document), returned as it is: it is the declared shape (tests/reviews/test_api.py),
     # so django-ninja's re-validation of it would only cost time on the hot path.
-    if reply is None:
-        reply = action_representation(action, deployment_slug=key.deployment.slug)
-    return HttpResponse(json_bytes(reply), content_type="application/json", status=201)
-
-
-def _propose(key: ApiKey, proposal: dict[str, Any], fingerprint: str) -> tuple[ProposedAction, dict | None]:
-    """The action, its Idempotency-Key (if sent) claimed in the same statement; and the reply
-    stored with the key, if any."""
-    record = None
-    if proposal["idempotency_key"] is not None:
-        record = IdempotencyRecord(
-            deployment_id=key.deployment_id, key=proposal["idempotency_key"], request_sha256=fingerprint
-        )
-    action = _create(key, proposal, record)
-    return action, record.response_body if record is not None else None
-
-
-def _create(key: ApiKey, proposal: dict[str, Any], record: IdempotencyRecord | None) -> ProposedAction:
-    return proposed_action_create(
-        deployment=key.deployment,
-        **proposal,
-        actor_label=f"api-key:{key.prefix}",
-        idempotency_record=record,
-        key_check=key.key_check,
-    )
-
-
-def _confirmed(key: ApiKey) -> ApiKey:
-    """`key` read afresh (if it came from the cache); 401 if it is no longer active."""
-    fresh = api_key_confirm(key)
-    if fresh is None:
-        raise AuthenticationError()
-    return fresh
+    return HttpResponse(json_bytes(reply.body), content_type="application/json", status=reply.status)
 
 
 @router.get("/actions/{action_id}", response={200: ActionOut, **ERRORS}, summary="Read an action")

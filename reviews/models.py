@@ -153,6 +153,17 @@ class ProposedAction(models.Model):
         return self.status in self.TERMINAL_STATUSES
 
     @property
+    def queue(self) -> str | None:
+        """The browser queue the action is in now ("review", "senior", "audit"), if any."""
+        if self.status == self.Status.PENDING_REVIEW:
+            return "review"
+        if self.status == self.Status.PENDING_SENIOR:
+            return "senior"
+        if self.audit_sample and not self.audit_verdict:
+            return "audit"
+        return None
+
+    @property
     def decision(self) -> str:
         """What the agent should do now: execute, wait, shadow, reject or expired."""
         s = self.Status

@@ -4,6 +4,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from deployments.errors import InvalidInput
+
 
 class ProposedActionQuerySet(models.QuerySet):
     def pending(self) -> "ProposedActionQuerySet":
@@ -21,30 +23,32 @@ class ProposedActionQuerySet(models.QuerySet):
     def for_deployments(self, deployment_ids) -> "ProposedActionQuerySet":
         return self.filter(deployment_id__in=deployment_ids)
 
-    def unclaimed(self, now=None) -> "ProposedActionQuerySet":
-        """Not claimed, or claimed longer ago than the claim timeout."""
-        from django.conf import settings
-
-        now = now or timezone.now()
-        cutoff = now - settings.REVIEW_CLAIM_TIMEOUT
-        return self.filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=cutoff))
-
     def overdue(self, now=None) -> "ProposedActionQuerySet":
         return self.pending().filter(expires_at__lte=now or timezone.now())
 
-    def claimed_by_other(self, user, now=None) -> "ProposedActionQuerySet":
-        """Held by someone other than `user` with a claim that has not timed out."""
-        from django.conf import settings
+    def queue_items(
+        self, queue: str, *, deployment_ids=None, deployment_id: int | None = None, action_type: str = ""
+    ) -> "ProposedActionQuerySet":
+        """The items of one queue of the deployments `deployment_ids` (None: all), filtered,
+        in queue order (oldest first)."""
+        qs = self.in_queue(queue)
+        if deployment_ids is not None:
+            qs = qs.for_deployments(deployment_ids)
+        if deployment_id is not None:
+            qs = qs.filter(deployment_id=deployment_id)
+        if action_type:
+            qs = qs.filter(action_type=action_type)
+        return qs.order_by("created_at", "id")
 
-        now = now or timezone.now()
-        return self.filter(claimed_at__gte=now - settings.REVIEW_CLAIM_TIMEOUT).exclude(claimed_by=user)
-
-    def held_by(self, user, now=None) -> "ProposedActionQuerySet":
-        """The live (not timed out) claims of `user`."""
-        from django.conf import settings
-
-        now = now or timezone.now()
-        return self.filter(claimed_by=user, claimed_at__gte=now - settings.REVIEW_CLAIM_TIMEOUT)
+    def locked(self, action_id: int):
+        """The action with its row locked FOR NO KEY UPDATE (its key never changes, so rows that
+        reference it — decisions, deliveries — are not held up), with its deployment; the caller
+        is inside a transaction. InvalidInput if there is no such action."""
+        try:
+            # of=("self",): lock the action only, not its deployment row (blast-radius reservations lock that).
+            return self.select_for_update(of=("self",), no_key=True).select_related("deployment").get(pk=action_id)
+        except self.model.DoesNotExist:
+            raise InvalidInput(f"action {action_id} does not exist") from None
 
     def in_queue(self, queue: str) -> "ProposedActionQuerySet":
         """One of the three browser queues: "review", "senior" or "audit"."""

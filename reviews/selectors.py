@@ -5,16 +5,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
-from django.db.models import QuerySet
 from django.http import Http404
 from django.utils import timezone
 
 from deployments.models import AuditEvent, Deployment, Member
-from deployments.permissions import deployments_visible_to, limit_to_visible, visible_deployment_ids
+from deployments.permissions import deployments_visible_to, limit_to_visible
+from reviews.claims import QUEUES, claim_is_live, member_deployment_ids
 from reviews.models import Decision, ProposedAction
 
-QUEUES = ("review", "senior", "audit")
 # Senior and audit queues are for seniors (and admins) only.
 SENIOR_QUEUES = ("senior", "audit")
 PAGE_SIZE = 50
@@ -29,30 +27,6 @@ def action_get_for_deployment(*, deployment: Deployment, action_id: int) -> Prop
         raise Http404(f"no action {action_id} in this deployment")
     action.deployment = deployment
     return action
-
-
-def member_deployment_ids(member: Member) -> list[int] | None:
-    """Ids of the deployments the member works on; None means all of them (admins)."""
-    return visible_deployment_ids(member)
-
-
-def queue_queryset(
-    *,
-    queue: str,
-    deployment_ids: list[int] | None,
-    deployment_id: int | None = None,
-    action_type: str = "",
-) -> QuerySet[ProposedAction]:
-    """The items of one queue that someone assigned to `deployment_ids` (None: all) may see,
-    filtered, in queue order (oldest first)."""
-    qs = ProposedAction.objects.in_queue(queue)
-    if deployment_ids is not None:
-        qs = qs.for_deployments(deployment_ids)
-    if deployment_id is not None:
-        qs = qs.filter(deployment_id=deployment_id)
-    if action_type:
-        qs = qs.filter(action_type=action_type)
-    return qs.order_by("created_at", "id")
 
 
 def cursor_encode(action: ProposedAction) -> str:
@@ -102,8 +76,8 @@ def queue_page(
     limit = limit or PAGE_SIZE
     deployments = list(deployments_visible_to(member).only("id", "slug", "name"))
     deployment_ids = None if member.is_admin else [d.pk for d in deployments]
-    qs = queue_queryset(
-        queue=queue, deployment_ids=deployment_ids, deployment_id=deployment_id, action_type=action_type
+    qs = ProposedAction.objects.queue_items(
+        queue, deployment_ids=deployment_ids, deployment_id=deployment_id, action_type=action_type
     )
     position = cursor_decode(cursor)
     if position is not None:
@@ -115,10 +89,9 @@ def queue_page(
     )
     next_cursor = cursor_encode(actions[limit - 1]) if len(actions) > limit else ""
     now = timezone.now()
-    cutoff = now - settings.REVIEW_CLAIM_TIMEOUT
     rows = []
     for action in actions[:limit]:
-        live = action.claimed_at is not None and action.claimed_at >= cutoff
+        live = claim_is_live(action, now)
         rows.append(
             QueueRow(
                 action=action,
@@ -137,7 +110,7 @@ def queue_counts(*, member: Member, cap: int = COUNT_CAP) -> dict[str, int]:
     queues = QUEUES if member.is_senior else ("review",)
     counts = {}
     for queue in queues:
-        qs = queue_queryset(queue=queue, deployment_ids=deployment_ids).order_by()
+        qs = ProposedAction.objects.queue_items(queue, deployment_ids=deployment_ids).order_by()
         counts[queue] = qs.values("id")[:cap].count()
     return counts
 
@@ -152,22 +125,11 @@ def action_get_visible(*, member: Member, action_id: int) -> ProposedAction:
     return action
 
 
-def action_queue(action: ProposedAction) -> str | None:
-    """The queue an action is in now, if any."""
-    if action.status == ProposedAction.Status.PENDING_REVIEW:
-        return "review"
-    if action.status == ProposedAction.Status.PENDING_SENIOR:
-        return "senior"
-    if action.audit_sample and not action.audit_verdict:
-        return "audit"
-    return None
-
-
 def action_neighbours(
     *, action: ProposedAction, member: Member, queue: str
 ) -> tuple[ProposedAction | None, ProposedAction | None]:
     """The items before and after `action` in its queue (for j/k on the detail page)."""
-    qs = queue_queryset(queue=queue, deployment_ids=member_deployment_ids(member)).only("id")
+    qs = ProposedAction.objects.queue_items(queue, deployment_ids=member_deployment_ids(member)).only("id")
     previous = qs.before(action.created_at, action.pk).order_by("-created_at", "-id").first()
     following = qs.after(action.created_at, action.pk).first()
     return previous, following

@@ -7,11 +7,12 @@ log are written in the same transaction as the change they describe.
 """
 
 import random
+from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
@@ -20,10 +21,10 @@ from core.tasks import enqueue_on_commit
 from deliveries.services import delivery_create
 from deployments.counters import Metric
 from deployments.errors import ApiKeyChanged, Conflict, InvalidInput, InvalidTransition, NotAllowed
-from deployments.models import Deployment, KeyCheck, Member
-from deployments.permissions import require_assigned
+from deployments.models import ApiKey, Deployment, KeyCheck, Member
 from deployments.policy import Route, Stage, route_for
 from deployments.services import (
+    api_key_confirm,
     audit_event_build,
     audit_event_record,
     blast_radius_reserve,
@@ -32,7 +33,14 @@ from deployments.services import (
     evidence_deltas,
 )
 from reviews.canonical import payload_sha256
-from reviews.idempotency import IdempotencyKeyTaken
+from reviews.claims import (
+    claim_next_in_transaction,
+    claim_refuse_if_held_by_other,
+    member_for,
+    member_of,
+    member_require_assigned,
+)
+from reviews.idempotency import IdempotencyKeyTaken, idempotency_claim, idempotency_release
 from reviews.ingest import NewProposal, Outcome, proposal_insert
 from reviews.models import Decision, IdempotencyRecord, ProposedAction
 from reviews.representation import action_representation
@@ -53,6 +61,7 @@ AUDIT_VERBS = {
     Decision.Verb.EDIT: "reviews.action.edited_and_approved",
     Decision.Verb.REJECT: "reviews.action.rejected",
     Decision.Verb.EXPIRE: "reviews.action.expired",
+    Decision.Verb.ESCALATE: "reviews.action.escalated",
 }
 
 # The webhook event each human (or clock) decision sends to the action's callback_url.
@@ -64,24 +73,11 @@ WEBHOOK_EVENTS = {
 }
 
 
-def _lock(action_id: int) -> ProposedAction:
-    """Load the action with its row locked; the caller is inside a transaction."""
-    try:
-        # of=("self",): lock the action only, not its deployment row (blast-radius reservations lock that).
-        return ProposedAction.objects.select_for_update(of=("self",)).select_related("deployment").get(pk=action_id)
-    except ProposedAction.DoesNotExist:
-        raise InvalidInput(f"action {action_id} does not exist") from None
-
-
-def _member(user: AbstractBaseUser | None) -> Member | None:
-    if user is None or not user.is_authenticated:
-        return None
-    return Member.objects.filter(user=user).first()
-
-
-def _require_can_decide(action: ProposedAction, actor: AbstractBaseUser | None) -> None:
+def _require_can_decide(action: ProposedAction, member: Member | None) -> None:
     """Reviewers decide the reviewer queue of their deployments; seniors also the senior queue."""
-    member = require_assigned(_member(actor), action.deployment_id, who="only members may decide actions")
+    if member is None:
+        raise NotAllowed("only members may decide actions")
+    member_require_assigned(member, action.deployment_id)
     if action.status == Status.PENDING_SENIOR and not member.is_senior:
         raise NotAllowed("only senior reviewers may decide the senior queue")
 
@@ -213,6 +209,78 @@ def _slack_sync(action: ProposedAction) -> None:
         enqueue_on_commit("integrations.slack_action_sync", action.pk, robust=True)
 
 
+@dataclass
+class ProposalReply:
+    """What the agent API answers a proposal: the action's representation with 201, or the
+    reply stored with its Idempotency-Key (`replayed`)."""
+
+    status: int
+    body: dict
+    replayed: bool = False
+
+
+def proposed_action_submit(*, key: ApiKey, proposal: dict[str, Any], fingerprint: str) -> ProposalReply | None:
+    """The agent API's proposal, all steps: store it (`proposed_action_create` with
+    `proposal`'s fields, `idempotency_key` among them), its Idempotency-Key claimed in the
+    same statement; if the API key changed since it was cached, confirm it and retry once; if
+    the Idempotency-Key is already claimed, replay its stored reply, or take the key over
+    (reviews.idempotency: 409, 422 or an expired claim) and do the work.
+
+    `key` is the request's API key (perhaps from the process's cache); `fingerprint` the
+    request's SHA-256 (needed only with an Idempotency-Key). Returns None when the API key is
+    no longer active (the caller answers 401). Raises only domain errors (Conflict,
+    IdempotencyKeyReused, ...): the outcomes it handles itself never leave it.
+    """
+    idempotency_key = proposal["idempotency_key"]
+    try:
+        try:
+            return _submit(key, proposal, fingerprint)
+        except ApiKeyChanged:
+            key = api_key_confirm(key)
+            if key is None:
+                return None
+            return _submit(key, proposal, fingerprint)
+    except IdempotencyKeyTaken:
+        key = api_key_confirm(key)  # a replay tells what the key's deployment did: not to a revoked key
+        if key is None:
+            return None
+        record = idempotency_claim(deployment=key.deployment, key=idempotency_key, fingerprint=fingerprint)
+        if not record.in_flight:
+            return ProposalReply(status=record.response_status, body=record.response_body, replayed=True)
+        try:
+            action = _create_for_key(key, proposal, record)
+        except BaseException:
+            idempotency_release(record=record)
+            raise
+        return ProposalReply(status=201, body=action_representation(action, deployment_slug=key.deployment.slug))
+
+
+def _submit(key: ApiKey, proposal: dict[str, Any], fingerprint: str) -> ProposalReply:
+    """The action, its Idempotency-Key (if sent) claimed in the same statement; the reply is
+    the one stored with the key, if any (the same document)."""
+    record = None
+    if proposal["idempotency_key"] is not None:
+        record = IdempotencyRecord(
+            deployment_id=key.deployment_id, key=proposal["idempotency_key"], request_sha256=fingerprint
+        )
+    action = _create_for_key(key, proposal, record)
+    # The reply PostgreSQL's statement stored with the key is at hand; elsewhere it is built.
+    reply = record.response_body if record is not None else None
+    if reply is None:
+        reply = action_representation(action, deployment_slug=key.deployment.slug)
+    return ProposalReply(status=201, body=reply)
+
+
+def _create_for_key(key: ApiKey, proposal: dict[str, Any], record: IdempotencyRecord | None) -> ProposedAction:
+    return proposed_action_create(
+        deployment=key.deployment,
+        **proposal,
+        actor_label=f"api-key:{key.prefix}",
+        idempotency_record=record,
+        key_check=key.key_check,
+    )
+
+
 def _decision_create(
     *,
     action: ProposedAction,
@@ -252,7 +320,7 @@ def _decision_create(
     return decision, seconds
 
 
-def _record_human_decision(
+def _record_final(
     *,
     action: ProposedAction,
     verb: Decision.Verb,
@@ -260,21 +328,10 @@ def _record_human_decision(
     from_status: str,
     reason: str,
     now: datetime,
-    payload_before: Any = None,
-    payload_after: Any = None,
-) -> Decision:
-    """A final decision (approve, edit, reject, expire): its Decision and counters, the SLA
+    seconds: float,
+) -> None:
+    """What a final decision (approve, edit, reject, expire) adds to its Decision row: the SLA
     and 2→3 counterfactual evidence, the audit event and the agent's webhook."""
-    decision, seconds = _decision_create(
-        action=action,
-        verb=verb,
-        actor=actor,
-        from_status=from_status,
-        reason=reason,
-        now=now,
-        payload_before=payload_before,
-        payload_after=payload_after,
-    )
     deployment_id, action_type = action.deployment_id, action.action_type
     if verb in (Decision.Verb.APPROVE, Decision.Verb.EDIT, Decision.Verb.REJECT):
         within = action.expires_at is None or now <= action.expires_at
@@ -320,111 +377,149 @@ def _record_human_decision(
             object_id=str(action.pk),
             traceparent=action.traceparent,
         )
-    return decision
 
 
-@transaction.atomic
-def proposed_action_approve(
+def _move(
     *,
-    action_id: int,
-    actor: AbstractBaseUser,
-    payload: dict[str, Any] | None = None,
-    reason: str = "",
+    action: ProposedAction,
+    to: str,
+    verb: Decision.Verb,
+    actor: AbstractBaseUser | None,
+    reason: str,
+    now: datetime,
+    final: bool = True,
+    payload_before: Any = None,
+    payload_after: Any = None,
 ) -> ProposedAction:
-    """Approve a pending action, optionally with an edited payload (bound by its SHA-256)."""
-    action = _lock(action_id)
-    if not action.is_pending:
-        raise InvalidTransition(f"action {action.pk} is {action.status}; only pending actions can be approved")
-    _require_can_decide(action, actor)
-    if payload is not None and not isinstance(payload, dict):
-        raise InvalidInput("the edited payload must be a JSON object")
-    edited = payload is not None and payload_sha256(payload) != action.proposal_sha256
-    final = payload if edited else action.payload
-    now = timezone.now()
+    """The one shape of a person's (or the clock's) move on a pending action: set its status
+    and reason, write the Decision with its evidence and audit event, clear the claim, save.
+
+    Precondition: the caller holds the row lock and has checked that the move is allowed. A
+    `final` move (approve, edit, reject, expire) is decided at `now` and tells the agent (see
+    `_record_final`); escalation is not final: only its Decision row, its counter and
+    its audit event are written, and the agent keeps waiting.
+    """
     from_status = action.status
-    action.status = Status.APPROVED
-    action.final_payload = final
-    action.payload_sha256 = payload_sha256(final)
+    action.status = to
     action.reason = reason
-    action.decided_at = now
-    _record_human_decision(
+    if final:
+        action.decided_at = now
+    _, seconds = _decision_create(
         action=action,
-        verb=Decision.Verb.EDIT if edited else Decision.Verb.APPROVE,
+        verb=verb,
         actor=actor,
         from_status=from_status,
         reason=reason,
         now=now,
-        payload_before=action.payload if edited else None,
-        payload_after=final if edited else None,
+        payload_before=payload_before,
+        payload_after=payload_after,
     )
+    if final:
+        _record_final(
+            action=action, verb=verb, actor=actor, from_status=from_status, reason=reason, now=now, seconds=seconds
+        )
+    else:
+        audit_event_record(
+            verb=AUDIT_VERBS[verb],
+            actor=actor,
+            deployment=action.deployment_id,
+            obj=action,
+            reason=reason,
+            data={"from": from_status, "to": to},
+        )
     action.claimed_by, action.claimed_at = None, None
     action.save()
     return action
+
+
+def _require_pending(action: ProposedAction, done: str) -> None:
+    if not action.is_pending:
+        raise InvalidTransition(f"action {action.pk} is {action.status}; only pending actions can be {done}")
+
+
+def _reason_required(reason: str, to: str) -> str:
+    if not reason or not reason.strip():
+        raise InvalidInput(f"a reason is required to {to}")
+    return reason.strip()
+
+
+def _approve(
+    action: ProposedAction, *, actor: AbstractBaseUser, member: Member | None, payload: Any, reason: str
+) -> ProposedAction:
+    """Caller holds the row lock."""
+    _require_pending(action, "approved")
+    _require_can_decide(action, member)
+    if payload is not None and not isinstance(payload, dict):
+        raise InvalidInput("the edited payload must be a JSON object")
+    edited = payload is not None and payload_sha256(payload) != action.proposal_sha256
+    final = payload if edited else action.payload
+    action.final_payload = final
+    action.payload_sha256 = payload_sha256(final)
+    return _move(
+        action=action,
+        to=Status.APPROVED,
+        verb=Decision.Verb.EDIT if edited else Decision.Verb.APPROVE,
+        actor=actor,
+        reason=reason,
+        now=timezone.now(),
+        payload_before=action.payload if edited else None,
+        payload_after=final if edited else None,
+    )
+
+
+def _reject(action: ProposedAction, *, actor: AbstractBaseUser, member: Member | None, reason: str) -> ProposedAction:
+    """Caller holds the row lock; `reason` is stripped and not empty."""
+    _require_pending(action, "rejected")
+    _require_can_decide(action, member)
+    return _move(
+        action=action, to=Status.REJECTED, verb=Decision.Verb.REJECT, actor=actor, reason=reason, now=timezone.now()
+    )
+
+
+def _escalate(action: ProposedAction, *, actor: AbstractBaseUser, member: Member | None, reason: str) -> ProposedAction:
+    """Caller holds the row lock; `reason` is stripped and not empty."""
+    if action.status != Status.PENDING_REVIEW:
+        raise InvalidTransition(
+            f"action {action.pk} is {action.status}; only actions in the reviewer queue can be escalated"
+        )
+    _require_can_decide(action, member)
+    now = timezone.now()
+    action.expires_at = now + action.deployment.senior_sla
+    return _move(
+        action=action,
+        to=Status.PENDING_SENIOR,
+        verb=Decision.Verb.ESCALATE,
+        actor=actor,
+        reason=reason,
+        now=now,
+        final=False,
+    )
+
+
+@transaction.atomic
+def proposed_action_approve(
+    *, action_id: int, actor: AbstractBaseUser, payload: dict[str, Any] | None = None, reason: str = ""
+) -> ProposedAction:
+    """Approve a pending action, optionally with an edited payload (bound by its SHA-256)."""
+    action = ProposedAction.objects.locked(action_id)
+    return _approve(action, actor=actor, member=member_of(actor), payload=payload, reason=reason)
 
 
 @transaction.atomic
 def proposed_action_reject(*, action_id: int, actor: AbstractBaseUser, reason: str) -> ProposedAction:
     """Reject a pending action. A reason is required."""
-    if not reason or not reason.strip():
-        raise InvalidInput("a reason is required to reject")
-    action = _lock(action_id)
-    if not action.is_pending:
-        raise InvalidTransition(f"action {action.pk} is {action.status}; only pending actions can be rejected")
-    _require_can_decide(action, actor)
-    now = timezone.now()
-    from_status = action.status
-    action.status = Status.REJECTED
-    action.reason = reason.strip()
-    action.decided_at = now
-    _record_human_decision(
-        action=action,
-        verb=Decision.Verb.REJECT,
-        actor=actor,
-        from_status=from_status,
-        reason=action.reason,
-        now=now,
-    )
-    action.claimed_by, action.claimed_at = None, None
-    action.save()
-    return action
+    return _with_reason(_reject, "reject", action_id=action_id, actor=actor, reason=reason)
 
 
 @transaction.atomic
 def proposed_action_escalate(*, action_id: int, actor: AbstractBaseUser, reason: str) -> ProposedAction:
     """Move an action from the reviewer queue to the senior queue. A reason is required."""
-    if not reason or not reason.strip():
-        raise InvalidInput("a reason is required to escalate")
-    action = _lock(action_id)
-    if action.status != Status.PENDING_REVIEW:
-        raise InvalidTransition(
-            f"action {action.pk} is {action.status}; only actions in the reviewer queue can be escalated"
-        )
-    _require_can_decide(action, actor)
-    now = timezone.now()
-    action.status = Status.PENDING_SENIOR
-    action.reason = reason.strip()
-    action.expires_at = now + action.deployment.senior_sla
-    # Not a final decision: no SLA or counterfactual evidence and no webhook (the agent keeps
-    # waiting), so only the Decision row and its counter are shared with the others.
-    _decision_create(
-        action=action,
-        verb=Decision.Verb.ESCALATE,
-        actor=actor,
-        from_status=Status.PENDING_REVIEW,
-        reason=action.reason,
-        now=now,
-    )
-    audit_event_record(
-        verb="reviews.action.escalated",
-        actor=actor,
-        deployment=action.deployment_id,
-        obj=action,
-        reason=action.reason,
-        data={"from": Status.PENDING_REVIEW, "to": Status.PENDING_SENIOR},
-    )
-    action.claimed_by, action.claimed_at = None, None
-    action.save()
-    return action
+    return _with_reason(_escalate, "escalate", action_id=action_id, actor=actor, reason=reason)
+
+
+def _with_reason(transition: Callable, verb: str, *, action_id: int, actor: AbstractBaseUser, reason: str):
+    reason = _reason_required(reason, verb)  # checked before the row is locked
+    return transition(ProposedAction.objects.locked(action_id), actor=actor, member=member_of(actor), reason=reason)
 
 
 @transaction.atomic
@@ -432,24 +527,17 @@ def proposed_action_expire(*, action_id: int, now: datetime | None = None) -> Pr
     """Expire a pending action whose SLA deadline has passed. Safe to repeat: returns None
     (and changes nothing) when the action was decided, or expired, in the meantime."""
     now = now or timezone.now()
-    action = _lock(action_id)
+    action = ProposedAction.objects.locked(action_id)
     if not action.is_pending or action.expires_at is None or action.expires_at > now:
         return None
-    from_status = action.status
-    action.status = Status.EXPIRED
-    action.decided_at = now
-    action.reason = "SLA passed without a decision"
-    _record_human_decision(
+    return _move(
         action=action,
+        to=Status.EXPIRED,
         verb=Decision.Verb.EXPIRE,
         actor=None,
-        from_status=from_status,
-        reason=action.reason,
+        reason="SLA passed without a decision",
         now=now,
     )
-    action.claimed_by, action.claimed_at = None, None
-    action.save()
-    return action
 
 
 @transaction.atomic
@@ -462,7 +550,7 @@ def proposed_action_report_result(
     """
     if status not in (Status.EXECUTED, Status.FAILED):
         raise InvalidInput("status must be 'executed' or 'failed'")
-    action = _lock(action_id)
+    action = ProposedAction.objects.locked(action_id)
     if action.status == status and action.payload_sha256 == payload_hash:
         return action
     if action.status != Status.APPROVED:
@@ -491,123 +579,17 @@ def proposed_action_report_result(
     return action
 
 
-def proposed_action_claims_release_stale(*, now: datetime | None = None) -> int:
-    """Clear claims older than REVIEW_CLAIM_TIMEOUT on pending actions; returns how many.
+@dataclass
+class Decided:
+    """A browser decision: the action as decided, the queue it was in, and the next item of
+    that queue now claimed for the decider (None when it is empty)."""
 
-    One conditional UPDATE: a claim renewed meanwhile no longer matches, so it is never
-    released by mistake. Safe to repeat. Not audited: a claim is not a decision.
-    """
-    cutoff = (now or timezone.now()) - settings.REVIEW_CLAIM_TIMEOUT
-    return ProposedAction.objects.pending().filter(claimed_at__lt=cutoff).update(claimed_by=None, claimed_at=None)
-
-
-# ---------------------------------------------------------------------------------------
-# Claims: a reviewer's short lease on a queue item (REVIEW_CLAIM_TIMEOUT), so two people do
-# not work the same item. A claim is not a state transition: it is not audited, and a
-# decision clears it.
-# ---------------------------------------------------------------------------------------
+    action: ProposedAction
+    queue: str
+    following: ProposedAction | None
 
 
-def _require_can_work_queue(member: Member | None, queue: str) -> Member:
-    if member is None:
-        raise NotAllowed("only members may work the queues")
-    if queue not in ("review", "senior", "audit"):
-        raise InvalidInput(f"unknown queue {queue!r}")
-    if queue != "review" and not member.is_senior:
-        raise NotAllowed(f"only senior reviewers may work the {queue} queue")
-    return member
-
-
-@transaction.atomic
-def proposed_action_claim_next(
-    *,
-    actor: AbstractBaseUser,
-    queue: str = "review",
-    deployment_id: int | None = None,
-    action_type: str = "",
-    skip_ids: tuple[int, ...] | list[int] = (),
-    member: Member | None = None,
-) -> ProposedAction | None:
-    """Claim the oldest unclaimed item of `queue` (within the filters) for `actor`; None when
-    nothing is left.
-
-    A person holds at most one live claim: if `actor` already holds one in this queue (and it
-    is not in `skip_ids`), that item is returned again; any other claim of theirs is released.
-    On PostgreSQL the candidate row is taken with `SELECT ... FOR UPDATE SKIP LOCKED`, so
-    concurrent reviewers never block on, or receive, the same item. `member` is the actor's
-    Member row when the caller has already loaded it (saves a query).
-    """
-    from django.db import connection
-
-    from reviews.selectors import member_deployment_ids, queue_queryset
-
-    if member is None or member.user_id != actor.pk:
-        member = _member(actor)
-    member = _require_can_work_queue(member, queue)
-    now = timezone.now()
-    candidates = queue_queryset(
-        queue=queue,
-        deployment_ids=member_deployment_ids(member),
-        deployment_id=deployment_id,
-        action_type=action_type,
-    )
-    held = candidates.held_by(actor, now).exclude(pk__in=list(skip_ids)).first()
-    if held is not None:
-        return held
-    ProposedAction.objects.filter(claimed_by=actor).update(claimed_by=None, claimed_at=None)
-    qs = candidates.unclaimed(now).exclude(pk__in=list(skip_ids))
-    if connection.features.has_select_for_update_skip_locked:
-        qs = qs.select_for_update(skip_locked=True)
-    action = qs.first()
-    if action is None:
-        return None
-    action.claimed_by, action.claimed_at = actor, now
-    action.save(update_fields=["claimed_by", "claimed_at"])
-    return action
-
-
-@transaction.atomic
-def proposed_action_claim(*, action_id: int, actor: AbstractBaseUser) -> ProposedAction:
-    """Claim one item for `actor` (renewing their own claim). Conflict when someone else holds
-    a live claim on it; InvalidTransition when it is in no queue any more. Releases the actor's
-    other claims (one live claim per person). Safe to repeat."""
-    from reviews.selectors import action_queue
-
-    action = _lock(action_id)
-    queue = action_queue(action)
-    if queue is None:
-        raise InvalidTransition(f"action {action.pk} is {action.status}; it is in no queue")
-    require_assigned(_require_can_work_queue(_member(actor), queue), action.deployment_id)
-    now = timezone.now()
-    _refuse_if_claimed_by_other(action, actor, now)
-    ProposedAction.objects.filter(claimed_by=actor).exclude(pk=action.pk).update(claimed_by=None, claimed_at=None)
-    action.claimed_by, action.claimed_at = actor, now
-    action.save(update_fields=["claimed_by", "claimed_at"])
-    return action
-
-
-@transaction.atomic
-def proposed_action_release(*, action_id: int, actor: AbstractBaseUser) -> ProposedAction:
-    """Give back `actor`'s claim on an item. Safe to repeat; someone else's claim is left alone."""
-    action = _lock(action_id)
-    if action.claimed_by_id == actor.pk:
-        action.claimed_by, action.claimed_at = None, None
-        action.save(update_fields=["claimed_by", "claimed_at"])
-    return action
-
-
-def _refuse_if_claimed_by_other(action: ProposedAction, actor: AbstractBaseUser, now: datetime) -> None:
-    """Caller holds the row lock."""
-    from django.conf import settings
-
-    if (
-        action.claimed_by_id is not None
-        and action.claimed_by_id != actor.pk
-        and action.claimed_at is not None
-        and action.claimed_at >= now - settings.REVIEW_CLAIM_TIMEOUT
-    ):
-        until = action.claimed_at + settings.REVIEW_CLAIM_TIMEOUT
-        raise Conflict(f"{action.claimed_by} is working on this item (claimed until {until:%H:%M:%S} UTC)")
+DECISIONS = ("approve", "reject", "escalate")
 
 
 @transaction.atomic
@@ -618,20 +600,65 @@ def proposed_action_decide(
     decision: str,
     reason: str = "",
     payload: dict[str, Any] | None = None,
+    member: Member | None = None,
 ) -> ProposedAction:
     """A person's decision from the browser: approve (optionally with an edited payload),
-    reject or escalate. Refuses (Conflict) while someone else holds a live claim on the item,
-    then calls the one transition service for the decision. Everything else — the state check,
-    the Decision row, evidence and audit — is that service's."""
-    action = _lock(action_id)
-    _refuse_if_claimed_by_other(action, actor, timezone.now())
+    reject or escalate. Refuses (Conflict) while someone else holds a live claim on the item.
+
+    Locks the row once and passes the locked action to the transition (the state check, the
+    Decision row, evidence and audit are the transition's, as in proposed_action_approve /
+    _reject / _escalate). `member` is the actor's Member row, if the caller has it.
+    """
+    return _decide(action_id=action_id, actor=actor, decision=decision, reason=reason, payload=payload, member=member)[
+        0
+    ]
+
+
+@transaction.atomic
+def proposed_action_decide_and_claim_next(
+    *,
+    action_id: int,
+    actor: AbstractBaseUser,
+    decision: str,
+    reason: str = "",
+    payload: dict[str, Any] | None = None,
+    member: Member | None = None,
+) -> Decided:
+    """`proposed_action_decide`, then claim the next item of the queue the action was in, in
+    the same transaction (the browser's "decide and go on"). `member` (the actor's Member
+    row, loaded once per request) serves both steps."""
+    action, queue, member = _decide(
+        action_id=action_id, actor=actor, decision=decision, reason=reason, payload=payload, member=member
+    )
+    following = claim_next_in_transaction(actor=actor, queue=queue, member=member)
+    return Decided(action=action, queue=queue, following=following)
+
+
+def _decide(
+    *,
+    action_id: int,
+    actor: AbstractBaseUser,
+    decision: str,
+    reason: str,
+    payload: dict[str, Any] | None,
+    member: Member | None,
+) -> tuple[ProposedAction, str, Member | None]:
+    """The decision, in the caller's transaction: the action, the queue it was in, the member."""
+    action = ProposedAction.objects.locked(action_id)
+    claim_refuse_if_held_by_other(action, actor, timezone.now())
+    if decision not in DECISIONS:
+        raise InvalidInput("decision must be approve, reject or escalate")
+    if decision != "approve":
+        reason = _reason_required(reason, decision)
+    member = member_for(actor, member)
+    queue = action.queue
     if decision == "approve":
-        return proposed_action_approve(action_id=action_id, actor=actor, payload=payload, reason=reason)
-    if decision == "reject":
-        return proposed_action_reject(action_id=action_id, actor=actor, reason=reason)
-    if decision == "escalate":
-        return proposed_action_escalate(action_id=action_id, actor=actor, reason=reason)
-    raise InvalidInput("decision must be approve, reject or escalate")
+        _approve(action, actor=actor, member=member, payload=payload, reason=reason)
+    elif decision == "reject":
+        _reject(action, actor=actor, member=member, reason=reason)
+    else:
+        _escalate(action, actor=actor, member=member, reason=reason)
+    return action, queue, member
 
 
 AUDIT_VERDICTS = {"correct": Decision.Verb.AUDIT_CORRECT, "incorrect": Decision.Verb.AUDIT_INCORRECT}
@@ -639,7 +666,7 @@ AUDIT_VERDICTS = {"correct": Decision.Verb.AUDIT_CORRECT, "incorrect": Decision.
 
 @transaction.atomic
 def proposed_action_audit_verdict(
-    *, action_id: int, actor: AbstractBaseUser, verdict: str, reason: str = ""
+    *, action_id: int, actor: AbstractBaseUser, verdict: str, reason: str = "", member: Member | None = None
 ) -> ProposedAction:
     """A senior's after-the-fact verdict on an auto-executed audit sample (SPEC §1).
 
@@ -654,11 +681,11 @@ def proposed_action_audit_verdict(
     reason = (reason or "").strip()
     if verdict == "incorrect" and not reason:
         raise InvalidInput("a reason is required for an 'incorrect' verdict")
-    action = _lock(action_id)
-    member = _member(actor)
+    action = ProposedAction.objects.locked(action_id)
+    member = member_for(actor, member)
     if member is None or not member.is_senior:
         raise NotAllowed("only senior reviewers may give audit verdicts")
-    require_assigned(member, action.deployment_id)
+    member_require_assigned(member, action.deployment_id)
     if not action.audit_sample:
         raise InvalidTransition(f"action {action.pk} is not an audit sample")
     if action.audit_verdict:

@@ -9,9 +9,10 @@ the `default` queue (CELERY_TASK_ROUTES).
 from celery import shared_task
 from django.utils import timezone
 
+from reviews.claims import proposed_action_claims_release_stale
 from reviews.idempotency import idempotency_purge
 from reviews.models import ProposedAction
-from reviews.services import proposed_action_claims_release_stale, proposed_action_expire
+from reviews.services import proposed_action_expire
 
 # Also the project-wide defaults (config/settings/base.py); said here so the guarantee is local.
 TASK_OPTIONS = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result": True}

@@ -20,14 +20,15 @@ from deployments.errors import DomainError, InvalidTransition
 from deployments.models import Member
 from deployments.permissions import role_required
 from reviews import selectors
-from reviews.models import ProposedAction
-from reviews.services import (
-    proposed_action_audit_verdict,
+from reviews.claims import (
+    claim_is_live,
+    claim_until,
     proposed_action_claim,
     proposed_action_claim_next,
-    proposed_action_decide,
     proposed_action_release,
 )
+from reviews.models import ProposedAction
+from reviews.services import proposed_action_audit_verdict, proposed_action_decide_and_claim_next
 
 QUEUE_URLS = {"review": "reviews:queue", "senior": "reviews:senior_queue", "audit": "reviews:audit_queue"}
 QUEUE_TITLES = {"review": "Reviewer queue", "senior": "Senior queue", "audit": "Audit queue"}
@@ -142,13 +143,12 @@ def claim_next(request: HttpRequest) -> HttpResponse:
 
 def _detail_context(request: HttpRequest, action: ProposedAction, **extra) -> dict:
     member = request.member
-    queue = selectors.action_queue(action)
+    queue = action.queue
     may_work = _may_work(member, queue)
     previous = following = None
     if may_work:
         previous, following = selectors.action_neighbours(action=action, member=member, queue=queue)
-    timeout = settings.REVIEW_CLAIM_TIMEOUT
-    live_claim = action.claimed_at is not None and action.claimed_at >= timezone.now() - timeout
+    live_claim = claim_is_live(action, timezone.now())
     context = {
         "action": action,
         "queue": queue,
@@ -160,7 +160,7 @@ def _detail_context(request: HttpRequest, action: ProposedAction, **extra) -> di
         "can_audit": may_work and queue == "audit",
         "claimed_by_me": live_claim and action.claimed_by_id == request.user.pk,
         "claimed_by_other": live_claim and action.claimed_by_id != request.user.pk,
-        "claim_until": action.claimed_at + timeout if live_claim else None,
+        "claim_until": claim_until(action) if live_claim else None,
         "previous": previous,
         "following": following,
         "history": selectors.action_history(action),
@@ -199,11 +199,16 @@ def _refused(request: HttpRequest, action_id: int, error: DomainError, **extra) 
 
 
 def _next_item(request: HttpRequest, queue: str | None, notice: str) -> HttpResponse:
-    """After a decision: claim and show the next item of the same queue (htmx: a partial and a
-    pushed URL; otherwise a redirect), or go back to the queue when it is empty."""
+    """After a decision: claim and show the next item of the same queue."""
     action = None
     if queue and _may_work(request.member, queue):
         action = proposed_action_claim_next(actor=request.user, queue=queue, member=request.member)
+    return _show_next(request, queue, action, notice)
+
+
+def _show_next(request: HttpRequest, queue: str | None, action: ProposedAction | None, notice: str) -> HttpResponse:
+    """Show the next item, claimed (htmx: a partial and a pushed URL; otherwise a redirect),
+    or go back to the queue when it is empty."""
     queue_url = reverse(QUEUE_URLS[queue]) if queue and _may_work(request.member, queue) else reverse("reviews:queue")
     if action is None:
         messages.success(request, f"{notice} That was the last item.")
@@ -225,18 +230,24 @@ def _next_item(request: HttpRequest, queue: str | None, notice: str) -> HttpResp
 def decide(request: HttpRequest, action_id: int) -> HttpResponse:
     """POST decision=approve|reject|escalate, reason, optional payload (edited JSON).
 
-    An edited payload is validated and its diff shown for confirmation (confirm=1) first."""
-    action = selectors.action_get_visible(member=request.member, action_id=action_id)
+    An edited payload is validated and its diff shown for confirmation (confirm=1) first. The
+    action is read here only to show it (a refusal, an edit to confirm): the decision itself
+    locks and reads it once, and refuses what this member may not see (then shown as a 404)."""
     decision = request.POST.get("decision", "")
     reason = request.POST.get("reason", "").strip()
     raw_payload = request.POST.get("payload", "").strip()
     form = {"reason": reason, "payload": raw_payload, "decision": decision}
+
+    def visible() -> ProposedAction:
+        return selectors.action_get_visible(member=request.member, action_id=action_id)
+
     if decision not in DONE:
-        return _render_detail(request, action, status=422, error="Choose approve, reject or escalate.", form=form)
+        return _render_detail(request, visible(), status=422, error="Choose approve, reject or escalate.", form=form)
     if decision in ("reject", "escalate") and not reason:
-        return _render_detail(request, action, status=422, error=f"A reason is required to {decision}.", form=form)
+        return _render_detail(request, visible(), status=422, error=f"A reason is required to {decision}.", form=form)
     payload = None
     if raw_payload:
+        action = visible()
         try:
             payload = json.loads(raw_payload)
         except json.JSONDecodeError as exc:
@@ -261,15 +272,20 @@ def decide(request: HttpRequest, action_id: int) -> HttpResponse:
                 "reason": reason,
             }
             return render(request, template, context)
-    queue = selectors.action_queue(action)
     try:
-        proposed_action_decide(
-            action_id=action.pk, actor=request.user, decision=decision, reason=reason, payload=payload
+        decided = proposed_action_decide_and_claim_next(
+            action_id=action_id,
+            actor=request.user,
+            member=request.member,
+            decision=decision,
+            reason=reason,
+            payload=payload,
         )
     except DomainError as exc:
-        return _refused(request, action.pk, exc, form=form)
+        return _refused(request, action_id, exc, form=form)
+    action = decided.action
     done = DONE[decision] + (" with your edits" if payload is not None else "")
-    return _next_item(request, queue, f"{done}: #{action.pk} {action.action_type}.")
+    return _show_next(request, decided.queue, decided.following, f"{done}: #{action.pk} {action.action_type}.")
 
 
 @role_required(Member.Role.SENIOR)
@@ -280,7 +296,9 @@ def audit_verdict(request: HttpRequest, action_id: int) -> HttpResponse:
     verdict = request.POST.get("verdict", "")
     reason = request.POST.get("reason", "").strip()
     try:
-        proposed_action_audit_verdict(action_id=action.pk, actor=request.user, verdict=verdict, reason=reason)
+        proposed_action_audit_verdict(
+            action_id=action.pk, actor=request.user, verdict=verdict, reason=reason, member=request.member
+        )
     except DomainError as exc:
         return _refused(request, action.pk, exc, form={"reason": reason})
     return _next_item(request, "audit", f"Audit verdict “{verdict}” recorded: #{action.pk} {action.action_type}.")
@@ -291,7 +309,7 @@ def audit_verdict(request: HttpRequest, action_id: int) -> HttpResponse:
 def claim(request: HttpRequest, action_id: int) -> HttpResponse:
     action = selectors.action_get_visible(member=request.member, action_id=action_id)
     try:
-        proposed_action_claim(action_id=action.pk, actor=request.user)
+        proposed_action_claim(action_id=action.pk, actor=request.user, member=request.member)
     except DomainError as exc:
         messages.error(request, f"Not claimed: {exc.detail}")
     return redirect("reviews:action_detail", action_id=action.pk)
@@ -303,5 +321,5 @@ def release(request: HttpRequest, action_id: int) -> HttpResponse:
     action = selectors.action_get_visible(member=request.member, action_id=action_id)
     proposed_action_release(action_id=action.pk, actor=request.user)
     messages.info(request, f"Released #{action.pk}; others may take it now.")
-    queue = selectors.action_queue(action)
+    queue = action.queue
     return redirect(QUEUE_URLS[queue] if _may_work(request.member, queue) else "reviews:queue")

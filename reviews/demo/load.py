@@ -2,9 +2,11 @@
 
 from datetime import timedelta
 
+from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from deployments.models import AuditEvent, Deployment
+from deployments.gate import gate_evaluate
+from deployments.models import AuditEvent, Deployment, PromotionRequest
 from reviews.demo.history import STORIES, HistoryBuilder
 
 
@@ -38,11 +40,6 @@ def load_history(*, deployments: dict[str, Deployment], reviewers: list, seniors
 def _promotion_waiting_and_a_breaker_trip(*, deployments: dict[str, Deployment], now) -> None:
     """Refunds: a promotion to supervised requested by `admin`, waiting for a second admin.
     Invoice matching: a breaker trip nine days ago (failure spike after a release), reset a day later."""
-    from django.contrib.auth import get_user_model
-
-    from deployments.gate import gate_evaluate
-    from deployments.models import PromotionRequest
-
     admin = get_user_model().objects.get(username="admin")
     refunds = Deployment.objects.get(pk=deployments["refunds"].pk)
     evidence = gate_evaluate(deployment=refunds).as_dict()

@@ -13,20 +13,18 @@ KEY UPDATE by a rules change), then action rows. A rules change therefore waits 
 in flight, and batches after it see the new rules.
 """
 
-import json
 from collections import defaultdict
-from collections.abc import Iterable
 from datetime import date, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.tasks import enqueue_on_commit
 from deployments.counters import CounterDelta, Metric, counters_add, counters_add_many, evidence_add, evidence_deltas
 from deployments.errors import Conflict, InvalidInput, InvalidTransition
-from deployments.locks import deployment_lock, deployments_lock_shared
+from deployments.locks import deployment_lock
 from deployments.models import Deployment, Member
 from deployments.permissions import member_of, require_assigned
 from deployments.policy import Route
@@ -34,16 +32,20 @@ from deployments.services import audit_event_record
 from reviews.models import ProposedAction
 from reviews.shadow.compare import Rules, compare, rules_validate
 from reviews.shadow.models import ShadowAdjudication, ShadowOutcome, ShadowRecompute, ShadowTally
+from reviews.shadow.pairing import (
+    Pair,
+    comparison_rules_hold,
+    comparisons_write,
+    outcomes_for,
+    pairs_lock,
+    pairs_lock_after,
+)
 
 Status = ProposedAction.Status
 AGREE, DISAGREE = Metric.SHADOW_AGREE, Metric.SHADOW_DISAGREE
 MAX_OUTCOMES = 1000
 COMPARE_BATCH = 1000
 RECOMPUTE_BATCH = 2000
-
-
-def _on_postgres() -> bool:
-    return connection.vendor == "postgresql"
 
 
 def _day(value: datetime) -> date:
@@ -94,120 +96,6 @@ class _Counts:
     def write(self) -> None:
         counters_add(self.evidence)
         shadow_tally_add_many(self.tally)
-
-
-def _lock_deployments_shared(deployment_ids: Iterable[int]) -> dict[int, dict]:
-    """{deployment_id: comparison_rules}, the rows held FOR SHARE until the transaction ends."""
-    locked = deployments_lock_shared(deployment_ids, fields=["comparison_rules"])
-    return {pk: d.comparison_rules or {} for pk, d in locked.items()}
-
-
-class Pair(NamedTuple):
-    """A logged shadow action with the human outcome of the same external_id."""
-
-    id: int
-    deployment_id: int
-    action_type: str
-    payload: Any
-    model_version: str
-    created_at: datetime
-    human_type: str
-    human_payload: Any
-
-
-PAIRS_SQL = """
-SELECT a.id, a.deployment_id, a.action_type, a.payload, a.model_version, a.created_at, o.action_type, o.payload
-FROM {actions} a
-JOIN {outcomes} o ON o.deployment_id = a.deployment_id AND o.external_id = a.external_id
-WHERE a.route = 'shadow' AND a.status = 'logged' AND {where}
-ORDER BY a.id {limit}
-FOR UPDATE OF a SKIP LOCKED
-"""
-
-
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
-
-
-def _lock_pairs(*, where: str, params: list, limit: int | None = None) -> list[Pair]:
-    """Logged shadow actions matching `where` that have an outcome, locked (SKIP LOCKED), with
-    the outcome. One statement on PostgreSQL."""
-    sql = PAIRS_SQL.format(
-        actions=ProposedAction._meta.db_table,
-        outcomes=ShadowOutcome._meta.db_table,
-        where=where,
-        limit="LIMIT %s" if limit else "",
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, limit] if limit else params)
-        return [
-            Pair(pk, dep, t, _json(p), mv, created, ht, _json(hp))
-            for pk, dep, t, p, mv, created, ht, hp in cursor.fetchall()
-        ]
-
-
-def _pairs_portable(actions: list[ProposedAction]) -> list[Pair]:
-    """The same pairs through the ORM (SQLite: no row locks, one writer at a time anyway)."""
-    outcomes = _outcomes_for(actions)
-    pairs = []
-    for a in actions:
-        o = outcomes.get((a.deployment_id, a.external_id))
-        if o is not None:
-            pairs.append(
-                Pair(
-                    a.pk,
-                    a.deployment_id,
-                    a.action_type,
-                    a.payload,
-                    a.model_version,
-                    a.created_at,
-                    o.action_type,
-                    o.payload,
-                )
-            )
-    return pairs
-
-
-def _outcomes_for(actions: list[ProposedAction]) -> dict[tuple[int, str], ShadowOutcome]:
-    by_deployment: dict[int, set[str]] = defaultdict(set)
-    for a in actions:
-        by_deployment[a.deployment_id].add(a.external_id)
-    found: dict[tuple[int, str], ShadowOutcome] = {}
-    for deployment_id, external_ids in by_deployment.items():
-        rows = ShadowOutcome.objects.filter(deployment_id=deployment_id, external_id__in=external_ids).only(
-            "id", "deployment_id", "external_id", "action_type", "payload"
-        )
-        for o in rows:
-            found[(deployment_id, o.external_id)] = o
-    return found
-
-
-def _write_comparisons(updates: list[tuple[int, dict]], *, status: str | None = None) -> None:
-    """One UPDATE for the whole batch: comparison (and status) of each action id."""
-    if not updates:
-        return
-    if _on_postgres():
-        table = ProposedAction._meta.db_table
-        set_status = "status = %s, " if status else ""
-        params: list[Any] = [status] if status else []
-        # One JSON document as the only big parameter: cheap to bind, unpacked by the server.
-        params.append(json.dumps([{"id": pk, "c": c} for pk, c in updates]))
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"""
-                UPDATE {table} AS a SET {set_status}comparison = v.c
-                FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, c jsonb) WHERE a.id = v.id
-                """,  # noqa: S608 -- the table name is ours, every value is a parameter
-                params,
-            )
-        return
-    objs = []
-    for pk, comparison in updates:
-        obj = ProposedAction(pk=pk, comparison=comparison)
-        if status:
-            obj.status = status
-        objs.append(obj)
-    ProposedAction.objects.bulk_update(objs, ["comparison", "status"] if status else ["comparison"], batch_size=500)
 
 
 # ---------------------------------------------------------------------------------------
@@ -312,9 +200,6 @@ def shadow_action_logged(*, action: ProposedAction) -> None:
 # ---------------------------------------------------------------------------------------
 # Comparison
 # ---------------------------------------------------------------------------------------
-PAIR_FIELDS = ("id", "deployment_id", "action_type", "external_id", "payload", "model_version", "created_at")
-
-
 @transaction.atomic
 def shadow_compare_actions(*, action_ids: list[int]) -> dict[str, int]:
     """Compare the given shadow actions with their outcomes: status `compared`, comparison
@@ -326,18 +211,8 @@ def shadow_compare_actions(*, action_ids: list[int]) -> dict[str, int]:
     """
     if not action_ids:
         return {"compared": 0, "agree": 0}
-    if not _on_postgres():  # SQLite: one writer at a time, no row locks; the ORM suffices
-        qs = ProposedAction.objects.filter(pk__in=action_ids, route=Route.SHADOW, status=Status.LOGGED)
-        pairs = _pairs_portable(list(qs.only(*PAIR_FIELDS).order_by("id")))
-        return _compare_locked(pairs, _lock_deployments_shared({p.deployment_id for p in pairs}))
-    ids = [int(pk) for pk in action_ids]
-    with connection.cursor() as cursor:  # the deployments are locked before the actions (lock order)
-        cursor.execute(
-            f"SELECT DISTINCT deployment_id FROM {ProposedAction._meta.db_table} WHERE id = ANY(%s)",  # noqa: S608
-            [ids],
-        )
-        rules = _lock_deployments_shared(row[0] for row in cursor.fetchall())
-    return _compare_locked(_lock_pairs(where="a.id = ANY(%s)", params=[ids]), rules)
+    rules, pairs = pairs_lock(action_ids=action_ids)
+    return _compare_locked(pairs, rules)
 
 
 def _compare_locked(pairs: list[Pair], rules_json: dict[int, dict]) -> dict[str, int]:
@@ -363,7 +238,7 @@ def _compare_locked(pairs: list[Pair], rules_json: dict[int, dict]) -> dict[str,
         stats[1] += result["agree"]
         stats[2] = stats[2] or pair.id
         stats[3] = pair.id
-    _write_comparisons(updates, status=Status.COMPARED)
+    comparisons_write(updates, status=Status.COMPARED)
     counts.write()
     for deployment_id, (n, agree, first_id, last_id) in per_deployment.items():
         audit_event_record(
@@ -381,21 +256,8 @@ def shadow_compare_sweep(*, deployment_id: int, batch_size: int = COMPARE_BATCH)
     total, after = 0, 0
     while True:
         with transaction.atomic():
-            rules = _lock_deployments_shared([deployment_id])
-            if _on_postgres():
-                pairs = _lock_pairs(
-                    where="a.deployment_id = %s AND a.id > %s", params=[deployment_id, after], limit=batch_size
-                )
-            else:
-                outcome_ids = ShadowOutcome.objects.filter(deployment_id=deployment_id).values("external_id")
-                actions = ProposedAction.objects.filter(
-                    deployment_id=deployment_id,
-                    route=Route.SHADOW,
-                    status=Status.LOGGED,
-                    external_id__in=outcome_ids,
-                    pk__gt=after,
-                )
-                pairs = _pairs_portable(list(actions.only(*PAIR_FIELDS).order_by("id")[:batch_size]))
+            rules = comparison_rules_hold([deployment_id])
+            pairs = pairs_lock_after(deployment_id=deployment_id, after=after, limit=batch_size)
             if not pairs:
                 return total
             after = pairs[-1].id
@@ -424,8 +286,8 @@ def shadow_adjudicate(
     if deployment_id is None:
         raise InvalidInput(f"action {action_id} does not exist")
     _require_member_of(deployment_id, actor)
-    _lock_deployments_shared([deployment_id])
-    action = ProposedAction.objects.select_for_update().get(pk=action_id)
+    comparison_rules_hold([deployment_id])
+    action = ProposedAction.objects.select_for_update(no_key=True).get(pk=action_id)
     if action.status != Status.COMPARED or not action.comparison:
         raise InvalidTransition(f"action {action.pk} is {action.status}; only compared shadow actions are adjudicated")
     if action.comparison.get("agree"):
@@ -527,10 +389,10 @@ def shadow_recompute_step(*, recompute_id: int, batch_size: int = RECOMPUTE_BATC
 
     Safe to repeat: a redelivered task resumes from the stored cursor.
     """
-    recompute = ShadowRecompute.objects.select_for_update().filter(pk=recompute_id).first()
+    recompute = ShadowRecompute.objects.select_for_update(no_key=True).filter(pk=recompute_id).first()
     if recompute is None or recompute.status != ShadowRecompute.Status.RUNNING:
         return False
-    _lock_deployments_shared([recompute.deployment_id])
+    comparison_rules_hold([recompute.deployment_id])
     actions = list(
         ProposedAction.objects.filter(
             deployment_id=recompute.deployment_id, status=Status.COMPARED, pk__gt=recompute.last_action_id
@@ -548,10 +410,10 @@ def shadow_recompute_step(*, recompute_id: int, batch_size: int = RECOMPUTE_BATC
             "shadow_adjudication__verdict",
         )
         .order_by("id")[:batch_size]
-        .select_for_update(of=("self",))
+        .select_for_update(of=("self",), no_key=True)
     )
     rules = Rules.from_json(recompute.rules)
-    outcomes = _outcomes_for(actions)
+    outcomes = outcomes_for(actions)
     counts, updates = _Counts(), []
     for a in actions:
         outcome = outcomes.get((a.deployment_id, a.external_id))
@@ -572,7 +434,7 @@ def shadow_recompute_step(*, recompute_id: int, batch_size: int = RECOMPUTE_BATC
             counts.add(a, outcome.action_type, before, sign=-1)
             counts.add(a, outcome.action_type, after)
         updates.append((a.pk, result))
-    _write_comparisons(updates)
+    comparisons_write(updates)
     counts.write()
     recompute.processed += len(actions)
     recompute.changed += len(updates)
@@ -597,7 +459,7 @@ def shadow_recompute_step(*, recompute_id: int, batch_size: int = RECOMPUTE_BATC
 def shadow_recompute_fail(*, recompute_id: int, error: str) -> None:
     """Mark a recompute failed (a bug, not a crash: crashes are redelivered and resume), so a
     new one can be started. Its finished batches stay applied and counted."""
-    recompute = ShadowRecompute.objects.select_for_update().filter(pk=recompute_id).first()
+    recompute = ShadowRecompute.objects.select_for_update(no_key=True).filter(pk=recompute_id).first()
     if recompute is None or recompute.status != ShadowRecompute.Status.RUNNING:
         return
     recompute.status = ShadowRecompute.Status.FAILED

@@ -11,15 +11,9 @@ from django.utils import timezone
 
 from deployments.errors import Conflict, InvalidInput, InvalidTransition, NotAllowed
 from deployments.models import AuditEvent, Member
+from reviews.claims import proposed_action_claim, proposed_action_claim_next, proposed_action_release
 from reviews.models import Decision, ProposedAction
-from reviews.services import (
-    proposed_action_approve,
-    proposed_action_audit_verdict,
-    proposed_action_claim,
-    proposed_action_claim_next,
-    proposed_action_decide,
-    proposed_action_release,
-)
+from reviews.services import proposed_action_approve, proposed_action_audit_verdict, proposed_action_decide
 from tests.factories import DeploymentFactory, MemberFactory, ProposedActionFactory
 from tests.reviews.test_concurrency import run_together
 from tests.support.counters import evidence_totals

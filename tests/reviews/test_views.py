@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from deployments.models import AuditEvent, Member
 from reviews import selectors
+from reviews.claims import proposed_action_claim
 from reviews.models import Decision, ProposedAction
-from reviews.services import proposed_action_claim
 from tests.factories import DeploymentFactory, MemberFactory, ProposedActionFactory
 from tests.support.counters import evidence_totals
 
