@@ -7,6 +7,7 @@ import time
 import anyio
 import httpx2
 import pytest
+from django.db import connection
 
 from deployments.models import Member
 from deployments.services import api_key_create, api_key_revoke
@@ -90,16 +91,23 @@ def test_propose_wait_approve_report_round_trip(setup, server_url):
 
     created, waited, elapsed = run(propose_and_wait)
     assert created["decision"] == "wait" and created["status"] == "pending_review"
-    assert waited["decision"] == "wait" and 0.9 <= elapsed < 10
+    assert waited["decision"] == "wait" and 0.9 <= elapsed < 30
     action = ProposedAction.objects.get(pk=created["id"])
     assert action.traceparent == TRACEPARENT
     assert action.deployment == deployment
 
     edited = {"order": "A-1", "amount_cents": 900}
 
+    failures = []
+
     def approve_soon():
         time.sleep(1.0)
-        proposed_action_approve(action_id=action.pk, actor=reviewer, payload=edited)
+        try:
+            proposed_action_approve(action_id=action.pk, actor=reviewer, payload=edited)
+        except Exception as exc:  # surfaced below, not lost in the thread
+            failures.append(exc)
+        finally:
+            connection.close()
 
     thread = threading.Thread(target=approve_soon)
     thread.start()
@@ -120,6 +128,7 @@ def test_propose_wait_approve_report_round_trip(setup, server_url):
 
     decided, wrong, reported = run(wait_and_report)
     thread.join()
+    assert failures == []
     assert decided["decision"] == "execute" and decided["final_payload"] == edited
     assert decided["payload_sha256"] == payload_sha256(edited)
     assert wrong.is_error and data(wrong)["error"] == "conflict"

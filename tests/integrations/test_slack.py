@@ -14,8 +14,9 @@ from deployments.models import Member
 from deployments.services import breaker_trip
 from integrations.models import SlackMessage, SlackUser
 from integrations.slack.services import slack_sla_warnings, slack_user_link
+from reviews.claims import proposed_action_claim
 from reviews.models import Decision, ProposedAction
-from reviews.services import proposed_action_approve, proposed_action_claim, proposed_action_create
+from reviews.services import proposed_action_approve, proposed_action_create
 from tests.factories import DeploymentFactory, MemberFactory
 from tests.integrations.support import fake_slack, slack_signed
 
