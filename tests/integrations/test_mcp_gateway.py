@@ -20,6 +20,7 @@ from reviews.models import ProposedAction
 from reviews.services import proposed_action_approve, proposed_action_expire, proposed_action_reject
 from tests.deliveries.support import test_database_url as database_url
 from tests.factories import DeploymentFactory, MemberFactory
+from tests.integrations.support import uvicorn_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -35,12 +36,15 @@ def gateway(tmp_path):
     log.touch()
 
     @asynccontextmanager
-    async def start(deployment, tools: dict | None = None, wait: float = 20):
+    async def start(deployment, tools: dict | None = None, wait: float = 20, upstream_url: str | None = None):
         args = ["manage.py", "mcp_gateway", deployment.slug, "--wait-seconds", str(wait)]
         if tools is not None:
             (tmp_path / "tools.json").write_text(json.dumps(tools))
             args += ["--tools", str(tmp_path / "tools.json")]
-        args += ["--upstream-command", sys.executable, str(UPSTREAM)]
+        if upstream_url:
+            args += ["--upstream-url", upstream_url]
+        else:
+            args += ["--upstream-command", sys.executable, str(UPSTREAM)]
         env = {
             **{k: v for k, v in os.environ.items() if k != "REDIS_URL"},
             "DJANGO_SETTINGS_MODULE": "config.settings.test",
@@ -219,3 +223,26 @@ def test_a_call_still_waiting_resumes_the_same_action_when_repeated(approval, ga
     assert not second.is_error
     assert ProposedAction.objects.filter(deployment=deployment).count() == 1  # resumed, not proposed again
     assert len(executed(log)) == 1
+
+
+def test_an_http_upstream_is_gated_the_same_way(gateway, tmp_path, monkeypatch):
+    """`--upstream-url`: the upstream server over Streamable HTTP (uvicorn on loopback)."""
+    from tests.integrations import upstream_server
+
+    deployment = DeploymentFactory(stage="autonomous")
+    log = tmp_path / "http-upstream.jsonl"
+    log.touch()
+    monkeypatch.setenv("UPSTREAM_LOG", str(log))  # the upstream runs in this process
+    with uvicorn_server(upstream_server.server.streamable_http_app()) as base:
+
+        async def go():
+            tools = {"default": {"risk_score": 0.05, "confidence": 0.99}}
+            async with gateway(deployment, tools=tools, upstream_url=base + "/mcp") as (session, _):
+                listed = {t.name for t in (await session.list_tools()).tools}
+                return listed, await session.call_tool("read_file", {"path": "notes.txt"})
+
+        listed, result = anyio.run(go)
+    assert listed == {"send_email", "read_file", "flaky"}
+    assert not result.is_error
+    assert executed(log) == [{"tool": "read_file", "arguments": {"path": "notes.txt"}}]
+    assert ProposedAction.objects.get(deployment=deployment).status == "executed"
