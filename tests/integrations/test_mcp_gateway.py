@@ -112,7 +112,8 @@ def test_an_approved_call_runs_once_upstream_with_the_edited_arguments(approval,
     edited = {"to": "ops@example.com", "body": "refund sent (edited)"}
 
     async def go():
-        async with gateway(deployment, tools={"tools": {"send_email": {"risk_score": 0.4, "confidence": 0.8}}}) as (
+        tools = {"tools": {"send_email": {"risk_score": 0.4, "confidence": 0.8}}}
+        async with gateway(deployment, tools=tools, wait=8) as (
             session,
             log,
         ):
@@ -132,7 +133,8 @@ def test_an_approved_call_runs_once_upstream_with_the_edited_arguments(approval,
 
     result, again, log = anyio.run(go)
     assert not result.is_error, text(result)
-    assert executed(log)[0] == {"tool": "send_email", "arguments": edited}
+    # Once, with the edited arguments, and the agent's trace context passed on.
+    assert executed(log) == [{"tool": "send_email", "arguments": edited, "traceparent": TRACEPARENT}]
     action = ProposedAction.objects.get(
         deployment=deployment, action_type="send_email", pk=result.meta["trustladder"]["action_id"]
     )
@@ -141,7 +143,6 @@ def test_an_approved_call_runs_once_upstream_with_the_edited_arguments(approval,
     assert action.traceparent == TRACEPARENT
     # The same call again is a new proposal: it waits for a person and never runs by itself.
     assert again.is_error and "Waiting for a person" in text(again)
-    assert len(executed(log)) == 1
 
 
 @pytest.mark.parametrize("outcome", ["reject", "expire"])

@@ -5,23 +5,27 @@ import json
 import os
 import sys
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 server = MCPServer("upstream")
 
 
-def _record(tool: str, arguments: dict) -> str:
-    line = json.dumps({"tool": tool, "arguments": arguments}, sort_keys=True)
+def _record(tool: str, arguments: dict, ctx: Context | None = None) -> str:
+    entry = {"tool": tool, "arguments": arguments}
+    meta = ctx.request_context.meta if ctx is not None else None
+    if meta and meta.get("traceparent"):
+        entry["traceparent"] = meta["traceparent"]  # the trace context the gateway passed on
+    line = json.dumps(entry, sort_keys=True)
     with open(os.environ["UPSTREAM_LOG"], "a", encoding="utf-8") as log:
         log.write(line + "\n")
     return line
 
 
 @server.tool()
-def send_email(to: str, body: str) -> str:
+def send_email(to: str, body: str, ctx: Context) -> str:
     """Send an email (records it)."""
-    return "sent " + _record("send_email", {"to": to, "body": body})
+    return "sent " + _record("send_email", {"to": to, "body": body}, ctx)
 
 
 @server.tool()
