@@ -7,7 +7,12 @@ retried a few times with backoff, then logged; the action itself is unaffected.
 from celery import shared_task
 from slack_sdk.errors import SlackApiError
 
-from integrations.slack.services import slack_action_sync, slack_breaker_post, slack_sla_warnings
+from integrations.slack.services import (
+    slack_action_sync,
+    slack_breaker_post,
+    slack_interactions_purge,
+    slack_sla_warnings,
+)
 
 RETRY = {
     "autoretry_for": (SlackApiError, OSError),
@@ -34,5 +39,6 @@ def slack_breaker_tripped(deployment_id: int, event_id: int) -> bool:
 
 @shared_task(name="integrations.slack_sla_warnings", ignore_result=True, soft_time_limit=240, time_limit=280)
 def slack_sla_warnings_task() -> int:
-    """Periodic: post the pending items near their SLA deadline."""
+    """Periodic: post the pending items near their SLA deadline; forget old interactions."""
+    slack_interactions_purge()
     return slack_sla_warnings()

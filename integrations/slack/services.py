@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -189,6 +189,14 @@ def _first_seen(digest: str, slack_user_id: str) -> bool:
     except IntegrityError:
         return False
     return True
+
+
+def slack_interactions_purge(*, now: datetime | None = None) -> int:
+    """Forget interactions older than an hour: their signatures (5 minutes) refuse a replay
+    by themselves by then. Returns how many were deleted. Safe to repeat."""
+    cutoff = (now or timezone.now()) - timedelta(hours=1)
+    deleted, _ = SlackInteraction.objects.filter(received_at__lt=cutoff).delete()
+    return deleted
 
 
 def interaction_digest(timestamp: str, body: bytes) -> str:

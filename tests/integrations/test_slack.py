@@ -13,7 +13,7 @@ from django.utils import timezone
 from deployments.models import Member
 from deployments.services import breaker_trip
 from integrations.models import SlackMessage, SlackUser
-from integrations.slack.services import slack_sla_warnings, slack_user_link
+from integrations.slack.services import slack_interactions_purge, slack_sla_warnings, slack_user_link
 from reviews.claims import proposed_action_claim
 from reviews.models import Decision, ProposedAction
 from reviews.services import proposed_action_approve, proposed_action_create
@@ -156,6 +156,9 @@ def test_approve_from_slack_decides_as_the_linked_member_and_a_replay_changes_no
     assert replay.status_code == 200
     assert Decision.objects.filter(action=action).count() == 1
     assert len(slack.calls) == calls  # nothing at all happened
+    # Kept an hour, past the signature's 5 minutes; then purged.
+    assert slack_interactions_purge() == 0
+    assert slack_interactions_purge(now=timezone.now() + timedelta(hours=2)) == 1
 
 
 @pytest.mark.parametrize(
