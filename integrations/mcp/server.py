@@ -91,14 +91,15 @@ def _bearer(headers: Any) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-def _authenticated(raw: str) -> ApiKey:
-    """The active key (read afresh, with its deployment), counted against its rate limit."""
+def _authenticated(raw: str, *, count: bool = True) -> ApiKey:
+    """The active key (read afresh, with its deployment), counted against its rate limit
+    (`count`: a wait's later polls are part of the one call that was counted)."""
     key = api_key_authenticate(raw)
     if key is None:
-        raise ToolFailure(
-            "unauthorized", "send 'Authorization: Bearer <key>' with an active API key of your deployment"
-        )
+        raise ToolFailure("unauthorized", UNAUTHORIZED)
     api_key_mark_used(key, now=timezone.now())
+    if not count:
+        return key
     limit = key.deployment.api_rate_limit
     if limit is None:
         limit = settings.API_RATE_LIMIT_PER_MINUTE
@@ -121,11 +122,11 @@ def _in_thread(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
     return sync_to_async(run, thread_sensitive=False)
 
 
-async def _call(ctx: Context, work: Callable[[ApiKey], Any]) -> CallToolResult:
+async def _call(ctx: Context, work: Callable[[ApiKey], Any], *, count: bool = True) -> CallToolResult:
     """Authenticate the request of this call, run `work(key)` in a thread; map domain errors."""
 
     def run() -> Any:
-        key = _authenticated(_bearer(ctx.headers))
+        key = _authenticated(_bearer(ctx.headers), count=count)
         return work(key)
 
     try:
@@ -279,8 +280,11 @@ def build_server() -> MCPServer:
         says "wait", call this again; do not execute until it says "execute"."""
         bound = min(timeout_seconds, settings.TRUSTLADDER_MCP_MAX_WAIT_SECONDS)
         deadline = time.monotonic() + bound
+        polls = 0
         while True:
-            result = await _call(ctx, lambda key: _action(key, action_id))
+            # The key is checked on every poll (a revoked key stops the wait); counted once.
+            result = await _call(ctx, lambda key: _action(key, action_id), count=polls == 0)
+            polls += 1
             data = result.structured_content or {}
             left = deadline - time.monotonic()
             if result.is_error or data.get("decision") != "wait" or left <= 0:

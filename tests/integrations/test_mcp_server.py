@@ -232,3 +232,16 @@ def test_no_key_or_a_revoked_key_is_401_and_revocation_stops_tools(setup, server
     first, second = run(go)
     assert data(first)["slug"] == deployment.slug and data(first)["stage"] == "approval"
     assert isinstance(second, Exception) or second.is_error
+
+
+def test_tool_calls_share_the_keys_rate_limit(server_url):
+    deployment = DeploymentFactory(stage="approval", api_rate_limit=2)
+    _, key = api_key_create(deployment=deployment)
+
+    async def go():
+        async with mcp_session(server_url, key) as session:
+            return [await session.call_tool("get_deployment", {}) for _ in range(3)]
+
+    results = run(go)
+    assert [r.is_error for r in results] == [False, False, True]
+    assert data(results[2])["error"] == "rate_limited"
