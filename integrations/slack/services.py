@@ -25,6 +25,7 @@ from slack_sdk.errors import SlackApiError
 
 from core.tasks import enqueue_on_commit
 from deployments.errors import DomainError, InvalidInput, InvalidTransition
+from deployments.locks import deployment_lock
 from deployments.models import AuditEvent, Deployment
 from deployments.services import audit_event_record
 from integrations.models import SlackInteraction, SlackMessage, SlackUser
@@ -68,6 +69,34 @@ def slack_user_link(*, username: str, slack_user_id: str, actor: AbstractBaseUse
         data={"username": username, "slack_user_id": slack_user_id},
     )
     return link
+
+
+@transaction.atomic
+def deployment_slack_channel_set(*, slug: str, channel: str, actor: AbstractBaseUser | None = None) -> Deployment:
+    """Set (or, with "", clear) the Slack channel id (C…, G… or D…) the deployment's queue
+    items, breaker trips and SLA warnings are posted to. Audited. More notifications raise
+    oversight, fewer leave every queue and gate as it was: no second admin either way."""
+    channel = channel.strip()
+    if channel and (channel[:1] not in ("C", "G", "D") or not (channel.isascii() and channel.isalnum())):
+        raise InvalidInput(f"{channel!r} is not a Slack channel id (C…, from the channel's details)")
+    if len(channel) > 32:
+        raise InvalidInput("a Slack channel id has at most 32 characters")
+    found = Deployment.objects.filter(slug=slug).values_list("pk", flat=True).first()
+    if found is None:
+        raise InvalidInput(f"no deployment {slug!r}")
+    deployment = deployment_lock(found)
+    before = deployment.slack_channel
+    deployment.slack_channel = channel
+    deployment.save(update_fields=["slack_channel"])
+    audit_event_record(
+        verb="integrations.slack.channel_set",
+        actor=actor,
+        actor_label="" if actor else "manage.py",
+        deployment=deployment,
+        obj=deployment,
+        data={"before": before, "after": channel},
+    )
+    return deployment
 
 
 # ---------------------------------------------------------------------------------------

@@ -354,3 +354,21 @@ def test_a_slack_outage_never_fails_a_proposal(world, slack, capture):
     with capture(execute=True):
         action = propose(deployment)
     assert ProposedAction.objects.get(pk=action.pk).status == "pending_review"
+
+
+def test_slack_channel_command_sets_and_clears_audited(db):
+    from deployments.models import AuditEvent
+
+    deployment = DeploymentFactory()
+    call_command("slack_channel", deployment.slug, "C0AAAABBBB")
+    deployment.refresh_from_db()
+    assert deployment.slack_channel == "C0AAAABBBB"
+    call_command("slack_channel", deployment.slug, "")
+    deployment.refresh_from_db()
+    assert deployment.slack_channel == ""
+    events = AuditEvent.objects.filter(verb="integrations.slack.channel_set", deployment=deployment)
+    assert [e.data["after"] for e in events.order_by("created_at", "id")] == ["C0AAAABBBB", ""]
+    with pytest.raises(CommandError, match="not a Slack channel id"):
+        call_command("slack_channel", deployment.slug, "#general")
+    with pytest.raises(CommandError, match="no deployment"):
+        call_command("slack_channel", "nope", "C0AAAABBBB")
