@@ -3,7 +3,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 DJANGO_SETTINGS_MODULE=config.s
 WORKDIR /app
 COPY pyproject.toml ./
 COPY config ./config
+COPY core ./core
 COPY deployments ./deployments
+COPY deliveries ./deliveries
 COPY reviews ./reviews
 RUN pip install --no-cache-dir .
 COPY . .

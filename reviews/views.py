@@ -15,6 +15,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect, push_url
 
 from deployments.errors import DomainError, InvalidTransition
 from deployments.models import Member
@@ -213,14 +214,12 @@ def _show_next(request: HttpRequest, queue: str | None, action: ProposedAction |
     if action is None:
         messages.success(request, f"{notice} That was the last item.")
         if request.htmx:
-            response = HttpResponse(status=204)
-            response["HX-Redirect"] = queue_url
-            return response
+            # 204: htmx follows HX-Redirect without swapping anything first.
+            return HttpResponseClientRedirect(queue_url, status=204)
         return redirect(queue_url)
     if request.htmx:
         response = _render_detail(request, action, notice=notice)
-        response["HX-Push-Url"] = reverse("reviews:action_detail", args=[action.pk])
-        return response
+        return push_url(response, reverse("reviews:action_detail", args=[action.pk]))
     messages.success(request, notice)
     return redirect("reviews:action_detail", action_id=action.pk)
 

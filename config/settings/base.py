@@ -10,7 +10,7 @@ from pathlib import Path
 import dj_database_url
 from kombu import Queue
 
-from config.env import env, env_bool, env_list
+from config.env import env, env_bool, env_float, env_int, env_list
 from config.logging import build_logging, configure_structlog
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -95,7 +95,7 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.parse(
         env("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
-        conn_max_age=int(env("DJANGO_CONN_MAX_AGE", "60")),
+        conn_max_age=env_int("DJANGO_CONN_MAX_AGE", 60),
         # Off: a health check is one more round trip on every request. After a database
         # restart each worker's first query fails instead, answered 503 with Retry-After
         # (config.unavailable), and the next request reconnects.
@@ -191,8 +191,8 @@ PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=
 # locked out for AXES_COOLOFF_TIME (the lock page answers 429). Counted in the database, so it
 # holds across web workers. The address is REMOTE_ADDR: behind a proxy, make the proxy pass
 # the client address (a forwarded header is not trusted, as it can be forged).
-AXES_FAILURE_LIMIT = int(env("TRUSTLADDER_LOGIN_FAILURE_LIMIT", "5"))
-AXES_COOLOFF_TIME = timedelta(minutes=int(env("TRUSTLADDER_LOGIN_COOLOFF_MINUTES", "15")))
+AXES_FAILURE_LIMIT = env_int("TRUSTLADDER_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("TRUSTLADDER_LOGIN_COOLOFF_MINUTES", 15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
@@ -208,13 +208,13 @@ API_MAX_BODY_BYTES = 256 * 1024
 API_BODY_LIMITS = {"/api/v1/outcomes": 4 * 1024 * 1024}
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(API_MAX_BODY_BYTES, *API_BODY_LIMITS.values())
 # An Idempotency-Key is remembered at least this long (IETF httpapi draft: >= 24 h).
-IDEMPOTENCY_KEY_TTL = timedelta(hours=int(env("TRUSTLADDER_IDEMPOTENCY_TTL_HOURS", "48")))
+IDEMPOTENCY_KEY_TTL = timedelta(hours=env_int("TRUSTLADDER_IDEMPOTENCY_TTL_HOURS", 48))
 # A request that claimed a key but never finished (crashed worker) is taken over after this.
-IDEMPOTENCY_IN_FLIGHT_TIMEOUT = timedelta(seconds=int(env("TRUSTLADDER_IDEMPOTENCY_IN_FLIGHT_SECONDS", "60")))
+IDEMPOTENCY_IN_FLIGHT_TIMEOUT = timedelta(seconds=env_int("TRUSTLADDER_IDEMPOTENCY_IN_FLIGHT_SECONDS", 60))
 # Requests per minute per API key (429 with Retry-After past it); a deployment may set its
 # own (Deployment.api_rate_limit). Counted in Redis when REDIS_URL is set, else in the database,
 # so the limit holds across web workers. 0 turns the limit off.
-API_RATE_LIMIT_PER_MINUTE = int(env("TRUSTLADDER_API_RATE_LIMIT_PER_MINUTE", "600"))
+API_RATE_LIMIT_PER_MINUTE = env_int("TRUSTLADDER_API_RATE_LIMIT_PER_MINUTE", 600)
 
 # bench/ingest.py's floor: a trivial view at /bench/noop. Never set it in a real deployment.
 BENCH_NOOP = env_bool("TRUSTLADDER_BENCH_NOOP", False)
@@ -234,8 +234,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-# Above the longest task, so a slow task is not redelivered while it still runs.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# Above the longest task (WORKER_TASKS' time limits below), so a slow task is not redelivered
+# while it still runs.
+BROKER_VISIBILITY_TIMEOUT = 3600
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": BROKER_VISIBILITY_TIMEOUT}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE: dict = {
     # Circuit breakers (SPEC §3): every minute, each stage-3/4 deployment's sliding window.
@@ -249,19 +251,18 @@ CELERY_BEAT_SCHEDULE: dict = {
     # Past days' evidence counter shards folded into one row each.
     "deployments.fold_evidence": {"task": "deployments.fold_evidence", "schedule": timedelta(hours=1)},
 }
-CELERY_TASK_ROUTES: dict = {"deployments.*": {"queue": "default"}}
 
 # ---------------------------------------------------------------------------------------
 # Webhook deliveries (deliveries app) — Standard Webhooks, https://www.standardwebhooks.com/
 # ---------------------------------------------------------------------------------------
 # A receiver must answer within this many seconds.
-WEBHOOK_TIMEOUT_SECONDS = float(env("TRUSTLADDER_WEBHOOK_TIMEOUT_SECONDS", "10"))
+WEBHOOK_TIMEOUT_SECONDS = env_float("TRUSTLADDER_WEBHOOK_TIMEOUT_SECONDS", 10)
 # Retries: exponential from BASE, each wait capped at MAX, with jitter; given up after RETRY_FOR.
-WEBHOOK_RETRY_BASE_SECONDS = float(env("TRUSTLADDER_WEBHOOK_RETRY_BASE_SECONDS", "10"))
-WEBHOOK_RETRY_MAX_SECONDS = float(env("TRUSTLADDER_WEBHOOK_RETRY_MAX_SECONDS", "3600"))
-WEBHOOK_RETRY_FOR = timedelta(hours=float(env("TRUSTLADDER_WEBHOOK_RETRY_HOURS", "24")))
+WEBHOOK_RETRY_BASE_SECONDS = env_float("TRUSTLADDER_WEBHOOK_RETRY_BASE_SECONDS", 10)
+WEBHOOK_RETRY_MAX_SECONDS = env_float("TRUSTLADDER_WEBHOOK_RETRY_MAX_SECONDS", 3600)
+WEBHOOK_RETRY_FOR = timedelta(hours=env_float("TRUSTLADDER_WEBHOOK_RETRY_HOURS", 24))
 # A worker's claim on a delivery; must exceed the timeout, so a slow live attempt is never doubled.
-WEBHOOK_LEASE_SECONDS = WEBHOOK_TIMEOUT_SECONDS + float(env("TRUSTLADDER_WEBHOOK_LEASE_MARGIN_SECONDS", "50"))
+WEBHOOK_LEASE_SECONDS = WEBHOOK_TIMEOUT_SECONDS + env_float("TRUSTLADDER_WEBHOOK_LEASE_MARGIN_SECONDS", 50)
 # Waits up to this long are scheduled as a Celery countdown; longer ones are left to the sweeper
 # (kept well below the broker's visibility timeout).
 WEBHOOK_COUNTDOWN_MAX_SECONDS = 300.0
@@ -270,7 +271,7 @@ WEBHOOK_SECRET_ROTATION_GRACE = timedelta(hours=24)
 # The deliveries page shows successes this recent (failures whatever their age).
 WEBHOOK_PAGE_WINDOW = timedelta(days=7)
 # Delivered and given-up deliveries (with their attempts) are deleted after this long.
-WEBHOOK_RETENTION = timedelta(days=int(env("TRUSTLADDER_WEBHOOK_RETENTION_DAYS", "30")))
+WEBHOOK_RETENTION = timedelta(days=env_int("TRUSTLADDER_WEBHOOK_RETENTION_DAYS", 30))
 # Off: deliveries connect only to public addresses (checked as they connect, after DNS), and the
 # API refuses a callback_url whose host is a non-public IP literal or localhost (SSRF: loopback,
 # the private network, cloud metadata at 169.254.169.254). On in local and test settings.
@@ -283,10 +284,38 @@ def _every(seconds: float) -> dict:
 
 
 # Queues: a worker started without -Q consumes every queue listed here; `-Q deliveries` gives
-# webhook deliveries (slow receivers) workers of their own. Tasks are routed by name
-# (CELERY_TASK_ROUTES; Celery 5.7 deprecates the `queue=` task attribute).
+# webhook deliveries (slow receivers) workers of their own.
 CELERY_TASK_QUEUES = [Queue("default"), Queue("deliveries")]
-CELERY_TASK_ROUTES["deliveries.*"] = {"queue": "deliveries"}
+# Every task, one row each: its queue and its hard time limit in seconds. Tasks are routed by
+# name from this one table (Celery 5.7 deprecates the `queue=` task attribute). Each limit is
+# below the broker's visibility timeout, so a message is never handed to a second worker while
+# the first still runs it; the soft limit (90 %) raises SoftTimeLimitExceeded in the task first,
+# and every task is safe to repeat. tests/test_celery_config.py fails for a task without a row.
+WORKER_TASKS: dict[str, tuple[str, float]] = {
+    "deployments.breakers_check_all": ("default", 300),
+    "deployments.breaker_notify": ("default", 120),
+    "deployments.purge_windows": ("default", 900),
+    "deployments.fold_evidence": ("default", 900),
+    "reviews.expire_overdue_actions": ("default", 900),
+    "reviews.release_stale_claims": ("default", 300),
+    "reviews.purge_idempotency_keys": ("default", 900),
+    "reviews.shadow_compare_actions": ("default", 600),
+    "reviews.shadow_compare_sweep": ("default", 1800),
+    # Commits its progress batch by batch; on the soft limit it records the recompute as failed.
+    "reviews.shadow_recompute": ("default", 3000),
+    # A backstop only: each attempt is bounded by WEBHOOK_TIMEOUT_SECONDS.
+    "deliveries.deliver": ("deliveries", 300),
+    "deliveries.sweep": ("deliveries", 300),
+    "deliveries.purge": ("deliveries", 900),
+    # Slack approvals (integrations.slack): a few Web API calls each, 10 s timeout per call.
+    "integrations.slack_action_sync": ("default", 90),
+    "integrations.slack_breaker_tripped": ("default", 90),
+    "integrations.slack_sla_warnings": ("default", 280),
+}
+CELERY_TASK_ROUTES = {name: {"queue": queue} for name, (queue, _limit) in WORKER_TASKS.items()}
+CELERY_TASK_ANNOTATIONS = {
+    name: {"time_limit": limit, "soft_time_limit": limit * 0.9} for name, (_queue, limit) in WORKER_TASKS.items()
+}
 # Periodic work of reviews and the outbox, run by `celery -A config.celery_app beat`. Each task is
 # safe to repeat.
 CELERY_BEAT_SCHEDULE["expire-overdue-actions"] = {"task": "reviews.expire_overdue_actions", **_every(60.0)}
@@ -294,10 +323,9 @@ CELERY_BEAT_SCHEDULE["release-stale-claims"] = {"task": "reviews.release_stale_c
 CELERY_BEAT_SCHEDULE["purge-idempotency-keys"] = {"task": "reviews.purge_idempotency_keys", **_every(3600.0)}
 CELERY_BEAT_SCHEDULE["sweep-webhook-outbox"] = {
     "task": "deliveries.sweep",
-    **_every(float(env("TRUSTLADDER_WEBHOOK_SWEEP_SECONDS", "30"))),
+    **_every(env_float("TRUSTLADDER_WEBHOOK_SWEEP_SECONDS", 30)),
 }
 CELERY_BEAT_SCHEDULE["purge-old-deliveries"] = {"task": "deliveries.purge", **_every(3600.0)}
-CELERY_TASK_ROUTES["reviews.shadow_*"] = {"queue": "default"}
 # Shadow mode: compare pairs whose on-commit enqueue was lost (a crash between commit and send).
 CELERY_BEAT_SCHEDULE["shadow-compare-sweep"] = {"task": "reviews.shadow_compare_sweep", "schedule": 600.0}
 
@@ -333,7 +361,7 @@ TRUSTLADDER_BREAKER_RETENTION = timedelta(days=3)
 # Review queues
 # ---------------------------------------------------------------------------------------
 # A claimed item is offered to nobody else for this long.
-REVIEW_CLAIM_TIMEOUT = timedelta(minutes=int(env("TRUSTLADDER_CLAIM_TIMEOUT_MINUTES", "10")))
+REVIEW_CLAIM_TIMEOUT = timedelta(minutes=env_int("TRUSTLADDER_CLAIM_TIMEOUT_MINUTES", 10))
 
 # ---------------------------------------------------------------------------------------
 # Integrations (SPEC §9): the MCP server, Slack approvals. OpenTelemetry is configured from
@@ -349,10 +377,9 @@ TRUSTLADDER_SLACK_API_URL = env("TRUSTLADDER_SLACK_API_URL", "https://slack.com/
 # Only this workspace's clicks count, when set (the team id, T…).
 TRUSTLADDER_SLACK_TEAM_ID = env("TRUSTLADDER_SLACK_TEAM_ID", "")
 # A pending item is posted as "near its SLA" once this share of its SLA is left.
-TRUSTLADDER_SLACK_SLA_WARN_FRACTION = float(env("TRUSTLADDER_SLACK_SLA_WARN_FRACTION", "0.2"))
+TRUSTLADDER_SLACK_SLA_WARN_FRACTION = env_float("TRUSTLADDER_SLACK_SLA_WARN_FRACTION", 0.2)
 CELERY_BEAT_SCHEDULE["slack-sla-warnings"] = {"task": "integrations.slack_sla_warnings", **_every(300.0)}
-CELERY_TASK_ROUTES["integrations.*"] = {"queue": "default"}
 # MCP: wait_for_decision answers with the current state after at most this many seconds.
-TRUSTLADDER_MCP_MAX_WAIT_SECONDS = float(env("TRUSTLADDER_MCP_MAX_WAIT_SECONDS", "60"))
+TRUSTLADDER_MCP_MAX_WAIT_SECONDS = env_float("TRUSTLADDER_MCP_MAX_WAIT_SECONDS", 60)
 # How often a waiting MCP tool (and the gateway) reads the action again.
-TRUSTLADDER_MCP_POLL_SECONDS = float(env("TRUSTLADDER_MCP_POLL_SECONDS", "1"))
+TRUSTLADDER_MCP_POLL_SECONDS = env_float("TRUSTLADDER_MCP_POLL_SECONDS", 1)

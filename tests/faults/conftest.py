@@ -8,6 +8,7 @@ import time
 import pytest
 
 from tests.conftest import REQUIRE_SERVICES
+from tests.faults.receiver import Receiver
 from tests.faults.stack import Stack, missing_binaries
 
 
@@ -46,6 +47,22 @@ def seeded(live_stack, request):
     """A fresh supervised deployment with a key and one senior reviewer, on the private stack."""
     slug = f"f{next(_seq)}-{request.node.name[:30].replace('_', '-').strip('-')}".lower()
     return live_stack.seed(slug=slug)
+
+
+@pytest.fixture
+def receiver(seeded):
+    """A webhook receiver for the seeded deployment (verifies each signature)."""
+    started = Receiver(seeded["webhook_secret"], hold_timeout=30).start()
+    yield started
+    started.close()
+
+
+@pytest.fixture
+def beat(live_stack):
+    """Celery beat on the private stack (the outbox sweep every second), killed after the test."""
+    process = live_stack.start_beat()
+    yield process
+    process.kill()
 
 
 # The worker faults need the deliveries app and the periodic tasks (issue 4); without them there is nothing

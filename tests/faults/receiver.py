@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -24,7 +25,7 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 class Receiver:
-    def __init__(self, secret: str, *, hold_timeout: float = 60.0) -> None:
+    def __init__(self, secret: str, *, hold_timeout: float = 60.0, delay: float = 0.0) -> None:
         self.webhook = Webhook(secret)
         self.lock = threading.Lock()
         self.received: list[dict] = []  # every request, in order: webhook_id, body, valid
@@ -33,6 +34,7 @@ class Receiver:
         self._open = threading.Event()
         self._open.set()
         self.hold_timeout = hold_timeout
+        self.delay = delay  # seconds each request takes (a receiver of some real work)
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -54,6 +56,8 @@ class Receiver:
                     receiver.received.append(record)
                 receiver.arrived.set()
                 receiver._open.wait(receiver.hold_timeout)
+                if receiver.delay:
+                    time.sleep(receiver.delay)
                 self.send_response(200 if valid else 400)
                 self.send_header("Content-Length", "2")
                 self.end_headers()

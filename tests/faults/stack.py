@@ -267,8 +267,8 @@ class Stack:
             raise
         return self
 
-    def _spawn(self, name: str, argv: list[str]) -> Process:
-        process = Process(name, argv, env=self.env, log=self.logs / f"{name}.log").start()
+    def _spawn(self, name: str, argv: list[str], *, env: dict | None = None) -> Process:
+        process = Process(name, argv, env={**self.env, **(env or {})}, log=self.logs / f"{name}.log").start()
         self.processes.append(process)
         return process
 
@@ -330,6 +330,12 @@ class Stack:
             ],
         )
 
+    def start_script(self, name: str, code: str, *, env: dict | None = None) -> Process:
+        """Run `code` in a long-lived `manage.py shell -c` against this stack (a reviewer who keeps
+        deciding, say), with `env` on top of the stack's; its output goes to logs/<name>.log, and
+        close() kills it if still running."""
+        return self._spawn(name, [sys.executable, "manage.py", "shell", "-c", code], env=env)
+
     def close(self) -> None:
         """Kill everything this stack started, stop PostgreSQL, remove the directory."""
         for process in reversed(self.processes):
@@ -348,10 +354,12 @@ class Stack:
 
     # -- Django in a subprocess against this stack ----------------------------------------
     def manage(self, *args: str, timeout: float = 120) -> str:
+        # JSON logs: the console format renders each logged traceback (a "could not enqueue" with
+        # the broker down, say) with its locals, which takes seconds on a busy machine.
         result = subprocess.run(  # noqa: S603
             [sys.executable, "manage.py", *args],
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, "TRUSTLADDER_LOG_FORMAT": "json"},
             capture_output=True,
             text=True,
             timeout=timeout,

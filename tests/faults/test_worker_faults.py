@@ -24,20 +24,6 @@ pytestmark = pytest.mark.faults
 KILLS = int(os.environ.get("TRUSTLADDER_FAULT_CYCLES", "3"))
 
 
-@pytest.fixture
-def receiver(seeded):
-    started = Receiver(seeded["webhook_secret"], hold_timeout=30).start()
-    yield started
-    started.close()
-
-
-@pytest.fixture
-def beat(live_stack):
-    process = live_stack.start_beat()
-    yield process
-    process.kill()
-
-
 def _propose(stack, seeded, receiver, n: int) -> None:
     agents = Agents(
         base_url=stack.base_url,
@@ -52,7 +38,7 @@ def _propose(stack, seeded, receiver, n: int) -> None:
     assert traffic.unexpected == [] and traffic.abandoned == []
 
 
-def _reconcile(stack, seeded, receiver, decided: dict[int, str]) -> dict:
+def reconcile_deliveries(stack, seeded, receiver, decided: dict[int, str]) -> dict:
     """Wait (bounded) until every delivery is delivered, then compare outbox and receiver."""
     deployment_id = seeded["deployment_id"]
     with stack.pg.connect() as conn:
@@ -108,7 +94,7 @@ def test_sigkill_of_the_worker_mid_delivery_delivers_every_decision_once_in_effe
             receiver.hold()
             worker = live_stack.start_worker(f"worker-k{k + 1}", concurrency=2)
         receiver.release()
-        result = _reconcile(live_stack, seeded, receiver, decided)
+        result = reconcile_deliveries(live_stack, seeded, receiver, decided)
     finally:
         receiver.release()
         worker.kill()
@@ -134,7 +120,7 @@ def test_redis_restart_while_decisions_are_made_delays_deliveries_and_loses_none
         assert receiver.received == []
         # The broker comes back empty (no persistence): the sweeper finds the due deliveries.
         live_stack.redis.start()
-        result = _reconcile(live_stack, seeded, receiver, decided)
+        result = reconcile_deliveries(live_stack, seeded, receiver, decided)
     finally:
         worker.kill()
     assert sum(result["received"].values()) >= len(decided)
@@ -192,7 +178,7 @@ def test_sigkill_of_the_worker_mid_expiry_run_expires_each_action_once(live_stac
         assert sorted(a for a, _n in decisions) == sorted(ids) and {c for _a, c in decisions} == {1}
         assert sorted(int(o) for o, _n in audited) == sorted(ids) and {c for _o, c in audited} == {1}
         assert counted == n
-        _reconcile(live_stack, overdue, receiver, dict.fromkeys(ids, "expire"))
+        reconcile_deliveries(live_stack, overdue, receiver, dict.fromkeys(ids, "expire"))
     finally:
         receiver.close()
         if worker is not None:
