@@ -21,9 +21,8 @@ RETRY = {
     "max_retries": 5,
     "acks_late": True,
     "ignore_result": True,
-    "soft_time_limit": 60,
-    "time_limit": 90,
 }
+# Queues and time limits: config.settings WORKER_TASKS.
 
 
 @shared_task(name="integrations.slack_action_sync", **RETRY)
@@ -37,7 +36,7 @@ def slack_breaker_tripped(deployment_id: int, event_id: int) -> bool:
     return slack_breaker_post(deployment_id=deployment_id, event_id=event_id) is not None
 
 
-@shared_task(name="integrations.slack_sla_warnings", ignore_result=True, soft_time_limit=240, time_limit=280)
+@shared_task(name="integrations.slack_sla_warnings", ignore_result=True)
 def slack_sla_warnings_task() -> int:
     """Periodic: post the pending items near their SLA deadline; forget old interactions."""
     slack_interactions_purge()
