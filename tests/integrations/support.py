@@ -41,14 +41,19 @@ def uvicorn_server(app: Any) -> Iterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def mcp_session(url: str, key: str | None) -> AsyncIterator[ClientSession]:
+async def mcp_session(url: str, key: str | None, *, modern: bool = False) -> AsyncIterator[ClientSession]:
+    """A client session: the `initialize` handshake, or with `modern` the newest revision's
+    stateless `server/discover` (2026-07-28)."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     async with (
         httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=120)) as http,
         streamable_http_client(url, http_client=http) as (read, write),
         ClientSession(read, write) as session,
     ):
-        await session.initialize()
+        if modern:
+            await session.discover()
+        else:
+            await session.initialize()
         yield session
 
 

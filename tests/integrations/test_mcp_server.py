@@ -245,3 +245,21 @@ def test_tool_calls_share_the_keys_rate_limit(server_url):
     results = run(go)
     assert [r.is_error for r in results] == [False, False, True]
     assert data(results[2])["error"] == "rate_limited"
+
+
+def test_the_current_protocol_revision(setup, server_url):
+    """The newest revision the SDK speaks (stateless, server/discover) as well as the handshake."""
+    from mcp_types import LATEST_PROTOCOL_VERSION
+
+    deployment, _, key = setup
+
+    async def go():
+        async with mcp_session(server_url, key, modern=True) as session:
+            discovered = session.discover_result
+            created = await session.call_tool("propose_action", proposal(), meta={"traceparent": TRACEPARENT})
+            return discovered, created
+
+    discovered, created = run(go)
+    assert LATEST_PROTOCOL_VERSION in discovered.supported_versions
+    assert not created.is_error and data(created)["decision"] == "wait"
+    assert ProposedAction.objects.get(pk=data(created)["id"]).traceparent == TRACEPARENT
