@@ -211,3 +211,25 @@ def otlp_receiver() -> Iterator[OtlpReceiver]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextlib.contextmanager
+def agent_trace(traceparent: str) -> Iterator[None]:
+    """Run the block as an agent inside the trace `traceparent` (the current context).
+
+    The MCP SDK's client writes the current context into each request's `_meta.traceparent`:
+    without an OpenTelemetry SDK that is `traceparent` itself; with one (another test module
+    may have set the process's provider), a client span of the same trace."""
+    from opentelemetry import context
+    from opentelemetry.propagate import extract
+
+    token = context.attach(extract({"traceparent": traceparent}))
+    try:
+        yield
+    finally:
+        context.detach(token)
+
+
+def same_trace(traceparent: str, expected: str) -> bool:
+    """Both name the same trace (the W3C trace id, the second field)."""
+    return bool(traceparent) and traceparent.split("-")[1] == expected.split("-")[1]

@@ -20,7 +20,7 @@ from reviews.models import ProposedAction
 from reviews.services import proposed_action_approve, proposed_action_expire, proposed_action_reject
 from tests.deliveries.support import test_database_url as database_url
 from tests.factories import DeploymentFactory, MemberFactory
-from tests.integrations.support import uvicorn_server
+from tests.integrations.support import agent_trace, same_trace, uvicorn_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -125,22 +125,22 @@ def test_an_approved_call_runs_once_upstream_with_the_edited_arguments(approval,
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(anyio.to_thread.run_sync, in_thread(decide))
-                result = await session.call_tool(
-                    "send_email", {"to": "ops@example.com", "body": "refund sent"}, meta={"traceparent": TRACEPARENT}
-                )
+                with agent_trace(TRACEPARENT):
+                    result = await session.call_tool("send_email", {"to": "ops@example.com", "body": "refund sent"})
             again = await session.call_tool("send_email", {"to": "ops@example.com", "body": "refund sent"})
             return result, again, log
 
     result, again, log = anyio.run(go)
     assert not result.is_error, text(result)
     # Once, with the edited arguments, and the agent's trace context passed on.
-    assert executed(log) == [{"tool": "send_email", "arguments": edited, "traceparent": TRACEPARENT}]
+    [ran] = executed(log)
+    assert ran["arguments"] == edited and same_trace(ran["traceparent"], TRACEPARENT)
     action = ProposedAction.objects.get(
         deployment=deployment, action_type="send_email", pk=result.meta["trustladder"]["action_id"]
     )
     assert action.status == "executed"
     assert (action.risk_score, action.confidence) == (0.4, 0.8)
-    assert action.traceparent == TRACEPARENT
+    assert same_trace(action.traceparent, TRACEPARENT)
     # The same call again is a new proposal: it waits for a person and never runs by itself.
     assert again.is_error and "Waiting for a person" in text(again)
 

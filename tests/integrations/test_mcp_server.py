@@ -16,7 +16,7 @@ from reviews.canonical import payload_sha256
 from reviews.models import ProposedAction
 from reviews.services import proposed_action_approve, proposed_action_create
 from tests.factories import DeploymentFactory, MemberFactory
-from tests.integrations.support import mcp_session, uvicorn_server
+from tests.integrations.support import agent_trace, mcp_session, same_trace, uvicorn_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -80,7 +80,8 @@ def test_propose_wait_approve_report_round_trip(setup, server_url):
 
     async def propose_and_wait():
         async with mcp_session(server_url, key) as session:
-            created = data(await session.call_tool("propose_action", proposal(), meta={"traceparent": TRACEPARENT}))
+            with agent_trace(TRACEPARENT):
+                created = data(await session.call_tool("propose_action", proposal()))
             # Bounded: nobody decides, so it answers with the state once the bound is reached.
             started = time.monotonic()
             waited = data(
@@ -93,7 +94,7 @@ def test_propose_wait_approve_report_round_trip(setup, server_url):
     assert created["decision"] == "wait" and created["status"] == "pending_review"
     assert waited["decision"] == "wait" and 0.9 <= elapsed < 30
     action = ProposedAction.objects.get(pk=created["id"])
-    assert action.traceparent == TRACEPARENT
+    assert same_trace(action.traceparent, TRACEPARENT)
     assert action.deployment == deployment
 
     edited = {"order": "A-1", "amount_cents": 900}
@@ -256,10 +257,11 @@ def test_the_current_protocol_revision(setup, server_url):
     async def go():
         async with mcp_session(server_url, key, modern=True) as session:
             discovered = session.discover_result
-            created = await session.call_tool("propose_action", proposal(), meta={"traceparent": TRACEPARENT})
+            with agent_trace(TRACEPARENT):
+                created = await session.call_tool("propose_action", proposal())
             return discovered, created
 
     discovered, created = run(go)
     assert LATEST_PROTOCOL_VERSION in discovered.supported_versions
     assert not created.is_error and data(created)["decision"] == "wait"
-    assert ProposedAction.objects.get(pk=data(created)["id"]).traceparent == TRACEPARENT
+    assert same_trace(ProposedAction.objects.get(pk=data(created)["id"]).traceparent, TRACEPARENT)
