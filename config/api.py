@@ -11,6 +11,7 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 
 from core.jsonbody import strict_json
+from core.jsonlimits import JsonProblem
 from deployments.api import ApiKeyRateThrottle, ErrorOut
 from deployments.api import router as deployment_router
 from deployments.errors import DomainError
@@ -104,8 +105,17 @@ def on_auth_error(request: HttpRequest, exc: AuthenticationError) -> HttpRespons
     return response
 
 
+@api.exception_handler(JsonProblem)
+def on_json_problem(request: HttpRequest, exc: JsonProblem) -> HttpResponse:
+    """A body outside core.jsonlimits (NUL, lone surrogate, 1e400, too deep, ...): 422."""
+    errors = [{"field": exc.field, "message": exc.message}]
+    return _error(request, 422, "validation_error", str(exc), errors=errors)
+
+
 @api.exception_handler(HttpError)
 def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    if isinstance(exc.__cause__, JsonProblem):  # raised by the body parser, wrapped by django-ninja
+        return on_json_problem(request, exc.__cause__)
     codes = {400: "bad_request", 403: "forbidden", 404: "not_found", 409: "conflict", 429: "rate_limited"}
     return _error(request, exc.status_code, codes.get(exc.status_code, "error"), exc.message)
 

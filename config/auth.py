@@ -21,3 +21,11 @@ class LoginThrottleBackend(AxesStandaloneBackend):
         if request is None:
             return None
         return super().authenticate(request, username=username, password=password, **kwargs)
+
+
+def axes_username(request: HttpRequest, credentials: dict | None = None) -> str:
+    """The username django-axes counts failures for, cut to what a username can be (150
+    characters): axes stores it in a 255-character column, so a longer one sent to the sign-in
+    form would fail in the database instead of being counted."""
+    source = credentials if credentials else request.POST
+    return str(source.get("username") or "")[:150]

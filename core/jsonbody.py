@@ -1,6 +1,10 @@
-"""The agent API's JSON body parser, shared by every router (config.api installs it)."""
+"""The agent API's JSON body parser, shared by every router (config.api installs it).
 
-import json
+Every body is held to core.jsonlimits as it is parsed, so each operation (proposals, results,
+outcomes, and any added later) refuses what cannot be stored, served and hashed exactly with a
+422 naming the field, before its own validation runs.
+"""
+
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
@@ -8,9 +12,7 @@ from django.http import HttpRequest
 from ninja.errors import HttpError
 from ninja.parser import Parser
 
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+from core.jsonlimits import JsonProblem, body_check, json_parse
 
 
 class StrictJsonParser(Parser):
@@ -18,11 +20,15 @@ class StrictJsonParser(Parser):
 
     def parse_body(self, request: HttpRequest) -> Any:
         try:
-            return json.loads(request.body.decode("utf-8"), parse_constant=_refuse_constant)
+            body = json_parse(request.body.decode("utf-8"))
+            body_check(body)
         except RequestDataTooBig:
             raise
-        except (ValueError, RecursionError) as exc:
+        except JsonProblem:
+            raise  # a 422 naming the field (config.api; django-ninja wraps it in a 400 it causes)
+        except ValueError as exc:
             raise HttpError(400, f"the body is not valid JSON: {exc}") from None
+        return body
 
 
 strict_json = StrictJsonParser()

@@ -26,3 +26,6 @@ class DeliveryAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # the outbox loses nothing: finished deliveries are purged by age (deliveries.purge)

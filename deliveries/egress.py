@@ -22,8 +22,20 @@ import httpcore
 import httpx
 
 SETTING = "TRUSTLADDER_WEBHOOK_ALLOW_PRIVATE"
-# NAT64's well-known prefix carries an IPv4 address in its last 32 bits (RFC 6052).
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# IPv6 forms that carry an IPv4 address in their last 32 bits, judged by that address:
+# IPv4-mapped (::ffff:0:0/96, RFC 4291), IPv4-translated (::ffff:0:0:0/96, RFC 2765) and
+# NAT64's well-known prefix (64:ff9b::/96, RFC 6052).
+_EMBEDS_IPV4 = tuple(ipaddress.ip_network(n) for n in ("::ffff:0:0/96", "::ffff:0:0:0/96", "64:ff9b::/96"))
+# NAT64's local-use prefix (RFC 8215) may embed the IPv4 address at any RFC 6052 prefix
+# length from /48: every reading must be public.
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+
+
+def _nat64_local_embedded(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an address of 64:ff9b:1::/48 carries under each RFC 6052 layout
+    (/48, /56, /64, /96); bits 64-71 (the "u" octet) never hold address bits."""
+    b = ip.packed
+    return [ipaddress.IPv4Address(octets) for octets in (b[6:8] + b[9:11], b[7:8] + b[9:12], b[9:13], b[12:16])]
 
 
 class EgressRefused(Exception):
@@ -33,15 +45,22 @@ class EgressRefused(Exception):
 
 def is_public(address: str) -> bool:
     """Whether an IP address (as getaddrinfo gives it) may be sent to: globally reachable,
-    not multicast, judged by the IPv4 address an IPv6 one carries (mapped, 6to4, NAT64)."""
+    not multicast, judged by the IPv4 address an IPv6 one carries (mapped, translated, 6to4,
+    NAT64 well-known and local-use)."""
     ip = ipaddress.ip_address(address.partition("%")[0])
     if isinstance(ip, ipaddress.IPv6Address):
         if int(ip) >> 32 == 0:  # ::, ::1 and the deprecated IPv4-compatible ::a.b.c.d
             return False
-        embedded = ip.ipv4_mapped or ip.sixtofour
-        if embedded is None and ip in _NAT64:
-            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        ip = embedded or ip
+        if ip in _NAT64_LOCAL:
+            return all(_public_ipv4(v4) for v4 in _nat64_local_embedded(ip))
+        if any(ip in network for network in _EMBEDS_IPV4):
+            return _public_ipv4(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+        if ip.sixtofour is not None:
+            return _public_ipv4(ip.sixtofour)
+    return ip.is_global and not ip.is_multicast
+
+
+def _public_ipv4(ip: ipaddress.IPv4Address) -> bool:
     return ip.is_global and not ip.is_multicast
 
 

@@ -7,7 +7,7 @@ Every page declares the least role that may see it; admin actions need the admin
 import csv
 import json
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django import forms
 from django.contrib import messages
@@ -234,8 +234,13 @@ CSV_COLUMNS = ["created_at", "verb", "actor", "deployment", "object_type", "obje
 
 def _parse_cursor(raw: str) -> tuple[datetime, int] | None:
     at, _, pk = raw.partition("_")
-    moment = parse_datetime(at.replace(" ", "+")) if at else None
-    if moment is None or not pk.isdigit():
+    try:
+        moment = parse_datetime(at.replace(" ", "+")) if at else None
+        # In UTC: PostgreSQL refuses offsets past ±15:59, which Python allows up to ±23:59.
+        moment = moment.astimezone(UTC) if moment is not None and moment.tzinfo else moment
+    except (ValueError, OverflowError):  # a well-formed but impossible date, or out of range in UTC
+        return None
+    if moment is None or not (pk.isascii() and pk.isdigit()) or int(pk) >= 2**63:
         return None
     return moment, int(pk)
 

@@ -67,10 +67,24 @@ class ProposedActionAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None) -> bool:
         return False  # transitions go through reviews.services only
 
+    def has_add_permission(self, request) -> bool:
+        return False  # proposals come from the API, routed by policy
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # a deleted rejection would let the same proposal be queued again
+
 
 @admin.register(Decision)
 class DecisionAdmin(admin.ModelAdmin):
+    """Decisions are immutable evidence: shown, never added, changed or deleted here."""
+
     list_display = ["created_at", "action", "verb", "actor"]
 
     def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False

@@ -12,7 +12,7 @@ from core.fastjson import json_bytes
 from core.tracing import traceparent_clean
 from deliveries.egress import url_host_not_public
 from deployments.api import AUTH_ERRORS, ErrorOut, bearer, bearer_verified_by_write
-from reviews.canonical import payload_sha256
+from reviews.canonical import request_fingerprint
 from reviews.representation import action_representation
 from reviews.selectors import action_get_for_deployment
 from reviews.services import proposed_action_report_result, proposed_action_submit
@@ -42,12 +42,13 @@ class ActionIn(BaseModel):
     # never is); this validates the parsed JSON directly, on the hot path.
     action_type: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-/]+$")
     payload: dict[str, Any]
-    risk_score: float = Field(ge=0.0, le=1.0)
-    confidence: float = Field(ge=0.0, le=1.0)
+    # Strict: a JSON number only (an integer is one); no string or boolean taken for it.
+    risk_score: float = Field(ge=0.0, le=1.0, strict=True)
+    confidence: float = Field(ge=0.0, le=1.0, strict=True)
     external_id: str = Field("", max_length=200)
     model_version: str = Field("", max_length=100)
     rationale: str = Field("", max_length=20_000)
-    needs_human: bool = False
+    needs_human: bool = Field(False, strict=True)
     # AnyHttpUrl's schema says only "format: uri"; the pattern tells clients (and the fuzzer)
     # that the scheme must be http or https.
     callback_url: AnyHttpUrl | None = Field(
@@ -134,7 +135,7 @@ def action_create(
     statement stores the action, its Idempotency-Key with the reply, and checks the API key if
     it came from the process's cache; the rarer cases take a second look there)."""
     # The request's fingerprint, only for an Idempotency-Key: the body as JSON, hashed.
-    fingerprint = payload_sha256(data.model_dump(mode="json")) if idempotency_key is not None else ""
+    fingerprint = request_fingerprint(data.model_dump(mode="json")) if idempotency_key is not None else ""
     proposal = {
         "action_type": data.action_type,
         "payload": data.payload,

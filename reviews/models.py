@@ -5,6 +5,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from core.jsonlimits import NumbersAsDoubles
 from deployments.models import Deployment
 from deployments.policy import Route, Stage
 from reviews.querysets import ProposedActionQuerySet
@@ -39,10 +40,11 @@ class ProposedAction(models.Model):
     external_id = models.CharField(max_length=200, blank=True)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
 
-    payload = models.JSONField()
+    # Read back with numbers as doubles, as they were sent and hashed (core.jsonlimits).
+    payload = models.JSONField(decoder=NumbersAsDoubles)
     # SHA-256 of the proposed payload: finds "the same proposal" for the rejected-stays-rejected rule.
     proposal_sha256 = models.CharField(max_length=64)
-    final_payload = models.JSONField(null=True, blank=True)
+    final_payload = models.JSONField(null=True, blank=True, decoder=NumbersAsDoubles)
     payload_sha256 = models.CharField(max_length=64, blank=True)
 
     risk_score = models.FloatField()
@@ -144,6 +146,14 @@ class ProposedAction(models.Model):
     def __str__(self) -> str:
         return f"#{self.pk} {self.action_type} ({self.status})"
 
+    def save(self, *args, **kwargs) -> None:
+        """The proposed payload is written once, with the proposal: an update leaves it out
+        (what a reviewer changes is `final_payload`), so no transition rewrites what the agent
+        sent, nor re-encodes it."""
+        if not self._state.adding and kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = _UPDATABLE
+        super().save(*args, **kwargs)
+
     @property
     def is_pending(self) -> bool:
         return self.status in self.PENDING_STATUSES
@@ -203,8 +213,8 @@ class Decision(models.Model):
     from_status = models.CharField(max_length=16)
     to_status = models.CharField(max_length=16)
     reason = models.TextField(blank=True)
-    payload_before = models.JSONField(null=True, blank=True)
-    payload_after = models.JSONField(null=True, blank=True)
+    payload_before = models.JSONField(null=True, blank=True, decoder=NumbersAsDoubles)
+    payload_after = models.JSONField(null=True, blank=True, decoder=NumbersAsDoubles)
     claimed_at = models.DateTimeField(null=True, blank=True)
     seconds_to_decide = models.FloatField(null=True, blank=True)  # from claim (or creation) to decision
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -225,6 +235,9 @@ class Decision(models.Model):
         super().save(*args, **kwargs)
 
 
+_UPDATABLE = [f.name for f in ProposedAction._meta.concrete_fields if not f.primary_key and f.name != "payload"]
+
+
 class IdempotencyRecord(models.Model):
     """An Idempotency-Key seen on POST /api/v1/actions (IETF httpapi idempotency draft).
 
@@ -242,7 +255,7 @@ class IdempotencyRecord(models.Model):
     request_sha256 = models.CharField(max_length=64)
     in_flight = models.BooleanField(default=True)
     response_status = models.PositiveSmallIntegerField(null=True)
-    response_body = models.JSONField(null=True)
+    response_body = models.JSONField(null=True, decoder=NumbersAsDoubles)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -1,13 +1,13 @@
 """Reads that pages and the API need."""
 
-import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.http import Http404
 from django.utils import timezone
 
+from core.jsonlimits import MAX_DEPTH, json_display
 from deployments.models import AuditEvent, Deployment, Member
 from deployments.permissions import deployments_visible_to, limit_to_visible
 from reviews.claims import QUEUES, claim_is_live, member_deployment_ids
@@ -40,9 +40,11 @@ def cursor_decode(raw: str) -> tuple[datetime, int] | None:
     stamp, _, pk = raw.rpartition("~")
     try:
         created_at, pk_value = datetime.fromisoformat(stamp.replace(" ", "+")), int(pk)
-    except ValueError:
+        # In UTC: PostgreSQL refuses offsets past ±15:59, which Python allows up to ±23:59.
+        created_at = created_at.astimezone(UTC) if created_at.tzinfo else None
+    except (ValueError, OverflowError):
         return None
-    return (created_at, pk_value) if created_at.tzinfo and 0 <= pk_value < 2**63 else None
+    return (created_at, pk_value) if created_at and 0 <= pk_value < 2**63 else None
 
 
 @dataclass
@@ -171,25 +173,26 @@ def payload_summary(payload: Any, width: int = 120) -> str:
     if isinstance(payload, dict):
         parts = []
         for key, value in payload.items():
-            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+            text = value if isinstance(value, str) else json_display(value, indent=None)
             parts.append(f"{key}={text}")
         line = " · ".join(parts)
     else:
-        line = json.dumps(payload, ensure_ascii=False)
+        line = json_display(payload, indent=None)
     line = " ".join(line.split())
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
-def _flatten(value: Any, path: str = "") -> dict[str, Any]:
-    if isinstance(value, dict) and value:
+def _flatten(value: Any, path: str = "", depth: int = 0) -> dict[str, Any]:
+    # Past the input limit (a payload stored before it) the rest is one leaf: no recursion error.
+    if isinstance(value, dict) and value and depth < MAX_DEPTH:
         flat: dict[str, Any] = {}
         for key, item in value.items():
-            flat.update(_flatten(item, f"{path}.{key}" if path else str(key)))
+            flat.update(_flatten(item, f"{path}.{key}" if path else str(key), depth + 1))
         return flat
-    if isinstance(value, list) and value:
+    if isinstance(value, list) and value and depth < MAX_DEPTH:
         flat = {}
         for index, item in enumerate(value):
-            flat.update(_flatten(item, f"{path}[{index}]"))
+            flat.update(_flatten(item, f"{path}[{index}]", depth + 1))
         return flat
     return {path or "(root)": value}
 
@@ -207,7 +210,7 @@ def payload_diff(before: Any, after: Any) -> list[DiffLine]:
     old, new = _flatten(before), _flatten(after)
 
     def show(value: Any) -> str:
-        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+        return json_display(value, indent=None)
 
     lines = []
     for path in sorted(set(old) | set(new)):

@@ -17,6 +17,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from core.jsonlimits import JsonProblem, json_check
 from core.tasks import enqueue_on_commit
 from deliveries.services import delivery_create
 from deployments.counters import Metric
@@ -451,6 +452,15 @@ def _approve(
     _require_can_decide(action, member)
     if payload is not None and not isinstance(payload, dict):
         raise InvalidInput("the edited payload must be a JSON object")
+    try:
+        json_check(action.payload, field="payload")
+    except JsonProblem as problem:  # stored before the input limits: it can be neither hashed nor shown whole
+        raise InvalidInput(f"this proposal is outside the input limits ({problem}); it can only be rejected") from None
+    try:
+        if payload is not None:
+            json_check(payload, field="payload")
+    except JsonProblem as problem:
+        raise InvalidInput(f"the edited payload is refused: {problem}") from None
     edited = payload is not None and payload_sha256(payload) != action.proposal_sha256
     final = payload if edited else action.payload
     action.final_payload = final

@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, push_url
 
+from core.jsonlimits import JsonProblem, json_check, json_display, json_parse
 from deployments.errors import DomainError, InvalidTransition
 from deployments.models import Member
 from deployments.permissions import role_required
@@ -165,7 +166,7 @@ def _detail_context(request: HttpRequest, action: ProposedAction, **extra) -> di
         "previous": previous,
         "following": following,
         "history": selectors.action_history(action),
-        "payload_json": json.dumps(action.payload, indent=2, ensure_ascii=False, sort_keys=True),
+        "payload_json": json_display(action.payload),
         "final_payload_changed": action.final_payload is not None and action.final_payload != action.payload,
     }
     context.update(extra)
@@ -248,10 +249,16 @@ def decide(request: HttpRequest, action_id: int) -> HttpResponse:
     if raw_payload:
         action = visible()
         try:
-            payload = json.loads(raw_payload)
+            payload = json_parse(raw_payload)
+            json_check(payload, field="payload")
+        except JsonProblem as problem:
+            error = f"The edited payload is refused: {problem.field} {problem.message}."
+            return _render_detail(request, action, status=422, error=error, form=form)
         except json.JSONDecodeError as exc:
             error = f"The edited payload is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
             return _render_detail(request, action, status=422, error=error, form=form)
+        except ValueError as exc:  # NaN, Infinity
+            return _render_detail(request, action, status=422, error=f"The edited payload: {exc}.", form=form)
         if not isinstance(payload, dict):
             return _render_detail(
                 request, action, status=422, error="The edited payload must be a JSON object.", form=form

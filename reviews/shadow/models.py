@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from core.jsonlimits import NumbersAsDoubles
 from deployments.models import Deployment
 
 
@@ -23,7 +24,7 @@ class ShadowOutcome(models.Model):
     deployment = models.ForeignKey(Deployment, on_delete=models.PROTECT, related_name="shadow_outcomes")
     external_id = models.CharField(max_length=200)
     action_type = models.CharField(max_length=100)
-    payload = models.JSONField()
+    payload = models.JSONField(decoder=NumbersAsDoubles)
     decided_by = models.CharField(max_length=200, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
     received_at = models.DateTimeField(auto_now_add=True)

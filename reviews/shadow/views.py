@@ -13,6 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
+from core.jsonlimits import JsonProblem, json_check, json_parse
 from deployments.errors import DomainError
 from deployments.models import Deployment, Member
 from deployments.permissions import deployments_visible_to, role_required
@@ -108,9 +109,13 @@ def shadow_rules(request: HttpRequest, slug: str) -> HttpResponse:
         _require_admin(request)
         text = request.POST.get("rules", "")
         try:
-            rules = json.loads(text or "{}")
+            rules = json_parse(text or "{}")
+            json_check(rules, field="rules")
             _, recompute = services.comparison_rules_set(deployment_id=deployment.pk, rules=rules, actor=request.user)
-        except json.JSONDecodeError as exc:
+        except JsonProblem as problem:
+            messages.error(request, f"The rules are refused: {problem}")
+            status = 422
+        except ValueError as exc:  # not JSON (NaN and Infinity included)
             messages.error(request, f"The rules are not valid JSON: {exc}")
             status = 422
         except DomainError as exc:

@@ -8,6 +8,8 @@ from django import template
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
+from core.jsonlimits import json_display
+
 register = template.Library()
 
 MAX_DEPTH = 12
@@ -15,7 +17,7 @@ MAX_DEPTH = 12
 
 def _tree(value: Any, depth: int) -> SafeString:
     if depth >= MAX_DEPTH:
-        return format_html('<pre class="pv-deep">{}</pre>', json.dumps(value, ensure_ascii=False, indent=2))
+        return format_html('<pre class="pv-deep">{}</pre>', json_display(value))
     if isinstance(value, dict):
         if not value:
             return mark_safe('<span class="pv-empty">{ }</span>')  # noqa: S308 -- a constant

@@ -1,6 +1,7 @@
 """Trustladder agent client: propose actions, wait for people to decide, run only what was
 approved, and verify the decision webhooks."""
 
+from trustladder_client.canonical import canonical_json, payload_sha256
 from trustladder_client.client import Action, Client
 from trustladder_client.errors import (
     ActionExpired,
@@ -12,7 +13,7 @@ from trustladder_client.errors import (
     TrustladderError,
     WebhookVerificationError,
 )
-from trustladder_client.webhooks import payload_sha256, verify_webhook
+from trustladder_client.webhooks import verify_webhook
 
 __all__ = [
     "Action",
@@ -25,6 +26,7 @@ __all__ = [
     "DecisionTimeout",
     "TrustladderError",
     "WebhookVerificationError",
+    "canonical_json",
     "payload_sha256",
     "verify_webhook",
 ]

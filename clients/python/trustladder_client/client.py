@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from trustladder_client.canonical import payload_sha256
 from trustladder_client.errors import (
     ActionExpired,
     ActionRejected,
@@ -20,7 +21,6 @@ from trustladder_client.errors import (
     DecisionTimeout,
     TrustladderError,
 )
-from trustladder_client.webhooks import payload_sha256
 
 T = TypeVar("T")
 RETRY_STATUSES = {502, 503, 504}

@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from standardwebhooks.webhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError as _UpstreamError
 
+from trustladder_client.canonical import payload_sha256  # noqa: F401 -- imported from here before
 from trustladder_client.errors import WebhookVerificationError
 
 
@@ -30,9 +29,3 @@ def verify_webhook(body: bytes | str, headers: Mapping[str, str], secret: str) -
     if not isinstance(data, dict):
         raise WebhookVerificationError("the webhook body is not a JSON object")
     return data
-
-
-def payload_sha256(payload: Any) -> str:
-    """SHA-256 of the canonical JSON (sorted keys, no spaces, UTF-8), as the server computes it."""
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
