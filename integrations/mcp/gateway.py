@@ -34,10 +34,11 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.server import Server, ServerRequestContext
 from mcp.server.stdio import stdio_server
 
+from core.jsonlimits import JsonProblem, body_check
 from core.tracing import span_under, traceparent_clean
 from deployments.errors import DomainError
 from deployments.models import Deployment
-from integrations.mcp.server import _in_thread, json_refusal
+from integrations.mcp.server import in_thread
 from reviews.canonical import payload_sha256
 from reviews.models import ProposedAction
 from reviews.services import proposed_action_create, proposed_action_report_result
@@ -136,13 +137,15 @@ class Gateway:
             return await self._call(params.name, params.arguments or {}, onward or traceparent)
 
     async def _call(self, name: str, arguments: dict[str, Any], traceparent: str) -> types.CallToolResult:
-        if reason := json_refusal(arguments, "arguments"):
-            return _tool_error(f"refused: {reason}")
+        try:
+            body_check(arguments)  # what the API would refuse to store (core.jsonlimits)
+        except JsonProblem as problem:
+            return _tool_error(f"Trustladder refused the call (validation_error): {problem}")
         key = (name, payload_sha256(arguments))
         try:
             action_id = self.waiting.get(key)
             if action_id is None:
-                action_id = await _in_thread(self._propose)(name, arguments, traceparent)
+                action_id = await in_thread(self._propose)(name, arguments, traceparent)
             action = await self._wait(action_id)
         except DomainError as exc:
             return _tool_error(f"Trustladder refused the call ({exc.code}): {exc.detail}")
@@ -191,7 +194,7 @@ class Gateway:
     async def _wait(self, action_id: int) -> ProposedAction:
         """The action once decided, or as it is when the gateway's wait is over."""
         deadline = time.monotonic() + self.wait_seconds
-        read = _in_thread(lambda: ProposedAction.objects.get(pk=action_id))
+        read = in_thread(lambda: ProposedAction.objects.get(pk=action_id))
         while True:
             action = await read()
             left = deadline - time.monotonic()
@@ -226,7 +229,7 @@ class Gateway:
 
     async def _report(self, action: ProposedAction, status: str, error: str) -> None:
         try:
-            await _in_thread(proposed_action_report_result)(
+            await in_thread(proposed_action_report_result)(
                 action_id=action.pk,
                 status=status,
                 payload_hash=action.payload_sha256,

@@ -35,6 +35,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.fastjson import json_bytes
+from core.jsonlimits import JsonProblem, body_check
 from core.tracing import traceparent_clean
 from deployments.api import deployment_representation
 from deployments.errors import DomainError
@@ -48,8 +49,6 @@ from reviews.services import proposed_action_create, proposed_action_report_resu
 
 PATH = "/mcp/"
 UNAUTHORIZED = "send 'Authorization: Bearer <key>' with an active API key of your deployment"
-# The API's depth limit for a payload, as a JSON value can hold it.
-MAX_DEPTH = 64
 
 INSTRUCTIONS = """\
 Trustladder decides whether an AI agent may take an action. Before doing anything with side
@@ -109,7 +108,7 @@ def _authenticated(raw: str, *, count: bool = True) -> ApiKey:
     return key
 
 
-def _in_thread(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+def in_thread(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
     """Run Django (ORM) code off the event loop, on a worker thread with its own connection."""
 
     def run(*args: Any, **kwargs: Any) -> Any:
@@ -130,43 +129,18 @@ async def _call(ctx: Context, work: Callable[[ApiKey], Any], *, count: bool = Tr
         return work(key)
 
     try:
-        return _result(await _in_thread(run)())
+        return _result(await in_thread(run)())
     except ToolFailure as exc:
         return _error(exc.code, exc.detail)
     except DomainError as exc:
         return _error(exc.code, exc.detail)
     except Http404 as exc:
         return _error("not_found", str(exc) or "not found")
+    except JsonProblem as exc:
+        return _error("validation_error", str(exc))
     except ValidationError as exc:
         detail = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in exc.errors())
         return _error("validation_error", detail)
-
-
-def json_refusal(value: Any, path: str = "payload", depth: int = 0) -> str:
-    """Why `value` cannot be stored as the API would store it ("" when it can): a non-finite
-    number, a lone surrogate, NUL, or nesting deeper than MAX_DEPTH."""
-    if depth > MAX_DEPTH:
-        return f"{path}: nested deeper than {MAX_DEPTH} levels"
-    if isinstance(value, float) and not math.isfinite(value):
-        return f"{path}: numbers must be finite"
-    if isinstance(value, str):
-        if "\x00" in value:
-            return f"{path}: contains a NUL character"
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return f"{path}: contains a lone surrogate"
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            reason = json_refusal(k, path, depth + 1) or json_refusal(v, f"{path}.{k}", depth + 1)
-            if reason:
-                return reason
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            reason = json_refusal(v, f"{path}[{i}]", depth + 1)
-            if reason:
-                return reason
-    return ""
 
 
 def _meta_traceparent(ctx: Context) -> str:
@@ -240,9 +214,8 @@ def build_server() -> MCPServer:
 
         def work(key: ApiKey) -> dict[str, Any]:
 
-            if reason := json_refusal(arguments):
-                raise ToolFailure("validation_error", reason.removeprefix("payload."))
-            data = ActionIn.model_validate(arguments)  # the API's own rules
+            body_check(arguments)  # the API body's limits (core.jsonlimits), then its own model
+            data = ActionIn.model_validate(arguments)
             action = proposed_action_create(
                 deployment=key.deployment,
                 action_type=data.action_type,
@@ -345,7 +318,7 @@ class BearerRequired:
             await self.app(scope, receive, send)
             return
         raw = _bearer(Request(scope).headers)
-        key = await _in_thread(api_key_authenticate)(raw) if raw else None
+        key = await in_thread(api_key_authenticate)(raw) if raw else None
         if key is None:
             response = JSONResponse(
                 {"error": "unauthorized", "detail": UNAUTHORIZED},

@@ -11,8 +11,8 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('deployments', '0009_deployment_slack_channel'),
-        ('reviews', '0007_proposedaction_traceparent'),
+        ('deployments', '0001_initial'),
+        ('reviews', '0001_initial'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
