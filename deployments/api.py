@@ -151,6 +151,47 @@ class TypeAgreementOut(Schema):
     upper: float
 
 
+class RateOut(Schema):
+    n: int
+    agree: int
+    rate: float | None
+    lower: float | None
+    upper: float | None
+
+
+class KappaOut(Schema):
+    kappa: float | None
+    lower: float | None
+    upper: float | None
+
+
+class DoubleReviewOut(Schema):
+    pairs: int
+    human_human: RateOut
+    ai_human: RateOut
+    human_human_kappa: KappaOut
+    ai_human_kappa: KappaOut
+
+
+class FlaggedOut(Schema):
+    """Decisions by reviewers the quality page flags (deployments/reviewers.py), in the window."""
+
+    reviewers: list[str]
+    approve: int
+    edit: int
+    reject: int
+    excluded: bool
+
+
+class HumansOut(Schema):
+    """How the people behind the evidence agree: blind answers with the AI, and the baseline
+    of double review (human–human against AI–human, with Cohen's kappa)."""
+
+    blind: RateOut
+    double: DoubleReviewOut
+    flagged: FlaggedOut | None = None
+
+
 class EvidenceOut(Schema):
     deployment: str
     action_type: str | None
@@ -161,6 +202,7 @@ class EvidenceOut(Schema):
     evaluated_at: datetime
     criteria: list[CriterionOut]
     by_action_type: dict[str, TypeAgreementOut]
+    humans: HumansOut
 
 
 class EvidenceQuery(Schema):

@@ -15,6 +15,14 @@ these counters, so their cost does not grow with history.
 | `shadow.adjudicated.<verdict>` | a reviewer adjudicates a shadow disagreement (informational) | |
 | `audit.correct` / `audit.incorrect` | a senior gives an audit verdict on an auto-executed sample | seconds to decide |
 | `breaker.tripped` | the circuit breaker trips (action type `DEPLOYMENT_WIDE`) | |
+| `blind.agree` / `blind.disagree` | a blind answer is recorded; it matches the proposal or not | seconds to answer |
+| `double.hh.same` / `double.hh.differ` | a double review's second decision: the two answers match or not | |
+| `double.hh.<first>_<second>` | the same: each person `agree`d with the AI or `change`d it (kappa's 2×2) | |
+| `double.ai.<ai>_<human>` | the same, per person: the AI's call (`auto`/`hold`) × the person's | |
+
+(The humans' metrics: reviews/humans/blind.py and double.py; `auto` means stage 3 would
+auto-execute the action.) `ttd.lt<N>` / `ttd.ge300` are counted per reviewer only
+(`ReviewerCount`, deployments/reviewers.py): a decision taken in under N seconds.
 
 Shadow counters count *effective* agreement, on the day the action was proposed: a
 disagreement adjudicated "AI right" or "both acceptable" moves one count from
@@ -83,6 +91,29 @@ class Metric(StrEnum):
     AUDIT_CORRECT = "audit.correct"
     AUDIT_INCORRECT = "audit.incorrect"
     BREAKER_TRIPPED = "breaker.tripped"
+    # Measuring the humans (reviews/humans; see the table above).
+    BLIND_AGREE = "blind.agree"
+    BLIND_DISAGREE = "blind.disagree"
+    DOUBLE_HH_SAME = "double.hh.same"
+    DOUBLE_HH_DIFFER = "double.hh.differ"
+    DOUBLE_HH_AGREE_AGREE = "double.hh.agree_agree"
+    DOUBLE_HH_AGREE_CHANGE = "double.hh.agree_change"
+    DOUBLE_HH_CHANGE_AGREE = "double.hh.change_agree"
+    DOUBLE_HH_CHANGE_CHANGE = "double.hh.change_change"
+    DOUBLE_AI_AUTO_AGREE = "double.ai.auto_agree"
+    DOUBLE_AI_AUTO_CHANGE = "double.ai.auto_change"
+    DOUBLE_AI_HOLD_AGREE = "double.ai.hold_agree"
+    DOUBLE_AI_HOLD_CHANGE = "double.ai.hold_change"
+    # Per reviewer only (ReviewerCount): a decision's time-to-decide bucket (upper edge, seconds).
+    TTD_LT5 = "ttd.lt5"
+    TTD_LT10 = "ttd.lt10"
+    TTD_LT30 = "ttd.lt30"
+    TTD_LT60 = "ttd.lt60"
+    TTD_LT300 = "ttd.lt300"
+    TTD_GE300 = "ttd.ge300"
+    # Per reviewer only: a fire drill (known-bad sample) rejected or escalated, or approved.
+    DRILL_CAUGHT = "drill.caught"
+    DRILL_MISSED = "drill.missed"
 
     @classmethod
     def _missing_(cls, value: object) -> "Metric":

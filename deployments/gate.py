@@ -22,8 +22,10 @@ from typing import Any
 from django.utils import timezone
 
 from deployments.counters import DEPLOYMENT_WIDE, Counts, Metric, counters_sum
+from deployments.gate_humans import human_evidence
 from deployments.models import Deployment
 from deployments.policy import Stage
+from deployments.reviewers import flagged_decisions
 from deployments.stats import wilson_interval
 from deployments.validators import DEFAULT_CRITERIA
 
@@ -80,6 +82,8 @@ class GateEvaluation:
     evaluated_at: datetime
     criteria: list[Criterion] = field(default_factory=list)
     by_action_type: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Blind agreement and the human baseline (deployments.gate_humans.human_evidence).
+    humans: dict[str, Any] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -101,6 +105,7 @@ class GateEvaluation:
             "evaluated_at": self.evaluated_at.isoformat(),
             "criteria": [c.as_dict() for c in self.criteria],
             "by_action_type": self.by_action_type,
+            "humans": self.humans,
         }
 
 
@@ -196,6 +201,7 @@ def gate_evaluate(*, deployment: Deployment, action_type: str = "", now: datetim
     )
     counts = _Counts(counters_sum(by="action_type", deployment_id=deployment.pk, since=start.date()), action_type)
     evaluation.by_action_type = _by_action_type(stage, counts)
+    evaluation.humans = human_evidence(counts)
     if target is None:
         evaluation.criteria = [
             Criterion("next_stage", "A higher stage exists", FAILED, None, None, detail="autonomous is the top stage")
@@ -218,13 +224,26 @@ def gate_evaluate(*, deployment: Deployment, action_type: str = "", now: datetim
     if target is Stage.APPROVAL:
         criteria = _shadow_to_approval(counts, values, days)
     elif target is Stage.SUPERVISED:
-        criteria = _approval_to_supervised(counts, values, days)
+        if not action_type:  # per reviewer counters have no action type: the deployment's gate only
+            flagged = flagged_decisions(deployment=deployment, since=start.date())
+            evaluation.humans["flagged"] = flagged | {"excluded": bool(values["exclude_flagged_reviewers"])}
+            if values["exclude_flagged_reviewers"]:
+                _leave_out(counts, flagged)
+        criteria = _approval_to_supervised(counts, values, days) + _human_criteria(evaluation.humans, values)
     else:
         criteria = _supervised_to_autonomous(deployment, counts, values, now)
     evaluation.criteria = criteria
     statuses = {c.status for c in criteria}
     evaluation.outcome = FAIL if FAILED in statuses else INCONCLUSIVE if INSUFFICIENT in statuses else PASS
     return evaluation
+
+
+def _leave_out(counts: _Counts, flagged: dict[str, Any]) -> None:
+    """Take the flagged reviewers' approve / edit / reject decisions out of the window's totals
+    (the gate's `exclude_flagged_reviewers`; the counterfactual counts have no reviewer and stay)."""
+    for verb in ("approve", "edit", "reject"):
+        metric = Metric.of("decision", verb)
+        counts.n[metric] = max(0, counts[metric] - flagged[verb])
 
 
 def _days_criterion(days: float, minimum: float) -> Criterion:
@@ -367,6 +386,58 @@ def _supervised_to_autonomous(
             detail="no reviewed actions in the window" if reviewed == 0 else "",
         ),
     ]
+
+
+def _human_criteria(evidence: dict[str, Any], v: dict[str, float]) -> list[Criterion]:
+    """The humans' 2→3 criteria switched on in `v` (deployments/gate_humans.py says which)."""
+    criteria = []
+    if v.get("min_blind_agreement", 0) > 0:
+        blind, minimum = evidence["blind"], v["min_blind_samples"]
+        criteria += [
+            _count("blind_samples", f"At least {minimum:g} blind answers", blind["n"], minimum),
+            _lower_at_least(
+                "blind_agreement_lower",
+                f"Blind answers agree with the AI: 95% lower bound ≥ {v['min_blind_agreement']:g}",
+                blind["agree"],
+                blind["n"],
+                v["min_blind_agreement"],
+                minimum,
+            ),
+        ]
+    if v.get("min_double_reviews", 0) > 0:
+        double, margin = evidence["double"], v["human_baseline_margin"]
+        hh, ai = double["human_human"], double["ai_human"]
+        criteria.append(
+            _count(
+                "double_reviews",
+                f"At least {v['min_double_reviews']:g} double-reviewed actions",
+                double["pairs"],
+                v["min_double_reviews"],
+            )
+        )
+        if double["pairs"] < v["min_double_reviews"] or hh["rate"] is None:
+            status, gap = INSUFFICIENT, None
+        else:
+            gap = round(ai["rate"] - hh["rate"], 9)  # rates are rounded to 6 digits; no float dust at the margin
+            status = MET if gap >= -margin else FAILED
+        criteria.append(
+            Criterion(
+                "human_baseline",
+                f"AI–human agreement ≥ human–human agreement − {margin:g}",
+                status,
+                ai["rate"],
+                round(hh["rate"] - margin, 6) if hh["rate"] is not None else None,
+                ai["n"],
+                ai["lower"],
+                ai["upper"],
+                detail=(
+                    f"human–human {hh['rate']:.1%} of {hh['n']} pairs; AI–human {ai['rate']:.1%} of {ai['n']} votes"
+                    if gap is not None
+                    else "not enough double reviews yet"
+                ),
+            )
+        )
+    return criteria
 
 
 def breaker_trips_since(deployment: Deployment, since: datetime) -> int:

@@ -12,7 +12,12 @@ from django.db import models
 from django.utils import timezone
 
 from deployments import policy
-from deployments.validators import breaker_settings_errors, gate_criteria_errors
+from deployments.validators import (
+    breaker_settings_errors,
+    gate_criteria_errors,
+    input_fields_errors,
+    reviewer_flags_errors,
+)
 
 UNIT = [MinValueValidator(0.0), MaxValueValidator(1.0)]
 
@@ -75,6 +80,20 @@ class Deployment(models.Model):
     # reviews.shadow.services.comparison_rules_set, which recomputes every comparison.
     comparison_rules = models.JSONField(default=dict, blank=True)
 
+    # Measuring the humans (reviews/humans, README "Measuring the humans"). Stage 2 only: this
+    # share of reviewed actions is shown blind (no proposal) until the reviewer answers.
+    blind_review_rate = models.FloatField(default=0.0, validators=UNIT)
+    # Payload fields (dotted paths) that are the item's inputs, shown on a blind sample.
+    blind_input_fields = models.JSONField(default=list, blank=True)
+    # This share of reviewed actions is decided by two people independently.
+    double_review_rate = models.FloatField(default=0.0, validators=UNIT)
+    # Fire drills: with this chance per proposal routed to the reviewer queue, a copy of one of
+    # the action type's drill templates (known-bad samples, reviews.DrillTemplate) joins it too.
+    drill_rate = models.FloatField(default=0.0, validators=UNIT)
+    # Overrides of deployments.validators.DEFAULT_REVIEWER_FLAGS: when the reviewer-quality page
+    # flags a reviewer's pattern as rubber-stamping ({"fast_seconds": 5}).
+    reviewer_flags = models.JSONField(default=dict, blank=True)
+
     # Requests per minute per API key of this deployment; empty: API_RATE_LIMIT_PER_MINUTE.
     api_rate_limit = models.PositiveIntegerField(
         null=True, blank=True, help_text="Requests per minute per API key (empty: the site default; 0: no limit)."
@@ -107,6 +126,10 @@ class Deployment(models.Model):
             raise ValidationError({"gate_criteria": errors})
         if errors := breaker_settings_errors(self.breaker_settings):
             raise ValidationError({"breaker_settings": errors})
+        if errors := reviewer_flags_errors(self.reviewer_flags):
+            raise ValidationError({"reviewer_flags": errors})
+        if errors := input_fields_errors(self.blind_input_fields):
+            raise ValidationError({"blind_input_fields": errors})
         if self.blast_window is not None and self.blast_window.total_seconds() <= 0:
             raise ValidationError({"blast_window": "the window must be positive"})
 
@@ -264,6 +287,51 @@ class EvidenceCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.deployment_id} {self.day} {self.action_type} {self.metric}={self.n}"
+
+
+class ReviewerCount(models.Model):
+    """Per reviewer counters: how often `metric` happened for one person, per deployment and day.
+
+    Written in the transaction of the decision (or blind answer, or double-review pair) by
+    `deployments.reviewers.reviewer_counts_add`; the reviewer-quality page and the gate's
+    flagged-reviewer split read only these rows. One person decides one item at a time, so
+    the rows are not sharded (`shard` is always 0: the counter statement's shape).
+    """
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    metric = models.CharField(max_length=64)  # a deployments.counters.Metric
+    shard = models.PositiveSmallIntegerField(default=0)
+    n = models.BigIntegerField(default=0)
+    total = models.FloatField(default=0.0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["deployment", "user", "day", "metric", "shard"], name="reviewer_count_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["deployment", "day"], name="reviewer_count_by_day")]
+
+    def __str__(self) -> str:
+        return f"{self.deployment_id} {self.user_id} {self.day} {self.metric}={self.n}"
+
+
+class ReviewerStreak(models.Model):
+    """A reviewer's run of approvals without a change on one deployment: the current one and
+    the longest so far (all time), updated in the decision's transaction."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    current = models.PositiveIntegerField(default=0)
+    longest = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["deployment", "user"], name="reviewer_streak_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.deployment_id} {self.user_id} streak {self.current} (longest {self.longest})"
 
 
 class AuditEvent(models.Model):

@@ -25,6 +25,16 @@ DEFAULT_CRITERIA: dict[str, dict[str, float]] = {
         "min_counterfactual": 100,
         "max_counterfactual_changed_upper": 0.02,
         "min_days": 14,
+        # Measuring the humans (deployments/gate_humans.py), each off at 0:
+        # blind answers agreeing with the AI: 95% lower bound >= this, over min_blind_samples;
+        "min_blind_agreement": 0,
+        "min_blind_samples": 50,
+        # AI–human agreement >= human–human agreement - human_baseline_margin, over at least
+        # min_double_reviews double-reviewed actions.
+        "min_double_reviews": 0,
+        "human_baseline_margin": 0.05,
+        # 1: leave the decisions of reviewers the quality page flags out of the decision criteria.
+        "exclude_flagged_reviewers": 0,
     },
     Stage.AUTONOMOUS: {
         "min_auto_executions": 1000,
@@ -44,6 +54,8 @@ RATE_KEYS = {
     "max_failure_upper",
     "max_audit_rejected_upper",
     "min_sla_rate",
+    "min_blind_agreement",
+    "human_baseline_margin",
 }
 
 # The circuit breakers' settings; a deployment overrides any of them in
@@ -92,5 +104,58 @@ def breaker_settings_errors(overrides: Any) -> list[str]:
         elif isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             errors.append(f"{key}: must be a positive number")
         elif key.startswith("max_") and value > 1:
+            errors.append(f"{key}: must be between 0 and 1")
+    return errors
+
+
+def input_fields_errors(value: Any) -> list[str]:
+    """Problems with `Deployment.blind_input_fields`: a list of dotted payload paths."""
+    if not isinstance(value, list):
+        return ["must be a list of payload field paths"]
+    if len(value) > 50:
+        return ["at most 50 fields"]
+    errors = []
+    for path in value:
+        if not isinstance(path, str) or not path.strip() or len(path) > 200 or "\x00" in path:
+            errors.append(f"{path!r} is not a field path (dotted, 1 to 200 characters)")
+    return errors
+
+
+# When the reviewer-quality page (deployments/reviewers.py) flags a reviewer; a deployment
+# overrides any of them in `Deployment.reviewer_flags`. Every flag needs `min_decisions` in the
+# window first; docs/reviewers.md explains each.
+DEFAULT_REVIEWER_FLAGS: dict[str, float] = {
+    "min_decisions": 50,
+    "fast_seconds": 10,  # "decided in under N seconds": one of TIME_BUCKETS
+    "max_fast_share": 0.5,  # flag: more than this share decided in under fast_seconds
+    "max_approve_streak": 200,  # flag: a run of this many approvals without an edit or reject
+    "min_change_rate": 0.01,  # flag: edits + rejects below this share of decisions
+    "min_pairs": 20,  # agreement flags need this many double-review pairs / blind answers
+    "min_partner_agreement": 0.6,  # flag: agreeing with double-review partners below this
+    "min_blind_agreement": 0.5,  # flag: blind answers agreeing with the AI below this (inattentive)
+}
+# Upper edges (seconds) of the time-to-decision buckets counted per reviewer (Metric ttd.*).
+TIME_BUCKETS = (5, 10, 30, 60, 300)
+
+
+def reviewer_flags_errors(overrides: Any) -> list[str]:
+    """Problems with a `reviewer_flags` override (empty list when it is valid)."""
+    if not isinstance(overrides, dict):
+        return ["must be an object"]
+    errors = []
+    for key, value in overrides.items():
+        if key not in DEFAULT_REVIEWER_FLAGS:
+            errors.append(f"unknown setting {key!r} (one of {', '.join(DEFAULT_REVIEWER_FLAGS)})")
+        elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            errors.append(f"{key}: must be a non-negative number")
+        elif key == "fast_seconds" and value not in TIME_BUCKETS:
+            errors.append(f"fast_seconds: must be one of {', '.join(map(str, TIME_BUCKETS))}")
+        elif (
+            key.startswith("max_")
+            and key.endswith("share")
+            or key.startswith("min_")
+            and "rate" in key
+            or key.endswith("agreement")
+        ) and value > 1:
             errors.append(f"{key}: must be between 0 and 1")
     return errors

@@ -4,6 +4,7 @@ from django.db import connections
 from django.db.models import QuerySet
 from django.utils.functional import cached_property
 
+from reviews.humans.models import DrillTemplate
 from reviews.models import Decision, ProposedAction
 
 
@@ -88,3 +89,12 @@ class DecisionAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(DrillTemplate)
+class DrillTemplateAdmin(admin.ModelAdmin):
+    """Fire drills (reviews/humans/drills.py): known-bad sample actions, per action type."""
+
+    list_display = ("action_type", "deployment", "active", "what_is_wrong", "created_at")
+    list_filter = ("active", "deployment")
+    search_fields = ("action_type", "what_is_wrong")

@@ -148,6 +148,9 @@ def claim_next_in_transaction(
     candidates = ProposedAction.objects.queue_items(
         queue, deployment_ids=member_deployment_ids(member), deployment_id=deployment_id, action_type=action_type
     )
+    if queue == "review":
+        # A double-review sample this person already decided waits for someone else (reviews/humans/double.py).
+        candidates = candidates.exclude(double_votes__actor=actor)
     held = claims_live(candidates.filter(claimed_by=actor), now).exclude(pk__in=list(skip_ids)).first()
     if held is not None:
         return held

@@ -82,6 +82,16 @@ class ProposedAction(models.Model):
     # sent, so the worker's tasks, the webhooks and the MCP gateway continue the agent's trace.
     traceparent = models.CharField(max_length=55, blank=True)
 
+    # Measuring the humans (reviews/humans): a blind sample is shown without the AI's proposal
+    # until its reviewer records their own answer; a double sample is decided by two people.
+    class Sample(models.TextChoices):
+        NONE = ""
+        BLIND = "blind"
+        DOUBLE = "double"
+        DRILL = "drill"  # a known-bad fire drill (reviews/humans/drills.py): never executes
+
+    review_sample = models.CharField(max_length=8, choices=Sample.choices, blank=True, default="")
+
     objects = ProposedActionQuerySet.as_manager()
 
     class Meta:
@@ -268,4 +278,6 @@ class IdempotencyRecord(models.Model):
 
 
 # Shadow-mode models live in their own module; imported here so the app registry finds them.
+# So are blind answers and double-review votes (reviews/humans).
+from reviews.humans.models import BlindAnswer, DoubleVote, Drill, DrillTemplate  # noqa: E402, F401
 from reviews.shadow.models import ShadowAdjudication, ShadowOutcome, ShadowRecompute, ShadowTally  # noqa: E402, F401

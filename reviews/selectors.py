@@ -22,7 +22,8 @@ COUNT_CAP = 1000
 
 def action_get_for_deployment(*, deployment: Deployment, action_id: int) -> ProposedAction:
     """One action of this deployment; 404 for any other deployment's action (no oracle)."""
-    action = ProposedAction.objects.filter(pk=action_id, deployment=deployment).first()
+    # Fire drills (reviews/humans/drills.py) never reach an agent: not even by id.
+    action = ProposedAction.objects.filter(pk=action_id, deployment=deployment).exclude(review_sample="drill").first()
     if action is None:
         raise Http404(f"no action {action_id} in this deployment")
     action.deployment = deployment

@@ -24,6 +24,7 @@ from deployments.counters import Metric
 from deployments.errors import ApiKeyChanged, Conflict, InvalidInput, InvalidTransition, NotAllowed
 from deployments.models import ApiKey, Deployment, KeyCheck, Member
 from deployments.policy import Route, Stage, route_for
+from deployments.reviewers import reviewer_decision_record
 from deployments.services import (
     api_key_confirm,
     audit_event_build,
@@ -41,6 +42,10 @@ from reviews.claims import (
     member_of,
     member_require_assigned,
 )
+from reviews.humans.checks import humans_decision_check
+from reviews.humans.double import double_vote_record, double_votes_open
+from reviews.humans.drills import drill_decide, drill_maybe_place
+from reviews.humans.sampling import review_sample_for
 from reviews.idempotency import IdempotencyKeyTaken, idempotency_claim, idempotency_release
 from reviews.ingest import NewProposal, Outcome, proposal_insert
 from reviews.models import Decision, IdempotencyRecord, ProposedAction
@@ -64,6 +69,9 @@ AUDIT_VERBS = {
     Decision.Verb.EXPIRE: "reviews.action.expired",
     Decision.Verb.ESCALATE: "reviews.action.escalated",
 }
+
+# A person's decisions counted per reviewer (deployments.reviewers: the reviewer-quality page).
+REVIEWER_VERBS = (Decision.Verb.APPROVE, Decision.Verb.EDIT, Decision.Verb.REJECT, Decision.Verb.ESCALATE)
 
 # The webhook event each human (or clock) decision sends to the action's callback_url.
 WEBHOOK_EVENTS = {
@@ -160,6 +168,7 @@ def proposed_action_create(
             action.expires_at = now + deployment.review_sla
         elif route is Route.SENIOR:
             action.expires_at = now + deployment.senior_sla
+        action.review_sample = review_sample_for(deployment=deployment, stage=stage, route=route)
         audit = audit_event_build(
             verb="reviews.action.auto_approved" if route is Route.AUTO else "reviews.action.proposed",
             actor_label=actor_label or "agent",
@@ -198,7 +207,9 @@ def proposed_action_create(
             raise ApiKeyChanged(key_check)
     if route is Route.SHADOW:
         shadow_action_logged(action=action)  # its outcome may have arrived first
-    elif route in (Route.REVIEW, Route.SENIOR):
+    elif route is Route.REVIEW:
+        drill_maybe_place(deployment=deployment, action_type=action_type)  # reviews/humans/drills.py
+    if route in (Route.REVIEW, Route.SENIOR):
         _slack_sync(action)
     return action
 
@@ -318,6 +329,10 @@ def _decision_create(
         total=seconds,
     )
     _slack_sync(action)
+    if decision.actor_id is not None and verb in REVIEWER_VERBS:
+        reviewer_decision_record(
+            deployment_id=action.deployment_id, user_id=decision.actor_id, verb=verb, seconds=seconds, day=now.date()
+        )
     return decision, seconds
 
 
@@ -450,6 +465,7 @@ def _approve(
     """Caller holds the row lock."""
     _require_pending(action, "approved")
     _require_can_decide(action, member)
+    humans_decision_check(action, actor)
     if payload is not None and not isinstance(payload, dict):
         raise InvalidInput("the edited payload must be a JSON object")
     try:
@@ -481,6 +497,7 @@ def _reject(action: ProposedAction, *, actor: AbstractBaseUser, member: Member |
     """Caller holds the row lock; `reason` is stripped and not empty."""
     _require_pending(action, "rejected")
     _require_can_decide(action, member)
+    humans_decision_check(action, actor)
     return _move(
         action=action, to=Status.REJECTED, verb=Decision.Verb.REJECT, actor=actor, reason=reason, now=timezone.now()
     )
@@ -493,6 +510,7 @@ def _escalate(action: ProposedAction, *, actor: AbstractBaseUser, member: Member
             f"action {action.pk} is {action.status}; only actions in the reviewer queue can be escalated"
         )
     _require_can_decide(action, member)
+    humans_decision_check(action, actor, escalating=True)
     now = timezone.now()
     action.expires_at = now + action.deployment.senior_sla
     return _move(
@@ -540,6 +558,9 @@ def proposed_action_expire(*, action_id: int, now: datetime | None = None) -> Pr
     action = ProposedAction.objects.locked(action_id)
     if not action.is_pending or action.expires_at is None or action.expires_at > now:
         return None
+    if action.review_sample == ProposedAction.Sample.DRILL:  # closed without evidence
+        drill_decide(action=action, actor=None, decision="expire")
+        return action
     return _move(
         action=action,
         to=Status.EXPIRED,
@@ -662,6 +683,17 @@ def _decide(
         reason = _reason_required(reason, decision)
     member = member_for(actor, member)
     queue = action.queue
+    if action.review_sample == ProposedAction.Sample.DRILL:
+        drill_decide(action=action, actor=actor, decision=decision)  # never approved, never executed
+        return action, queue, member
+    if decision != "escalate" and double_votes_open(action):
+        voted = double_vote_record(action_id=action_id, actor=actor, decision=decision, payload=payload, reason=reason)
+        if not voted.carry_out:
+            return voted.action, queue, member
+        # The second of two matching decisions: carried out as usual, by its author.
+        vote = voted.vote
+        decision = "reject" if vote.verb == "reject" else "approve"
+        payload, reason = (vote.payload if vote.verb == "edit" else None), vote.reason
     if decision == "approve":
         _approve(action, actor=actor, member=member, payload=payload, reason=reason)
     elif decision == "reject":

@@ -29,6 +29,7 @@ from reviews.claims import (
     proposed_action_claim_next,
     proposed_action_release,
 )
+from reviews.humans.selectors import humans_context, sample_notice
 from reviews.models import ProposedAction
 from reviews.services import proposed_action_audit_verdict, proposed_action_decide_and_claim_next
 
@@ -169,15 +170,18 @@ def _detail_context(request: HttpRequest, action: ProposedAction, **extra) -> di
         "payload_json": json_display(action.payload),
         "final_payload_changed": action.final_payload is not None and action.final_payload != action.payload,
     }
+    context.update(humans_context(action, request.user))
     context.update(extra)
     return context
 
 
 def _render_detail(request: HttpRequest, action: ProposedAction, *, status: int = 200, **extra) -> HttpResponse:
-    template = "reviews/action_detail.html"
+    context = _detail_context(request, action, **extra)
+    # A blind sample before its answer has a page of its own, without the AI's proposal.
+    template = "reviews/action_blind.html" if context["blind"] else "reviews/action_detail.html"
     if request.htmx:
         template += "#panel"
-    return render(request, template, _detail_context(request, action, **extra), status=status)
+    return render(request, template, context, status=status)
 
 
 @role_required(Member.Role.REVIEWER)
@@ -290,6 +294,8 @@ def decide(request: HttpRequest, action_id: int) -> HttpResponse:
     except DomainError as exc:
         return _refused(request, action_id, exc, form=form)
     action = decided.action
+    if notice := sample_notice(action=action, queue=decided.queue):
+        return _show_next(request, decided.queue, decided.following, notice)
     done = DONE[decision] + (" with your edits" if payload is not None else "")
     return _show_next(request, decided.queue, decided.following, f"{done}: #{action.pk} {action.action_type}.")
 

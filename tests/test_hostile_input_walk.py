@@ -55,6 +55,7 @@ PAGES: dict[str, dict[str, dict[str, str]]] = {
     "reviews:action_detail": {"GET": {}},
     "reviews:decide": {"POST": {"decision": "approve", "reason": "fine", "payload": "", "confirm": "1"}},
     "reviews:audit_verdict": {"POST": {"verdict": "incorrect", "reason": "wrong"}},
+    "reviews:blind_answer": {"POST": {"decision": "approve", "payload": '{"order": "A-1"}', "reason": "no"}},
     "reviews:claim": {"POST": {}},
     "reviews:release": {"POST": {}},
     "shadow:report": {"GET": {}},
@@ -66,6 +67,7 @@ PAGES: dict[str, dict[str, dict[str, str]]] = {
     "deployments:list": {"GET": {}},
     "deployments:detail": {"GET": {}},
     "deployments:gate": {"GET": {"action_type": ""}},
+    "deployments:reviewers": {"GET": {"days": "30"}},
     "deployments:promotion_request": {"POST": {"to_stage": "autonomous", "action_type": "", "reason": "ready"}},
     "deployments:promotion_decide": {"POST": {"decision": "reject", "reason": "not yet", "action_type": ""}},
     "deployments:demote": {"POST": {"to_stage": "shadow", "action_type": "", "reason": "drill"}},
@@ -81,7 +83,7 @@ PAGES: dict[str, dict[str, dict[str, str]]] = {
     "deliveries:rotate_secret": {"POST": {}},
 }
 # Fields whose text is JSON: the JSON hostile values must be refused there, not only survived.
-JSON_FIELDS = {("reviews:decide", "payload"), ("shadow:rules", "rules")}
+JSON_FIELDS = {("reviews:decide", "payload"), ("reviews:blind_answer", "payload"), ("shadow:rules", "rules")}
 # Read by the framework, not by a view (CSRF, the login view's redirect target).
 FRAMEWORK_KEYS = {"csrfmiddlewaretoken", "next", "ip_address"}
 # The agent API: URL name -> a benign JSON body (None: no body). Its parameters and body fields

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('reviews', '0007_jcs_hashes_numbers_as_doubles'),
+        ('reviews', '0008_humans_measured'),
     ]
 
     operations = [

@@ -1,0 +1,53 @@
+"""What blind and double review share: the row lock, who may answer, the comparison, timing."""
+
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+
+from deployments.errors import NotAllowed
+from deployments.models import Member
+from deployments.permissions import member_of, require_assigned
+from reviews.claims import claim_refuse_if_held_by_other
+from reviews.models import ProposedAction
+from reviews.shadow.compare import Rules, compare
+
+Status = ProposedAction.Status
+
+
+def action_lock(action_id: int) -> ProposedAction:
+    """The action with its row locked (ProposedActionQuerySet.locked); the caller is in a transaction."""
+    return ProposedAction.objects.locked(action_id)
+
+
+def require_may_decide(action: ProposedAction, actor: AbstractBaseUser, now: datetime) -> Member:
+    """`actor` may decide `action` as it is now (assigned; a senior for the senior queue), and
+    nobody else holds a live claim on it. Caller holds the row lock."""
+    member = require_assigned(member_of(actor), action.deployment_id, who="only members may decide actions")
+    if action.status == Status.PENDING_SENIOR and not member.is_senior:
+        raise NotAllowed("only senior reviewers may decide the senior queue")
+    claim_refuse_if_held_by_other(action, actor, now)
+    return member
+
+
+def answers_compare(action: ProposedAction, first: dict[str, Any] | None, second: dict[str, Any] | None) -> dict:
+    """{"agree", "diff"} of two answers to `action` (a payload to approve, or None for a
+    rejection) under the deployment's comparison rules: two rejections agree, a rejection and
+    a payload do not. The AI's answer is its proposal, `action.payload`."""
+    if first is None or second is None:
+        if first is None and second is None:
+            return {"agree": True, "diff": []}
+        return {"agree": False, "diff": [{"path": "", "kind": "rejected", "ai": first, "human": second}]}
+    return compare(
+        ai_type=action.action_type,
+        ai_payload=first,
+        human_type=action.action_type,
+        human_payload=second,
+        rules=Rules.from_json(action.deployment.comparison_rules),
+    )
+
+
+def seconds_since_start(action: ProposedAction, actor: AbstractBaseUser, now: datetime) -> float:
+    """From the actor's claim on the item, else from its proposal: how decisions are timed."""
+    started = action.claimed_at if action.claimed_at and action.claimed_by_id == actor.pk else action.created_at
+    return (now - started).total_seconds()
