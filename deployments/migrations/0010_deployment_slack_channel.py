@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('deployments', '0008_counter_folds'),
+        ('deployments', '0009_humans_measured'),
     ]
 
     operations = [
