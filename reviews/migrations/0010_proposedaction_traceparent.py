@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('reviews', '0008_humans_measured'),
+        ('reviews', '0009_execution_claims_runs_deadlines'),
     ]
 
     operations = [
