@@ -6,7 +6,9 @@ each `tools/call` into a proposed action of the deployment: `action_type` is the
 `payload` its arguments, risk and confidence from the per-tool settings file (`--tools`), the
 deployment's routing, caps and payload rules deciding as for any proposal. The call reaches
 the upstream server only when Trustladder says `execute`, with the final (maybe edited)
-arguments, once; the result is reported (`executed`, or `failed` with the upstream's error).
+arguments, once (its execution claimed first: reviews.execution grants one per approval); the
+result is reported (`executed`, `failed` with the upstream's error, or `unknown` when the
+upstream call broke off).
 A rejected, expired or shadow call returns a tool error saying so and never reaches it.
 
 The gateway runs on the installation's database (a management command, like a worker), so
@@ -40,8 +42,13 @@ from deployments.errors import DomainError
 from deployments.models import Deployment
 from integrations.mcp.server import in_thread
 from reviews.canonical import payload_sha256
+from reviews.execution import (
+    proposed_action_execution_claim,
+    proposed_action_expire_if_due,
+    proposed_action_report_result,
+)
 from reviews.models import ProposedAction
-from reviews.services import proposed_action_create, proposed_action_report_result
+from reviews.services import proposed_action_create
 
 logger = logging.getLogger(__name__)
 
@@ -112,9 +119,8 @@ class Gateway:
         # (tool, SHA-256 of its arguments) -> the action still waiting for a person, so a call
         # repeated after "still waiting" resumes that action instead of proposing it again.
         self.waiting: dict[tuple[str, str], int] = {}
-        # Actions this gateway has executed: nothing executes twice, even if asked twice.
-        self.executed: set[int] = set()
-        self.lock = anyio.Lock()
+        # This gateway's execution claims (reviews.execution grants one per approval).
+        self.claim_key = f"gateway-{uuid.uuid4().hex}"
 
     def server(self) -> Server:
         return Server(
@@ -165,9 +171,9 @@ class Gateway:
                 action_id=action.pk,
                 decision=decision,
             )
-        if decision in ("reject", "expired"):
+        if decision in ("reject", "expired", "cancelled"):
             why = f": {action.reason}" if action.reason else ""
-            verb = "rejected" if decision == "reject" else "expired without a decision"
+            verb = {"reject": "rejected", "expired": "expired without a decision", "cancelled": "cancelled"}[decision]
             return _tool_error(
                 f"Not executed: Trustladder action #{action.pk} was {verb}{why}",
                 action_id=action.pk,
@@ -188,13 +194,15 @@ class Gateway:
             rationale=f"MCP tool call through the gateway (session {self.run_id})",
             actor_label="mcp-gateway",
             traceparent=traceparent,
+            run_id=self.run_id,
         )
         return action.pk
 
     async def _wait(self, action_id: int) -> ProposedAction:
-        """The action once decided, or as it is when the gateway's wait is over."""
+        """The action once decided, or as it is when the gateway's wait is over (expired now if
+        its SLA has passed: fail closed, as every read of the API)."""
         deadline = time.monotonic() + self.wait_seconds
-        read = in_thread(lambda: ProposedAction.objects.get(pk=action_id))
+        read = in_thread(lambda: proposed_action_expire_if_due(action=ProposedAction.objects.get(pk=action_id)))
         while True:
             action = await read()
             left = deadline - time.monotonic()
@@ -203,27 +211,35 @@ class Gateway:
             await anyio.sleep(min(settings.TRUSTLADDER_MCP_POLL_SECONDS, left))
 
     async def _execute(self, action: ProposedAction, name: str, traceparent: str) -> types.CallToolResult:
-        """Run the approved call upstream with the final arguments, once, and report it."""
-        async with self.lock:
-            if action.pk in self.executed or action.status != ProposedAction.Status.APPROVED:
-                return _tool_error(
-                    f"Not executed again: Trustladder action #{action.pk} is {action.status}.",
-                    action_id=action.pk,
-                    decision=action.decision,
-                )
-            self.executed.add(action.pk)
+        """Claim the execution (granted once per approval, by the database), run the call
+        upstream with the final arguments, and report the result with the claim's key."""
+        if action.decision != "execute":
+            return _tool_error(
+                f"Not executed again: Trustladder action #{action.pk} is {action.status}.",
+                action_id=action.pk,
+                decision=action.decision,
+            )
+        try:
+            claimed, _ = await in_thread(proposed_action_execution_claim)(
+                action_id=action.pk,
+                claim_key=self.claim_key,
+                payload_hash=action.payload_sha256,
+                actor_label="mcp-gateway",
+            )
+        except DomainError as exc:
+            return _tool_error(f"Not executed: Trustladder refused the execution claim ({exc.code}): {exc.detail}")
         meta = {"traceparent": traceparent} if traceparent else None
         try:
-            result = await self.upstream.call_tool(name, action.final_payload, meta=meta)
+            result = await self.upstream.call_tool(name, claimed.final_payload, meta=meta)
         except Exception as exc:
-            # The upstream may or may not have acted: reported failed with what we know.
-            await self._report(action, "failed", f"the upstream call did not complete: {exc!r}")
-            return _tool_error(f"The upstream tool call failed: {exc}", action_id=action.pk)
+            # The upstream may or may not have acted: `unknown`, for the agent or an admin to reconcile.
+            await self._report(claimed, "unknown", f"the upstream call did not complete: {exc!r}")
+            return _tool_error(f"The upstream tool call did not complete: {exc}", action_id=action.pk)
         if result.is_error:
             text = " ".join(c.text for c in result.content if isinstance(c, types.TextContent))
-            await self._report(action, "failed", text or "the upstream tool returned an error")
+            await self._report(claimed, "failed", text or "the upstream tool returned an error")
         else:
-            await self._report(action, "executed", "")
+            await self._report(claimed, "executed", "")
         result.meta = {**(result.meta or {}), "trustladder": {"action_id": action.pk, "decision": "execute"}}
         return result
 
@@ -234,6 +250,7 @@ class Gateway:
                 status=status,
                 payload_hash=action.payload_sha256,
                 error=error[:20_000],
+                claim_key=self.claim_key,
                 actor_label="mcp-gateway",
             )
         except DomainError:

@@ -42,10 +42,17 @@ from deployments.errors import DomainError
 from deployments.models import ApiKey
 from deployments.ratelimit import rate_limit_hit
 from deployments.services import api_key_authenticate, api_key_mark_used
-from reviews.api import ActionIn, ResultIn
+from reviews.api import ActionIn
+from reviews.execution import (
+    proposed_action_cancel,
+    proposed_action_execution_claim,
+    proposed_action_expire_if_due,
+    proposed_action_report_result,
+)
+from reviews.execution_api import CancelIn, ClaimIn, ResultIn
 from reviews.representation import action_representation
 from reviews.selectors import action_get_for_deployment
-from reviews.services import proposed_action_create, proposed_action_report_result
+from reviews.services import proposed_action_create
 
 PATH = "/mcp/"
 UNAUTHORIZED = "send 'Authorization: Bearer <key>' with an active API key of your deployment"
@@ -53,12 +60,14 @@ UNAUTHORIZED = "send 'Authorization: Bearer <key>' with an active API key of you
 INSTRUCTIONS = """\
 Trustladder decides whether an AI agent may take an action. Before doing anything with side
 effects, call propose_action with what you want to do. Its `decision` says what to do now:
-- "execute": go ahead, with `final_payload` exactly (a person may have edited it), then call
-  report_result with its `payload_sha256`;
+- "execute": call claim_execution first; only once it is granted, execute with
+  `final_payload` exactly (a person may have edited it), then call report_result with its
+  `payload_sha256` and the claim's `claim_key` (a refused claim means: do not execute);
 - "wait": a person decides; call wait_for_decision until the decision is no longer "wait";
 - "shadow": do not execute (the deployment is only observing);
-- "reject" or "expired": do not execute; `reason` says why.
-You can never approve an action yourself.
+- "reject", "expired" or "cancelled": do not execute; `reason` says why;
+- "claimed", "reconcile" or "done": its execution was already claimed; do not execute again.
+cancel_action withdraws an action you no longer want. You can never approve an action yourself.
 """
 
 
@@ -155,7 +164,8 @@ def _meta_traceparent(ctx: Context) -> str:
 def _action(key: ApiKey, action_id: int) -> dict[str, Any]:
 
     action = action_get_for_deployment(deployment=key.deployment, action_id=action_id)
-    return action_representation(action, deployment_slug=key.deployment.slug)
+    # Fail closed on every read, as GET /api/v1/actions/{id}: past its SLA or deadline it expires now.
+    return action_representation(proposed_action_expire_if_due(action=action), deployment_slug=key.deployment.slug)
 
 
 ActionIdArg = Annotated[int, Field(ge=1, le=2**63 - 1, description="The action's id, as propose_action returned it.")]
@@ -194,6 +204,17 @@ def build_server() -> MCPServer:
         needs_human: Annotated[
             bool, Field(strict=True, description="true to ask for a person whatever the stage.")
         ] = False,
+        run_id: Annotated[str, Field(description="Groups the proposals of one agent run (optional).")] = "",
+        run_hold: Annotated[
+            bool, Field(strict=True, description="true: no action of the run executes while one waits for a person.")
+        ] = False,
+        parent_id: Annotated[
+            int | None, Field(strict=True, ge=1, description="An action this one depends on (optional).")
+        ] = None,
+        expires_in: Annotated[
+            int | None,
+            Field(strict=True, ge=1, description="Seconds until the action expires if not executed (at most the SLA)."),
+        ] = None,
     ) -> CallToolResult:
         """Propose an action before taking it. Returns the action; its `decision` says what to do
         now: "execute" (go ahead with `final_payload`, then report_result), "wait" (a person
@@ -209,6 +230,10 @@ def build_server() -> MCPServer:
             "model_version": model_version,
             "rationale": rationale,
             "needs_human": needs_human,
+            "run_id": run_id,
+            "run_hold": run_hold,
+            "parent_id": parent_id,
+            "expires_in": expires_in,
         }
         traceparent = _meta_traceparent(ctx)
 
@@ -228,6 +253,7 @@ def build_server() -> MCPServer:
                 needs_human=data.needs_human,
                 actor_label=f"api-key:{key.prefix}",
                 traceparent=traceparent,
+                **data.linked_fields(),
             )
             return action_representation(action, deployment_slug=key.deployment.slug)
 
@@ -265,28 +291,84 @@ def build_server() -> MCPServer:
             await anyio.sleep(min(settings.TRUSTLADDER_MCP_POLL_SECONDS, left))
 
     @server.tool(annotations=ToolAnnotations(destructiveHint=False, idempotentHint=True, openWorldHint=False))
+    async def claim_execution(
+        ctx: Context,
+        action_id: ActionIdArg,
+        claim_key: Annotated[
+            str, Field(max_length=255, description="Your token for this claim (optional; one is made up if empty).")
+        ] = "",
+        payload_sha256: Annotated[
+            str, Field(pattern=r"^([0-9a-f]{64})?$", description="The `payload_sha256` you are about to execute.")
+        ] = "",
+    ) -> CallToolResult:
+        """Claim the one execution of an approved action (decision "execute"). Execute only
+        after this succeeds: it is granted once per approval, so a retry, a replay or a second
+        process is refused. Keep the returned `claim_key` for report_result."""
+
+        def work(key: ApiKey) -> dict[str, Any]:
+            data = ClaimIn.model_validate({"claim_key": claim_key, "payload_sha256": payload_sha256})
+            action = proposed_action_expire_if_due(
+                action=action_get_for_deployment(deployment=key.deployment, action_id=action_id)
+            )
+            action, _ = proposed_action_execution_claim(
+                action_id=action.pk,
+                claim_key=data.claim_key,
+                payload_hash=data.payload_sha256,
+                actor_label=f"api-key:{key.prefix}",
+            )
+            body = action_representation(action, deployment_slug=key.deployment.slug)
+            return {**body, "claim_key": action.execution_claim_key}
+
+        return await _call(ctx, work)
+
+    @server.tool(annotations=ToolAnnotations(destructiveHint=False, idempotentHint=True, openWorldHint=False))
     async def report_result(
         ctx: Context,
         action_id: ActionIdArg,
-        status: Annotated[Literal["executed", "failed"], Field(description="What happened when you executed it.")],
+        status: Annotated[
+            Literal["executed", "failed", "unknown"],
+            Field(description="What happened when you executed it; `unknown` if you cannot tell."),
+        ],
         payload_sha256: Annotated[
             str, Field(pattern=r"^[0-9a-f]{64}$", description="The action's `payload_sha256` (of `final_payload`).")
         ],
+        claim_key: Annotated[str, Field(max_length=255, description="The `claim_key` claim_execution gave.")] = "",
         error: Annotated[str, Field(max_length=20_000, description="What went wrong, if it failed.")] = "",
     ) -> CallToolResult:
-        """Report how executing an approved action went, with the `payload_sha256` of the final
-        payload you executed (refused if it does not match)."""
+        """Report how executing a claimed action went, with the `payload_sha256` of the final
+        payload you executed (refused if it does not match) and the claim's `claim_key`."""
 
         def work(key: ApiKey) -> dict[str, Any]:
-
-            data = ResultIn.model_validate({"status": status, "payload_sha256": payload_sha256, "error": error})
+            data = ResultIn.model_validate(
+                {"status": status, "payload_sha256": payload_sha256, "error": error, "claim_key": claim_key}
+            )
             action = action_get_for_deployment(deployment=key.deployment, action_id=action_id)
             action = proposed_action_report_result(
                 action_id=action.pk,
                 status=data.status,
                 payload_hash=data.payload_sha256,
                 error=data.error,
+                claim_key=data.claim_key,
                 actor_label=f"api-key:{key.prefix}",
+            )
+            return action_representation(action, deployment_slug=key.deployment.slug)
+
+        return await _call(ctx, work)
+
+    @server.tool(annotations=ToolAnnotations(destructiveHint=False, idempotentHint=True, openWorldHint=False))
+    async def cancel_action(
+        ctx: Context,
+        action_id: ActionIdArg,
+        reason: Annotated[str, Field(max_length=2000, description="Why you withdraw it (optional).")] = "",
+    ) -> CallToolResult:
+        """Withdraw an action you no longer want: while it waits for a person, or approved but
+        not yet claimed. It leaves the queues at once; nothing executes it afterwards."""
+
+        def work(key: ApiKey) -> dict[str, Any]:
+            data = CancelIn.model_validate({"reason": reason})
+            action = action_get_for_deployment(deployment=key.deployment, action_id=action_id)
+            action = proposed_action_cancel(
+                action_id=action.pk, reason=data.reason, actor_label=f"api-key:{key.prefix}"
             )
             return action_representation(action, deployment_slug=key.deployment.slug)
 

@@ -104,7 +104,7 @@ def test_lists_the_upstream_tools(approval, gateway):
         async with gateway(deployment) as (session, _):
             return [t.name for t in (await session.list_tools()).tools]
 
-    assert set(anyio.run(go)) == {"send_email", "read_file", "flaky"}
+    assert set(anyio.run(go)) == {"send_email", "read_file", "flaky", "crash"}
 
 
 def test_an_approved_call_runs_once_upstream_with_the_edited_arguments(approval, gateway):
@@ -203,6 +203,22 @@ def test_auto_route_executes_at_once_and_an_upstream_failure_is_reported(gateway
     assert "disk full" in ProposedAction.objects.get(action_type="flaky").result_error
 
 
+def test_an_upstream_that_dies_mid_call_leaves_the_result_unknown(gateway):
+    """Claimed, maybe executed, no answer: `unknown`, for the agent or an admin to reconcile;
+    never run again by itself."""
+    deployment = DeploymentFactory(stage="autonomous")
+
+    async def go():
+        async with gateway(deployment, tools={"default": {"risk_score": 0.05, "confidence": 0.99}}) as (session, log):
+            return await session.call_tool("crash", {"n": 1}), log
+
+    result, log = anyio.run(go)
+    assert result.is_error
+    assert executed(log) == [{"tool": "crash", "arguments": {"n": 1}}]
+    action = ProposedAction.objects.get(deployment=deployment)
+    assert action.status == "unknown" and action.decision == "reconcile"
+
+
 def test_a_call_still_waiting_resumes_the_same_action_when_repeated(approval, gateway):
     """Also: a tool the settings file does not list goes to the senior queue (fail closed)."""
     deployment, _ = approval
@@ -243,7 +259,7 @@ def test_an_http_upstream_is_gated_the_same_way(gateway, tmp_path, monkeypatch):
                 return listed, await session.call_tool("read_file", {"path": "notes.txt"})
 
         listed, result = anyio.run(go)
-    assert listed == {"send_email", "read_file", "flaky"}
+    assert listed == {"send_email", "read_file", "flaky", "crash"}
     assert not result.is_error
     assert executed(log) == [{"tool": "read_file", "arguments": {"path": "notes.txt"}}]
     assert ProposedAction.objects.get(deployment=deployment).status == "executed"

@@ -20,7 +20,15 @@ from tests.integrations.support import agent_trace, mcp_session, same_trace, uvi
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
-TOOLS = {"propose_action", "get_action", "wait_for_decision", "report_result", "get_deployment"}
+TOOLS = {
+    "propose_action",
+    "get_action",
+    "wait_for_decision",
+    "claim_execution",
+    "report_result",
+    "cancel_action",
+    "get_deployment",
+}
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
@@ -115,23 +123,37 @@ def test_propose_wait_approve_report_round_trip(setup, server_url):
 
     async def wait_and_report():
         async with mcp_session(server_url, key) as session:
-            decided = data(
-                await session.call_tool("wait_for_decision", {"action_id": action.pk, "timeout_seconds": 20})
-            )
-            wrong = await session.call_tool(
-                "report_result", {"action_id": action.pk, "status": "executed", "payload_sha256": "0" * 64}
-            )
-            reported = await session.call_tool(
+            long_wait = {"action_id": action.pk, "timeout_seconds": 20}
+            decided = data(await session.call_tool("wait_for_decision", long_wait))
+            unclaimed = await session.call_tool(
                 "report_result",
                 {"action_id": action.pk, "status": "executed", "payload_sha256": decided["payload_sha256"]},
             )
-            return decided, wrong, reported
+            claim = await session.call_tool("claim_execution", {"action_id": action.pk, "claim_key": "run-1"})
+            second = await session.call_tool("claim_execution", {"action_id": action.pk, "claim_key": "other"})
+            wrong = await session.call_tool(
+                "report_result",
+                {"action_id": action.pk, "status": "executed", "payload_sha256": "0" * 64, "claim_key": "run-1"},
+            )
+            reported = await session.call_tool(
+                "report_result",
+                {
+                    "action_id": action.pk,
+                    "status": "executed",
+                    "payload_sha256": decided["payload_sha256"],
+                    "claim_key": data(claim)["claim_key"],
+                },
+            )
+            return decided, unclaimed, claim, second, wrong, reported
 
-    decided, wrong, reported = run(wait_and_report)
+    decided, unclaimed, claim, second, wrong, reported = run(wait_and_report)
     thread.join()
     assert failures == []
     assert decided["decision"] == "execute" and decided["final_payload"] == edited
     assert decided["payload_sha256"] == payload_sha256(edited)
+    assert unclaimed.is_error  # execution is claimed first
+    assert not claim.is_error and data(claim)["claim_key"] == "run-1" and data(claim)["decision"] == "claimed"
+    assert second.is_error and data(second)["error"] == "already_claimed"  # granted once
     assert wrong.is_error and data(wrong)["error"] == "conflict"
     assert not reported.is_error and data(reported)["status"] == "executed"
     assert ProposedAction.objects.get(pk=action.pk).status == "executed"
@@ -166,7 +188,7 @@ def test_errors_are_tool_errors_with_the_api_codes(setup, server_url):
 
     not_found, not_approved, bad_type, nul, out_of_range, string_number = run(go)
     assert data(not_found)["error"] == "not_found"
-    assert data(not_approved)["error"] == "invalid_transition"
+    assert data(not_approved)["error"] in ("invalid_transition", "not_claimed")
     assert data(bad_type)["error"] == "validation_error" and "action_type" in data(bad_type)["detail"]
     assert data(nul)["error"] == "validation_error" and "NUL" in data(nul)["detail"]
     for result in (not_found, not_approved, bad_type, nul, out_of_range, string_number):
@@ -265,3 +287,23 @@ def test_the_current_protocol_revision(setup, server_url):
     assert LATEST_PROTOCOL_VERSION in discovered.supported_versions
     assert not created.is_error and data(created)["decision"] == "wait"
     assert same_trace(ProposedAction.objects.get(pk=data(created)["id"]).traceparent, TRACEPARENT)
+
+
+def test_cancel_withdraws_a_waiting_action_and_nothing_executes_it(setup, server_url):
+    deployment, reviewer, key = setup
+
+    async def go():
+        async with mcp_session(server_url, key) as session:
+            created = data(await session.call_tool("propose_action", proposal(run_id="run-7", expires_in=600)))
+            cancelled = await session.call_tool("cancel_action", {"action_id": created["id"], "reason": "not needed"})
+            again = await session.call_tool("cancel_action", {"action_id": created["id"]})
+            claim = await session.call_tool("claim_execution", {"action_id": created["id"]})
+            return created, cancelled, again, claim
+
+    created, cancelled, again, claim = run(go)
+    assert not cancelled.is_error and data(cancelled)["decision"] == "cancelled"
+    assert not again.is_error  # safe to repeat
+    assert claim.is_error
+    action = ProposedAction.objects.get(pk=created["id"])
+    assert action.status == "cancelled" and action.reason == "not needed"
+    assert action.run is not None and action.run.key == "run-7" and action.deadline is not None

@@ -41,6 +41,13 @@ def flaky(n: int) -> str:
     raise ToolError("disk full")
 
 
+@server.tool()
+def crash(n: int) -> str:
+    """Records the call, then the server dies mid-call (the caller cannot tell what happened)."""
+    _record("crash", {"n": n})
+    os._exit(3)
+
+
 if __name__ == "__main__":
     print("upstream starting", file=sys.stderr)
     import anyio
