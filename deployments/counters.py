@@ -34,10 +34,12 @@ verdict changed, so agree + disagree always equals the compared pairs. The verdi
 A name that is no `Metric` is an error (`UnknownMetric`) where it is written and where it is
 read, so a typo fails loudly instead of reading as a silent zero.
 
-Two tables hold them: `EvidenceCount` per day and action type, and `BreakerCount` per minute
-for the few metrics the breakers watch (`BREAKER_METRICS`). Both are sharded (a writer picks
+Three tables hold them: `EvidenceCount` per day and action type, `BreakerCount` per minute
+for the few metrics the breakers watch (`BREAKER_METRICS`), and `CalibrationCount`, the
+outcome metrics split by confidence band (deployments.calibration builds its deltas). All are sharded (a writer picks
 one of SHARDS rows at random, so concurrent writers rarely wait on one row) and folded once
-their day or minute is over (`evidence_counts_fold`, `breaker_counts_fold`).
+their day or minute is over (`evidence_counts_fold`, `breaker_counts_fold`,
+`calibration_counts_fold`).
 """
 
 import random
@@ -52,7 +54,7 @@ from django.db import connection, transaction
 from django.db.models import Model, Q, Sum
 from django.utils import timezone
 
-from deployments.models import BreakerCount, EvidenceCount
+from deployments.models import BreakerCount, CalibrationCount, EvidenceCount
 from deployments.sql import counter_upsert_tail
 
 DEPLOYMENT_WIDE = ""  # action_type of counters about the whole deployment
@@ -176,7 +178,13 @@ class CounterTable:
 
 EVIDENCE = CounterTable(EvidenceCount, ("deployment_id", "day", "action_type", "metric"), ("n", "total"), "day")
 BREAKER = CounterTable(BreakerCount, ("deployment_id", "minute", "metric"), ("n",), "minute")
-_TABLES = {table.model: table for table in (EVIDENCE, BREAKER)}
+CALIBRATION = CounterTable(
+    CalibrationCount,
+    ("deployment_id", "day", "action_type", "metric", "band"),
+    ("n", "confidence_sum", "confidence_sq"),
+    "day",
+)
+_TABLES = {table.model: table for table in (EVIDENCE, BREAKER, CALIBRATION)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -189,7 +197,7 @@ class CounterDelta:
     """What to add to one row of a sharded counter table (EvidenceCount, BreakerCount).
     Built by `evidence_deltas`; an unknown metric raises UnknownMetric here."""
 
-    model: type[EvidenceCount] | type[BreakerCount]
+    model: type[EvidenceCount] | type[BreakerCount] | type[CalibrationCount]
     key: dict[str, Any]  # column: value, the row's identity (without the shard)
     add: dict[str, int | float]  # column: amount to add
 
@@ -309,6 +317,11 @@ def evidence_counts_fold(*, before: date, batch: int = 2000) -> int:
     that a reader of a long window sums one row per (day, type, metric), not EvidenceCount.SHARDS.
     Returns the number of rows folded away; see `_counters_fold`."""
     return _counters_fold(EVIDENCE, {"day__lt": before}, batch)
+
+
+def calibration_counts_fold(*, before: date, batch: int = 2000) -> int:
+    """Fold the shards of every calibration counter of a day before `before` into its shard 0."""
+    return _counters_fold(CALIBRATION, {"day__lt": before}, batch)
 
 
 def breaker_counts_fold(*, before: datetime, batch: int = 2000) -> int:

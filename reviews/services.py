@@ -21,7 +21,8 @@ from django.utils import timezone
 
 from core.jsonlimits import JsonProblem, json_check
 from core.tasks import enqueue_on_commit
-from deployments.counters import Metric
+from deployments.calibration import calibration_deltas
+from deployments.counters import Metric, counters_add
 from deployments.errors import ApiKeyChanged, Conflict, InvalidInput, InvalidTransition, NotAllowed
 from deployments.models import ApiKey, Deployment, KeyCheck, Member
 from deployments.policy import Route, Stage, route_for
@@ -399,11 +400,10 @@ def _decision_create(
         claimed_at=started,
         seconds_to_decide=seconds,
     )
-    evidence_add(
-        deployment_id=action.deployment_id,
-        action_type=action.action_type,
-        metric=metric or Metric.of("decision", verb),
-        total=seconds,
+    metric = metric or Metric.of("decision", verb)
+    ids = {"deployment_id": action.deployment_id, "action_type": action.action_type, "metric": metric}
+    counters_add(
+        [*evidence_deltas(**ids, total=seconds), *calibration_deltas(**ids, confidence=action.confidence, at=now)]
     )
     _slack_sync(action)
     if decision.actor_id is not None and verb in REVIEWER_VERBS:
