@@ -23,6 +23,7 @@ urlpatterns = [
     path("", include("reviews.shadow.urls")),
     path("", include("deployments.urls")),
     path("", include("deliveries.urls")),
+    path("", include("integrations.urls")),
 ]
 
 if settings.BENCH_NOOP:

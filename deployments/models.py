@@ -102,6 +102,12 @@ class Deployment(models.Model):
     # Signs webhook deliveries (Standard Webhooks, "whsec_" + base64 secret); rotatable.
     webhook_secret = models.CharField(max_length=100, blank=True)
 
+    # Slack approvals (integrations.slack): the channel id (C…) where actions entering a queue,
+    # breaker trips and items near their SLA are posted. Empty: nothing goes to Slack.
+    slack_channel = models.CharField(
+        max_length=32, blank=True, help_text="Slack channel id (C…) for approvals; empty: none."
+    )
+
     # Re-certification (deployments.recertify, daily): the last check of the criteria of the
     # gate that led into the current stage, and whether a failed check demotes one stage.
     recertify_demotes = models.BooleanField(

@@ -20,6 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.jsonlimits import JsonProblem, json_check
+from core.tasks import enqueue_on_commit
 from deployments.calibration import calibration_deltas
 from deployments.counters import CounterDelta, Metric, counters_add
 from deployments.errors import ApiKeyChanged, Conflict, InvalidInput, InvalidTransition, NotAllowed
@@ -112,6 +113,7 @@ def proposed_action_create(
     run_id: str = "",
     run_hold: bool = False,
     parent_id: int | None = None,
+    traceparent: str = "",
 ) -> ProposedAction:
     """Store a proposed action and route it by the deployment's effective stage (SPEC §1).
 
@@ -122,7 +124,8 @@ def proposed_action_create(
     before, reviews.idempotency) completed. With `key_check` (an API key from the process's
     cache, `deployment` as read with it) nothing is written unless the key is still as it was
     read (ApiKeyChanged). `deadline` (at most the SLA: InvalidInput otherwise), `run_id` and
-    `parent_id` are issue 15's (reviews.execution, reviews.runs).
+    `parent_id` are issue 15's (reviews.execution, reviews.runs). `traceparent`: the agent's W3C
+    trace context, kept on the action.
 
     One transaction: with a blast-radius budget to reserve, or a run or parent to lock and
     read, an explicit one; otherwise the single statement of `reviews.ingest`.
@@ -154,6 +157,7 @@ def proposed_action_create(
             now=now,
             links=links,
             routed=(stage, route),
+            traceparent=traceparent,
         )
         new.idempotency, new.key_check = idempotency_record, key_check
         stored = proposal_insert(new)
@@ -173,7 +177,16 @@ def proposed_action_create(
         shadow_action_logged(action=action)  # its outcome may have arrived first
     elif action.route == Route.REVIEW:
         drill_maybe_place(deployment=deployment, action_type=action_type)  # reviews/humans/drills.py
+    if route in (Route.REVIEW, Route.SENIOR):
+        _slack_sync(action)
     return action
+
+
+def _slack_sync(action: ProposedAction) -> None:
+    """Slack approvals (integrations.slack): post or update the action's message once this
+    transaction commits, if its deployment has a Slack channel."""
+    if action.deployment.slack_channel:
+        enqueue_on_commit("integrations.slack_action_sync", action.pk, robust=True)
 
 
 def _route(
@@ -209,6 +222,7 @@ def proposal_build(
     now: datetime,
     links: "runs.ProposalLinks",
     routed: tuple[Stage, Route] | None = None,
+    traceparent: str = "",
 ) -> NewProposal:
     """The rows of one routed proposal, unsaved (the routing of SPEC §1, the run's hold and
     the parent of reviews.runs); `routed` is `_route`'s answer when the caller has it.
@@ -241,6 +255,7 @@ def proposal_build(
         deadline=links.deadline,
         run=links.run,
         parent=links.parent,
+        traceparent=traceparent,
     )
     if route is Route.AUTO:
         action.final_payload = payload
@@ -400,6 +415,7 @@ def _decision_create(
         )
         deltas += mine
     counters_add(deltas, also=statements)
+    _slack_sync(action)
     return decision, seconds
 
 
