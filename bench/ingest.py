@@ -10,8 +10,12 @@ In one run, at the same concurrency:
                gunicorn and Django's middleware with no work;
   3. insert  — raw psycopg: one single-row INSERT + COMMIT per operation, one connection per
                thread: the cost of a durable write on this PostgreSQL.
+  4. batch   — (issue 15) POST /api/v1/actions/batch, lists of 1, 10 and 100 proposals of one
+               run (--batches), on the judged server: proposals per second and CPU per
+               proposal, against the single proposal's rate (target: lists of 100 >= 5x).
 Prints requests/s, p50 and p99 of each, the CPU each process group spent per request, and the
-target (ingest >= 50% of the lower floor; the first --threads value is the one judged).
+targets (ingest >= 50% of the lower floor, the first --threads value being the one judged;
+lists of 100 >= 5 times the single proposals' rate).
 On each server, noop and ingest alternate in --rounds rounds (3 by default), each a share of
 --requests, so that the machine speeding up or slowing down meanwhile (a shared VM does)
 weighs on both alike; each measurement adds up its rounds. Before each round the database is
@@ -216,10 +220,19 @@ async def _http_request(port: int, raw: bytes) -> int:
         writer.close()
 
 
-def http_load(*, port: int, path: str, key: str, total: int, concurrency: int, max_seconds: float) -> dict:
+def http_load(
+    *, port: int, path: str, key: str, total: int, concurrency: int, max_seconds: float, batch: int = 0
+) -> dict:
+    """`total` requests; with `batch`, each a list of that many proposals of one run."""
+
     def request_bytes() -> bytes:
         # A fresh external_id each time, as agents send: the rejected-stays-rejected check runs.
-        body = json.dumps({**BODY, "external_id": f"ext-{uuid.uuid4().hex}"}).encode()
+        if batch:
+            run = uuid.uuid4().hex
+            items = [{**BODY, "external_id": f"ext-{run}-{i}"} for i in range(batch)]
+            body = json.dumps({"run_id": f"run-{run}", "actions": items}).encode()
+        else:
+            body = json.dumps({**BODY, "external_id": f"ext-{uuid.uuid4().hex}"}).encode()
         headers = (
             f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             f"Authorization: Bearer {key}\r\nIdempotency-Key: {uuid.uuid4().hex}\r\n"
@@ -355,6 +368,12 @@ def main() -> int:
         help="each server's two measurements alternate in this many rounds (a share of --requests each), "
         "so that a machine slowing down or speeding up meanwhile weighs on both alike",
     )
+    parser.add_argument(
+        "--batches",
+        default="1,10,100",
+        help="list sizes of POST /api/v1/actions/batch, measured on the judged server ('' for none); "
+        "each measurement sends about --requests proposals",
+    )
     parser.add_argument("--max-seconds", type=float, default=60.0, help="time bound of each measurement")
     parser.add_argument("--warmup", type=int, default=300, help="requests sent (and not counted) first")
     parser.add_argument(
@@ -373,6 +392,7 @@ def main() -> int:
     key = manage(env, "create_api_key", "bench").strip().splitlines()[-1]
 
     configs = [int(t) for t in str(args.threads).split(",")]
+    batch_sizes = [int(b) for b in str(args.batches).split(",") if b.strip()]
     results: dict[str, dict] = {}
     labels: dict[str, str] = {}
     for threads in configs:
@@ -384,20 +404,29 @@ def main() -> int:
             common = {"port": port, "key": key, "concurrency": args.concurrency, "max_seconds": args.max_seconds}
             for path in ("/bench/noop", "/api/v1/actions"):  # warm both workers, caches and connections
                 http_load(path=path, total=args.warmup, **common)
-            measured = ((f"noop/{threads}", "/bench/noop"), (f"ingest/{threads}", "/api/v1/actions"))
-            rounds: dict[str, list[dict]] = {name: [] for name, _ in measured}
-            cpu: dict[str, dict[str, float]] = {name: {} for name, _ in measured}
-            share = max(1, args.requests // args.rounds)
+            measured = [(f"noop/{threads}", "/bench/noop", 0), (f"ingest/{threads}", "/api/v1/actions", 0)]
+            if threads == configs[0]:
+                measured += [(f"batch{size}/{threads}", "/api/v1/actions/batch", size) for size in batch_sizes]
+                if batch_sizes:
+                    http_load(path="/api/v1/actions/batch", total=args.warmup // 10, batch=10, **common)
+            rounds: dict[str, list[dict]] = {name: [] for name, _, _ in measured}
+            cpu: dict[str, dict[str, float]] = {name: {} for name, _, _ in measured}
             for _ in range(args.rounds):
-                for name, path in measured:
+                for name, path, size in measured:
+                    # About --requests proposals per measurement, whatever the list size.
+                    share = max(1, args.requests // args.rounds // max(size, 1))
                     settle(database_url)
                     before = cpu_seconds(server.pid)
-                    rounds[name].append(http_load(path=path, total=share, **common))
+                    rounds[name].append(http_load(path=path, total=share, batch=size, **common))
                     for group, used in cpu_seconds(server.pid).items():
                         cpu[name][group] = cpu[name].get(group, 0.0) + used - before[group]
-            for name, _ in measured:
+            for name, _, size in measured:
                 results[name] = combined(rounds[name])
-                results[name]["cpu_ms"] = cpu_per_request(cpu[name], results[name]["n"])
+                proposals = results[name]["n"] * max(size, 1)
+                results[name]["cpu_ms"] = cpu_per_request(cpu[name], proposals)
+                results[name]["proposals_per_s"] = round(results[name]["rps"] * max(size, 1), 1)
+                if size:
+                    labels[name] = f"POST /api/v1/actions/batch x{size} ({server_desc})"
         finally:
             stop_server(server)
         labels[f"ingest/{threads}"] = f"POST /api/v1/actions ({server_desc})"
@@ -417,10 +446,13 @@ def main() -> int:
         f"\nconcurrency {args.concurrency}, {args.requests} requests each "
         f"(server measurements in {args.rounds} alternating rounds), gunicorn {args.workers} workers"
     )
-    print(f"{'measurement':<58} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    print(f"{'measurement':<58} {'req/s':>9} {'prop/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for name, r in results.items():
-        print(f"{labels[name]:<58} {r['rps']:>9.1f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>7}")
-    print("\nCPU per request (ms), by process: the two cores are the budget both share")
+        per_s = r.get("proposals_per_s", "")
+        print(
+            f"{labels[name]:<58} {r['rps']:>9.1f} {per_s:>9} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>7}"
+        )
+    print("\nCPU per request (ms), by process (lists: per proposal): the two cores are the budget both share")
     groups = list(next(r["cpu_ms"] for r in results.values() if "cpu_ms" in r))
     print(f"{'measurement':<58} " + " ".join(f"{g:>14}" for g in groups) + f" {'total':>8}")
     for name, r in results.items():
@@ -432,9 +464,20 @@ def main() -> int:
         verdict = "met" if ratio >= 0.5 else "NOT met"
         print(f"ingest / lower floor, threads={threads}: {ratio:.3f} (target >= 0.50: {verdict})")
 
+    # Lists of proposals (issue 15): proposals per second against single proposals'.
+    single = results[f"ingest/{configs[0]}"]["rps"]
+    speedups = {
+        size: results[f"batch{size}/{configs[0]}"]["proposals_per_s"] / single if single else 0.0
+        for size in batch_sizes
+    }
+    for size, speedup in speedups.items():
+        judged = f" (target >= 5: {'met' if speedup >= 5 else 'NOT met'})" if size == 100 else ""
+        print(f"lists of {size}: {speedup:.2f} x the single proposals' rate{judged}")
+
     fields = ("rps", "p50_ms", "p99_ms", "n", "errors")
     rows = [{"name": labels[name], **{k: r[k] for k in fields}} for name, r in results.items()]
     main_ratio = ratios[configs[0]]
+    batch_met = speedups.get(100, 5.0) >= 5.0
     line = {
         "bench": "ingest",
         "params": {
@@ -446,13 +489,19 @@ def main() -> int:
         },
         "rows": rows,
         "target": {
-            "description": f"ingest >= 50% of the lower floor (threads={configs[0]})",
+            "description": f"ingest >= 50% of the lower floor (threads={configs[0]})"
+            + ("; lists of 100 >= 5x the single proposals' rate" if 100 in batch_sizes else ""),
             "ratio": round(main_ratio, 3),
-            "met": main_ratio >= 0.5,
+            "met": main_ratio >= 0.5 and batch_met,
         },
         "notes": [f"ingest / lower floor with threads={t}: {r:.3f}" for t, r in ratios.items()]
         + [
-            f"CPU per request, {labels[n]}: "
+            f"lists of {size}: {results[f'batch{size}/{configs[0]}']['proposals_per_s']} proposals/s, "
+            f"{speedup:.2f} x the single proposals' rate"
+            for size, speedup in speedups.items()
+        ]
+        + [
+            f"CPU per {'proposal' if n.startswith('batch') else 'request'}, {labels[n]}: "
             + ", ".join(f"{group} {ms:.2f} ms" for group, ms in r["cpu_ms"].items())
             + f" (total {sum(r['cpu_ms'].values()):.2f} ms)"
             for n, r in results.items()

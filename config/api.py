@@ -18,6 +18,7 @@ from deployments.errors import DomainError
 from deployments.models import ApiKey
 from deployments.services import api_key_confirm
 from reviews.api import router as actions_router
+from reviews.execution_api import router as execution_router
 from reviews.shadow.api import router as shadow_router
 
 
@@ -67,6 +68,7 @@ api = TrustladderAPI(
     docs_url="/docs",
     throttle=[ApiKeyRateThrottle()],
 )
+api.add_router("/", execution_router)  # first: POST /actions/batch before /actions/{id} paths
 api.add_router("/", actions_router)
 api.add_router("/", deployment_router)
 api.add_router("/", shadow_router)

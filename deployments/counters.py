@@ -10,7 +10,8 @@ these counters, so their cost does not grow with history.
 | `sla.within` / `sla.breached` | a pending action is approved or rejected, inside or past its SLA | |
 | `counterfactual.auto` | an approval-stage action that stage 3 would have auto-executed is decided | |
 | `counterfactual.auto_changed` | ... and the human edited or rejected it | |
-| `execution.<executed|failed>.<route>` | the agent reports a result | |
+| `execution.<executed|failed>.<route>` | the agent reports a result (or reconciles an unknown one as committed) | |
+| `lifecycle.<event>` | issue 15 (no gate reads them): claimed, unknown, not_committed, cancelled, deadline | |
 | `shadow.agree` / `shadow.disagree` | a shadow action is compared with the human outcome (see below) | |
 | `shadow.adjudicated.<verdict>` | a reviewer adjudicates a shadow disagreement (informational) | |
 | `audit.correct` / `audit.incorrect` | a senior gives an audit verdict on an auto-executed sample | seconds to decide |
@@ -93,6 +94,12 @@ class Metric(StrEnum):
     AUDIT_CORRECT = "audit.correct"
     AUDIT_INCORRECT = "audit.incorrect"
     BREAKER_TRIPPED = "breaker.tripped"
+    # Issue 15, informational (no gate or breaker reads them).
+    LIFECYCLE_CLAIMED = "lifecycle.claimed"
+    LIFECYCLE_UNKNOWN = "lifecycle.unknown"
+    LIFECYCLE_NOT_COMMITTED = "lifecycle.not_committed"
+    LIFECYCLE_CANCELLED = "lifecycle.cancelled"
+    LIFECYCLE_DEADLINE = "lifecycle.deadline"
     # Measuring the humans (reviews/humans; see the table above).
     BLIND_AGREE = "blind.agree"
     BLIND_DISAGREE = "blind.disagree"

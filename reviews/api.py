@@ -1,20 +1,25 @@
-"""Agent API: propose actions, read them back, report execution results (SPEC §5)."""
+"""Agent API: propose actions and read them back (SPEC §5); the execution claim, results,
+reconciliation, cancellation and lists are reviews.execution_api's (issue 15)."""
 
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
 from ninja import Field, Header, Path, Router, Schema
 from ninja.errors import AuthenticationError
-from pydantic import AnyHttpUrl, BaseModel, field_validator
+from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, StrictBool, StrictInt, field_validator, model_validator
 
 from core.fastjson import json_bytes
 from deliveries.egress import url_host_not_public
 from deployments.api import AUTH_ERRORS, ErrorOut, bearer, bearer_verified_by_write
 from reviews.canonical import request_fingerprint
+from reviews.execution import proposed_action_expire_if_due
+from reviews.models import DECISION_VALUES, ProposedAction
 from reviews.representation import action_representation
 from reviews.selectors import action_get_for_deployment
-from reviews.services import proposed_action_report_result, proposed_action_submit
+from reviews.services import proposed_action_submit
 
 router = Router(auth=bearer, tags=["actions"])
 # Ids past a 64-bit integer are a 422, not a database error.
@@ -35,10 +40,14 @@ def _no_nul(value: Any, path: str = "payload") -> None:
             _no_nul(v, f"{path}[{i}]")
 
 
-class ActionIn(BaseModel):
-    # A plain pydantic model, not ninja's Schema: a Schema validates its input through a
-    # wrapper that reads each field by attribute (it can take ORM objects, which an input
-    # never is); this validates the parsed JSON directly, on the hot path.
+class ProposalIn(BaseModel):
+    """One proposal as a list of them carries it (POST /actions/batch); ActionIn adds its run.
+
+    A plain pydantic model, not ninja's Schema: a Schema validates its input through a
+    wrapper that reads each field by attribute (it can take ORM objects, which an input
+    never is); this validates the parsed JSON directly, on the hot path.
+    """
+
     action_type: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-/]+$")
     payload: dict[str, Any]
     # Strict: a JSON number only (an integer is one); no string or boolean taken for it.
@@ -53,12 +62,30 @@ class ActionIn(BaseModel):
     callback_url: AnyHttpUrl | None = Field(
         None, max_length=2000, json_schema_extra={"pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"}
     )
+    # Issue 15 (reviews.runs, reviews.execution): a parent and the agent's deadline.
+    parent_id: StrictInt | None = Field(None, ge=1, le=2**63 - 1, description="The action this one depends on")
+    expires_in: StrictInt | None = Field(
+        None, ge=1, le=10 * 365 * 86400, description="Deadline in seconds from now (at most the SLA)"
+    )
+    expires_at: AwareDatetime | None = Field(None, description="Absolute deadline (at most the SLA)")
 
     @field_validator("payload", "external_id", "model_version", "rationale")
     @classmethod
     def no_nul(cls, value: Any) -> Any:
         _no_nul(value)
         return value
+
+    @model_validator(mode="after")
+    def one_deadline(self) -> "ProposalIn":
+        if self.expires_in is not None and self.expires_at is not None:
+            raise ValueError("send expires_in or expires_at, not both")
+        return self
+
+    def deadline(self) -> datetime | None:
+        """The deadline the proposal asks for, as a time (checked against the SLA by the service)."""
+        if self.expires_in is not None:
+            return timezone.now() + timedelta(seconds=self.expires_in)
+        return self.expires_at
 
     @field_validator("callback_url")
     @classmethod
@@ -72,6 +99,24 @@ class ActionIn(BaseModel):
         return value
 
 
+class ActionIn(ProposalIn):
+    run_id: str = Field("", max_length=200, description="Groups the proposals of one agent run")
+    run_hold: StrictBool = Field(False, description="Hold the whole run while any of its actions waits for a person")
+
+    @field_validator("run_id")
+    @classmethod
+    def no_nul_in_run_id(cls, value: str) -> str:
+        _no_nul(value, "run_id")
+        return value
+
+    def linked_fields(self) -> dict[str, Any]:
+        """The issue-15 fields as proposed_action_create takes them ({} when none was sent)."""
+        if not (self.run_id or self.parent_id or self.expires_in or self.expires_at or self.run_hold):
+            return {}
+        links = {"run_id": self.run_id, "run_hold": self.run_hold, "parent_id": self.parent_id}
+        return {**links, "deadline": self.deadline()}
+
+
 class ComparisonOut(Schema):
     agree: bool
     diff: Any
@@ -82,10 +127,14 @@ class ActionOut(Schema):
     deployment: str
     action_type: str
     external_id: str | None
-    status: str
+    status: Literal[tuple(ProposedAction.Status.values)]  # type: ignore[valid-type]
     route: Literal["shadow", "auto", "review", "senior"]
     stage: str
-    decision: Literal["execute", "wait", "shadow", "reject", "expired"]
+    decision: Literal[DECISION_VALUES] = Field(  # type: ignore[valid-type]
+        description="What to do now: `execute` (approved: claim the execution, then run it), `wait`, `shadow`, "
+        "`reject`, `expired`, `cancelled`, `claimed` (someone holds the execution claim), `reconcile` (the "
+        "result is unknown) or `done` (a result is recorded)"
+    )
     payload: dict[str, Any]
     final_payload: dict[str, Any] | None
     payload_sha256: str | None
@@ -99,20 +148,13 @@ class ActionOut(Schema):
     executed_at: str | None
     error: str | None
     comparison: ComparisonOut | None = None
+    deadline: str | None = Field(None, description="The agent's deadline, ISO 8601 UTC")
+    run_id: str | None = None
+    parent_id: int | None = None
+    execution_claims: int = Field(0, description="Execution claims granted (one per approval)")
 
 
-class ResultIn(Schema):
-    status: Literal["executed", "failed"]
-    payload_sha256: str = Field(min_length=64, max_length=64, pattern=r"^[0-9a-f]{64}$")
-    error: str = Field("", max_length=20_000)
-
-    @field_validator("error")
-    @classmethod
-    def no_nul(cls, value: str) -> str:
-        _no_nul(value, "error")
-        return value
-
-
+LINK_FIELDS = {"run_id", "run_hold", "parent_id", "expires_in", "expires_at"}
 ERRORS = {**AUTH_ERRORS, 400: ErrorOut, 404: ErrorOut, 409: ErrorOut, 413: ErrorOut, 422: ErrorOut}
 
 
@@ -134,7 +176,11 @@ def action_create(
     statement stores the action, its Idempotency-Key with the reply, and checks the API key if
     it came from the process's cache; the rarer cases take a second look there)."""
     # The request's fingerprint, only for an Idempotency-Key: the body as JSON, hashed.
-    fingerprint = request_fingerprint(data.model_dump(mode="json")) if idempotency_key is not None else ""
+    # The issue-15 fields count only when sent, so keys stored before them still replay.
+    linked = data.linked_fields()
+    fingerprint = ""
+    if idempotency_key is not None:
+        fingerprint = request_fingerprint(data.model_dump(mode="json", exclude=None if linked else LINK_FIELDS))
     proposal = {
         "action_type": data.action_type,
         "payload": data.payload,
@@ -146,6 +192,7 @@ def action_create(
         "needs_human": data.needs_human,
         "callback_url": str(data.callback_url) if data.callback_url else "",  # as the body's JSON spells it
         "idempotency_key": idempotency_key,
+        **linked,
     }
     reply = proposed_action_submit(key=request.auth, proposal=proposal, fingerprint=fingerprint)
     if reply is None:
@@ -161,22 +208,4 @@ def action_create(
 @router.get("/actions/{action_id}", response={200: ActionOut, **ERRORS}, summary="Read an action")
 def action_detail(request: HttpRequest, action_id: ActionId) -> Any:
     action = action_get_for_deployment(deployment=request.auth.deployment, action_id=action_id)
-    return action_representation(action)
-
-
-@router.post(
-    "/actions/{action_id}/result",
-    response={200: ActionOut, **ERRORS},
-    summary="Report the execution result",
-    description="Allowed once the action is approved, with the SHA-256 of its final payload (409 otherwise).",
-)
-def action_result(request: HttpRequest, action_id: ActionId, data: ResultIn) -> Any:
-    action = action_get_for_deployment(deployment=request.auth.deployment, action_id=action_id)
-    action = proposed_action_report_result(
-        action_id=action.pk,
-        status=data.status,
-        payload_hash=data.payload_sha256,
-        error=data.error,
-        actor_label=f"api-key:{request.auth.prefix}",
-    )
-    return action_representation(action, deployment_slug=request.auth.deployment.slug)
+    return action_representation(proposed_action_expire_if_due(action=action))

@@ -44,6 +44,26 @@ class TrustladderCollector(Collector):
                     depth.add_metric([slug[pk], queue], 0)
         yield depth
 
+        # Actions between approval and result: held by a run or a parent, claimed and running,
+        # or with an unknown result waiting for reconciliation (the partial index action_in_flight).
+        waiting = GaugeMetricFamily(
+            "trustladder_actions_in_flight",
+            "Actions held, executing, or with an unknown result, by status.",
+            labels=["deployment", "status"],
+        )
+        S = ProposedAction.Status
+        in_flight = (
+            ProposedAction.objects.filter(status__in=(S.HELD, S.EXECUTING, S.UNKNOWN))
+            .values("deployment_id", "status")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        counted = {(row["deployment_id"], row["status"]): row["n"] for row in in_flight}
+        for pk in deployments:
+            for status in (S.HELD, S.EXECUTING, S.UNKNOWN):
+                waiting.add_metric([slug[pk], status.value], counted.get((pk, status), 0))
+        yield waiting
+
         proposals = CounterMetricFamily(
             "trustladder_proposals", "Proposed actions, by route.", labels=["deployment", "route"]
         )
@@ -52,6 +72,11 @@ class TrustladderCollector(Collector):
         )
         executions = CounterMetricFamily(
             "trustladder_executions", "Execution results reported by agents.", labels=["deployment", "status", "route"]
+        )
+        lifecycle = CounterMetricFamily(
+            "trustladder_lifecycle_events",
+            "Execution claims, unknown results, reconciliations, cancellations and deadline expiries (issue 15).",
+            labels=["deployment", "event"],
         )
         seconds = CounterMetricFamily(
             "trustladder_decision_seconds", "Time from claim (or arrival) to decision.", labels=["deployment"]
@@ -71,7 +96,10 @@ class TrustladderCollector(Collector):
                 elif metric.kind == "execution":
                     status, _, route = metric.rest.partition(".")
                     executions.add_metric([name, status, route], n)
+                elif metric.kind == "lifecycle":
+                    lifecycle.add_metric([name, metric.rest], n)
         yield proposals
+        yield lifecycle
         yield decisions
         yield executions
         for pk, (total, _count) in decision_seconds.items():

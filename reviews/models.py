@@ -19,11 +19,15 @@ class ProposedAction(models.Model):
         COMPARED = "compared"  # shadow: compared with the human outcome
         PENDING_REVIEW = "pending_review"
         PENDING_SENIOR = "pending_senior"
-        APPROVED = "approved"  # by a person or by policy; the agent may execute
+        HELD = "held"  # approved, but its run's hold or its parent keeps it back (reviews.runs)
+        APPROVED = "approved"  # by a person or by policy; the agent may claim its execution
+        EXECUTING = "executing"  # the agent claimed the execution (reviews.execution): granted once
         REJECTED = "rejected"
         EXPIRED = "expired"
+        CANCELLED = "cancelled"  # withdrawn by the agent before its execution was claimed
         EXECUTED = "executed"
         FAILED = "failed"
+        UNKNOWN = "unknown"  # the agent cannot tell whether the effect happened: to reconcile
 
     class RouteChoices(models.TextChoices):
         SHADOW = Route.SHADOW.value
@@ -32,7 +36,16 @@ class ProposedAction(models.Model):
         SENIOR = Route.SENIOR.value
 
     PENDING_STATUSES = (Status.PENDING_REVIEW, Status.PENDING_SENIOR)
-    TERMINAL_STATUSES = (Status.COMPARED, Status.REJECTED, Status.EXPIRED, Status.EXECUTED, Status.FAILED)
+    TERMINAL_STATUSES = (
+        Status.COMPARED,
+        Status.REJECTED,
+        Status.EXPIRED,
+        Status.CANCELLED,
+        Status.EXECUTED,
+        Status.FAILED,
+    )
+    # Not yet claimed for execution: the agent may still cancel these, and a deadline expires them.
+    OPEN_STATUSES = (Status.PENDING_REVIEW, Status.PENDING_SENIOR, Status.HELD, Status.APPROVED)
 
     # No index of its own: action_by_external_id and action_by_deployment_recent lead with it.
     deployment = models.ForeignKey(Deployment, on_delete=models.PROTECT, related_name="actions", db_index=False)
@@ -63,7 +76,27 @@ class ProposedAction(models.Model):
     decided_at = models.DateTimeField(null=True, blank=True)
     executed_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
+    # The agent's own deadline (expires_in / expires_at on the proposal): past it, an action
+    # not yet claimed for execution expires, whatever people decided (fail closed).
+    deadline = models.DateTimeField(null=True, blank=True)
     result_error = models.TextField(blank=True)
+
+    # The execution claim (reviews.execution): granted once per approval. The key is the
+    # claimer's (or the server's) token; a retry with it is answered again, any other refused.
+    execution_claim_key = models.CharField(max_length=255, blank=True)
+    execution_claimed_at = models.DateTimeField(null=True, blank=True)
+    execution_claims = models.PositiveSmallIntegerField(default=0)  # 2 after a "not committed" reconcile
+
+    # Runs and parents (reviews.runs). Indexed only where set: most actions have neither.
+    run = models.ForeignKey(
+        "reviews.ActionRun", null=True, blank=True, on_delete=models.PROTECT, related_name="actions", db_index=False
+    )
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children", db_index=False
+    )
+    # Set (under the parent's lock) when a child is proposed: a transition looks for children
+    # to release or refuse only then, so an ordinary decision reads nothing more.
+    has_children = models.BooleanField(default=False)
 
     # Indexed only where set (action_claimed_by): most actions are never claimed.
     claimed_by = models.ForeignKey(
@@ -147,6 +180,21 @@ class ProposedAction(models.Model):
             ),
             # Deployment dashboards: recent actions of one deployment.
             models.Index(fields=["deployment", "-created_at"], name="action_by_deployment_recent"),
+            # Deadline sweep: approved or held actions, not yet claimed, past the agent's deadline.
+            models.Index(
+                fields=["deadline"],
+                condition=Q(status__in=["approved", "held"], deadline__isnull=False),
+                name="action_deadline",
+            ),
+            # Metrics: actions held, executing or with an unknown result, per deployment.
+            models.Index(
+                fields=["deployment", "status"],
+                condition=Q(status__in=["held", "executing", "unknown"]),
+                name="action_in_flight",
+            ),
+            # A run's actions (its hold, its release); a parent's children.
+            models.Index(fields=["run", "status"], condition=Q(run__isnull=False), name="action_by_run"),
+            models.Index(fields=["parent", "status"], condition=Q(parent__isnull=False), name="action_by_parent"),
         ]
 
     def __str__(self) -> str:
@@ -181,21 +229,51 @@ class ProposedAction(models.Model):
 
     @property
     def decision(self) -> str:
-        """What the agent should do now: execute, wait, shadow, reject or expired."""
-        s = self.Status
-        if self.route == Route.SHADOW:
-            return "shadow"
-        if self.status in (s.PENDING_REVIEW, s.PENDING_SENIOR):
-            return "wait"
-        if self.status == s.REJECTED:
-            return "reject"
-        if self.status == s.EXPIRED:
-            return "expired"
-        return "execute"  # approved, executed, failed
+        """What the agent should do now (docs/spec-decisions.md, "decision"):
+
+        execute (approved, not yet claimed: claim it, then run it), wait (a person, the run's
+        hold or the parent decides first), shadow, reject, expired, cancelled, claimed (its
+        execution is claimed; only the claim's holder runs it), reconcile (the result is
+        unknown), done (a result is recorded). Only `approved` says execute.
+        """
+        return DECISIONS.get(self.status, "shadow") if self.route != Route.SHADOW else "shadow"
 
     @property
     def effective_stage(self) -> Stage:
         return Stage(self.stage)
+
+
+_S = ProposedAction.Status
+DECISIONS = {
+    _S.PENDING_REVIEW: "wait",
+    _S.PENDING_SENIOR: "wait",
+    _S.HELD: "wait",
+    _S.APPROVED: "execute",
+    _S.EXECUTING: "claimed",
+    _S.UNKNOWN: "reconcile",
+    _S.EXECUTED: "done",
+    _S.FAILED: "done",
+    _S.REJECTED: "reject",
+    _S.EXPIRED: "expired",
+    _S.CANCELLED: "cancelled",
+}
+DECISION_VALUES = ("execute", "wait", "shadow", "reject", "expired", "cancelled", "claimed", "reconcile", "done")
+
+
+class ActionRun(models.Model):
+    """A run of an agent (`run_id` on its proposals): with `hold`, no action of the run is told
+    `execute` while one of its gated actions waits for a person (reviews.runs)."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.PROTECT, related_name="+", db_index=False)
+    key = models.CharField(max_length=200)
+    hold = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["deployment", "key"], name="run_unique_key")]
+
+    def __str__(self) -> str:
+        return f"run {self.key}{' (hold)' if self.hold else ''}"
 
 
 class Decision(models.Model):

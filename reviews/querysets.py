@@ -50,6 +50,26 @@ class ProposedActionQuerySet(models.QuerySet):
         except self.model.DoesNotExist:
             raise InvalidInput(f"action {action_id} does not exist") from None
 
+    def locked_with_lineage(self, action_id: int):
+        """`locked`, after locking the action's parent (FOR NO KEY UPDATE) and its run: every
+        transition of an action that may be in a run or under a parent takes these locks in
+        this order (ancestor, run, action, then what reviews.runs releases or refuses), so two
+        of them never wait for each other in a circle. One read more for most actions."""
+        row = self.filter(pk=action_id).values_list("parent_id", "run_id").first()
+        if row is not None:
+            parent_id, run_id = row
+            if parent_id is not None:
+                self.select_for_update(no_key=True).filter(pk=parent_id).values_list("pk").first()
+            if run_id is not None:
+                run_model = self.model._meta.get_field("run").related_model
+                run_model.objects.select_for_update(no_key=True).filter(pk=run_id).values_list("pk").first()
+        return self.locked(action_id)
+
+    def deadline_passed(self, now=None) -> "ProposedActionQuerySet":
+        """Approved or held, not claimed for execution, past the agent's deadline."""
+        S = self.model.Status
+        return self.filter(status__in=(S.APPROVED, S.HELD), deadline__isnull=False, deadline__lte=now or timezone.now())
+
     def in_queue(self, queue: str) -> "ProposedActionQuerySet":
         """One of the three browser queues: "review", "senior" or "audit"."""
         if queue == "review":

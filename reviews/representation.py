@@ -34,5 +34,11 @@ def action_representation(action: ProposedAction, *, deployment_slug: str | None
         "error": action.result_error or None,
         # Shadow actions once compared: {"agree": bool, "diff": ...}; otherwise null.
         "comparison": action.comparison,
+        # Issue 15: the agent's deadline, its run and its parent, and how many execution
+        # claims the action has had (1 per approval; 2 after a "not committed" reconcile).
+        "deadline": _iso(action.deadline),
+        "run_id": action.run.key if action.run_id is not None else None,
+        "parent_id": action.parent_id,
+        "execution_claims": action.execution_claims,
     }
     return data

@@ -23,7 +23,12 @@ COUNT_CAP = 1000
 def action_get_for_deployment(*, deployment: Deployment, action_id: int) -> ProposedAction:
     """One action of this deployment; 404 for any other deployment's action (no oracle)."""
     # Fire drills (reviews/humans/drills.py) never reach an agent: not even by id.
-    action = ProposedAction.objects.filter(pk=action_id, deployment=deployment).exclude(review_sample="drill").first()
+    action = (
+        ProposedAction.objects.filter(pk=action_id, deployment=deployment)
+        .exclude(review_sample="drill")
+        .select_related("run")
+        .first()
+    )
     if action is None:
         raise Http404(f"no action {action_id} in this deployment")
     action.deployment = deployment
@@ -86,7 +91,7 @@ def queue_page(
     if position is not None:
         qs = qs.after(*position)
     actions = list(
-        qs.select_related("deployment", "claimed_by").defer(
+        qs.select_related("deployment", "claimed_by", "run").defer(
             "rationale", "comparison", "final_payload", "callback_url", "result_error"
         )[: limit + 1]
     )
@@ -121,7 +126,7 @@ def queue_counts(*, member: Member, cap: int = COUNT_CAP) -> dict[str, int]:
 def action_get_visible(*, member: Member, action_id: int) -> ProposedAction:
     """The action if the member is assigned to its deployment (admins: any); else 404, so
     another deployment's actions are not even confirmed to exist."""
-    qs = ProposedAction.objects.select_related("deployment", "claimed_by").filter(pk=action_id)
+    qs = ProposedAction.objects.select_related("deployment", "claimed_by", "run", "parent").filter(pk=action_id)
     action = limit_to_visible(qs, member).first()
     if action is None:
         raise Http404("no such action")

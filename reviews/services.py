@@ -1,4 +1,6 @@
-"""Every write to proposed actions: proposal, the lifecycle of SPEC §4, and execution results.
+"""Every write to proposed actions: proposal and the lifecycle of SPEC §4 up to approval (the
+execution claim, results, cancellation and deadlines are reviews.execution's; runs and
+parents reviews.runs').
 
 Each transition is one function, one transaction, with the action's row locked
 (`SELECT ... FOR UPDATE`) before its status is read. An illegal move raises
@@ -19,7 +21,6 @@ from django.utils import timezone
 
 from core.jsonlimits import JsonProblem, json_check
 from core.tasks import enqueue_on_commit
-from deliveries.services import delivery_create
 from deployments.counters import Metric
 from deployments.errors import ApiKeyChanged, Conflict, InvalidInput, InvalidTransition, NotAllowed
 from deployments.models import ApiKey, Deployment, KeyCheck, Member
@@ -30,10 +31,10 @@ from deployments.services import (
     audit_event_build,
     audit_event_record,
     blast_radius_reserve,
-    breaker_check,
     evidence_add,
     evidence_deltas,
 )
+from reviews import runs
 from reviews.canonical import payload_sha256
 from reviews.claims import (
     claim_next_in_transaction,
@@ -108,6 +109,10 @@ def proposed_action_create(
     actor_label: str = "",
     idempotency_record: IdempotencyRecord | None = None,
     key_check: KeyCheck | None = None,
+    deadline: datetime | None = None,
+    run_id: str = "",
+    run_hold: bool = False,
+    parent_id: int | None = None,
 ) -> ProposedAction:
     """Store a proposed action and route it by the deployment's effective stage (SPEC §1).
 
@@ -117,84 +122,42 @@ def proposed_action_create(
     claimed there (IdempotencyKeyTaken if the key is already claimed), a saved one (claimed
     before, reviews.idempotency) completed. With `key_check` (an API key from the process's
     cache, `deployment` as read with it) nothing is written unless the key is still as it was
-    read (ApiKeyChanged).
+    read (ApiKeyChanged). `deadline` (at most the SLA: InvalidInput otherwise), `run_id` and
+    `parent_id` are issue 15's (reviews.execution, reviews.runs).
 
-    One transaction: with a blast-radius budget to reserve, an explicit one (the reservation
-    locks the deployment row); otherwise the single statement of `reviews.ingest`.
+    One transaction: with a blast-radius budget to reserve, or a run or parent to lock and
+    read, an explicit one; otherwise the single statement of `reviews.ingest`.
     """
-    proposal_hash = payload_sha256(payload)
-    stage = deployment.effective_stage(action_type)
-    route = route_for(
-        stage=stage,
-        thresholds=deployment.thresholds,
-        risk=risk_score,
-        confidence=confidence,
-        needs_human=needs_human,
-        fail_closed=deployment.fail_closed,
-    )
     now = timezone.now()
+    runs.deadline_check(deployment=deployment, deadline=deadline, now=now)
+    linked = bool(run_id) or parent_id is not None
+    stage, route = _route(deployment, action_type, risk_score, confidence, needs_human)
     reserve = route is Route.AUTO and deployment.has_blast_limits
-    with transaction.atomic() if reserve else nullcontext():
-        limited = ""
-        if reserve:
-            allowed, limited = blast_radius_reserve(deployment=deployment, payload=payload, now=now)
-            if not allowed:
-                route = Route.REVIEW  # past a blast-radius limit (or failed closed meanwhile): a person decides
-        action = ProposedAction(
+    with transaction.atomic() if linked or reserve else nullcontext():
+        links = runs.ProposalLinks(deadline=deadline)
+        if linked:
+            links = runs.proposal_links(
+                deployment=deployment, run_id=run_id, run_hold=run_hold, parent_id=parent_id, deadline=deadline
+            )
+        new = proposal_build(
             deployment=deployment,
             action_type=action_type,
-            external_id=external_id,
-            idempotency_key=idempotency_key,
             payload=payload,
-            proposal_sha256=proposal_hash,
             risk_score=risk_score,
             confidence=confidence,
+            external_id=external_id,
             model_version=model_version,
             rationale=rationale,
             needs_human=needs_human,
             callback_url=callback_url,
-            stage=stage.value,
-            route=route.value,
-            status=ROUTE_STATUS[route],
-            created_at=now,
+            idempotency_key=idempotency_key,
+            actor_label=actor_label,
+            now=now,
+            links=links,
+            routed=(stage, route),
         )
-        if route is Route.AUTO:
-            action.final_payload = payload
-            action.payload_sha256 = proposal_hash
-            action.decided_at = now
-            action.audit_sample = random.random() < deployment.audit_sample_rate
-        elif route is Route.REVIEW:
-            action.expires_at = now + deployment.review_sla
-        elif route is Route.SENIOR:
-            action.expires_at = now + deployment.senior_sla
-        action.review_sample = review_sample_for(deployment=deployment, stage=stage, route=route)
-        audit = audit_event_build(
-            verb="reviews.action.auto_approved" if route is Route.AUTO else "reviews.action.proposed",
-            actor_label=actor_label or "agent",
-            deployment=deployment,
-            obj=action,
-            data={
-                "action_type": action_type,
-                "route": route.value,
-                "stage": stage.value,
-                "risk_score": risk_score,
-                "confidence": confidence,
-                "fail_closed": deployment.fail_closed,
-                **({"limited": limited} if limited else {}),
-            },
-        )
-        stored = proposal_insert(
-            NewProposal(
-                action=action,
-                audit=audit,
-                counters=evidence_deltas(
-                    deployment_id=deployment.pk, action_type=action_type, metric=Metric.of("proposed", route), at=now
-                ),
-                unless_rejected=bool(external_id),
-                idempotency=idempotency_record,
-                key_check=key_check,
-            )
-        )
+        new.idempotency, new.key_check = idempotency_record, key_check
+        stored = proposal_insert(new)
         if stored is Outcome.REJECTED:
             raise Conflict(
                 f"this {action_type} for external_id {external_id!r} was already rejected; "
@@ -204,11 +167,122 @@ def proposed_action_create(
             raise IdempotencyKeyTaken(idempotency_key)
         if stored is Outcome.KEY_CHANGED:
             raise ApiKeyChanged(key_check)
-    if route is Route.SHADOW:
+        if links.run is not None and new.action.is_pending:
+            runs.run_hold_siblings(run=links.run, exclude=[new.action.pk])
+    action = new.action
+    if action.route == Route.SHADOW:
         shadow_action_logged(action=action)  # its outcome may have arrived first
-    elif route is Route.REVIEW:
+    elif action.route == Route.REVIEW:
         drill_maybe_place(deployment=deployment, action_type=action_type)  # reviews/humans/drills.py
     return action
+
+
+def _route(
+    deployment: Deployment, action_type: str, risk_score: float, confidence: float, needs_human: bool
+) -> tuple[Stage, Route]:
+    """The effective stage and the route of a proposal (before any blast-radius limit)."""
+    stage = deployment.effective_stage(action_type)
+    route = route_for(
+        stage=stage,
+        thresholds=deployment.thresholds,
+        risk=risk_score,
+        confidence=confidence,
+        needs_human=needs_human,
+        fail_closed=deployment.fail_closed,
+    )
+    return stage, route
+
+
+def proposal_build(
+    *,
+    deployment: Deployment,
+    action_type: str,
+    payload: dict[str, Any],
+    risk_score: float,
+    confidence: float,
+    external_id: str = "",
+    model_version: str = "",
+    rationale: str = "",
+    needs_human: bool = False,
+    callback_url: str = "",
+    idempotency_key: str | None = None,
+    actor_label: str = "",
+    now: datetime,
+    links: "runs.ProposalLinks",
+    routed: tuple[Stage, Route] | None = None,
+) -> NewProposal:
+    """The rows of one routed proposal, unsaved (the routing of SPEC §1, the run's hold and
+    the parent of reviews.runs); `routed` is `_route`'s answer when the caller has it.
+    Reserves from the blast-radius budget: call inside the transaction that stores the rows
+    when the deployment has limits."""
+    proposal_hash = payload_sha256(payload)
+    stage, route = routed or _route(deployment, action_type, risk_score, confidence, needs_human)
+    limited = ""
+    if route is Route.AUTO and deployment.has_blast_limits:
+        allowed, limited = blast_radius_reserve(deployment=deployment, payload=payload, now=now)
+        if not allowed:
+            route = Route.REVIEW  # past a blast-radius limit (or failed closed meanwhile): a person decides
+    action = ProposedAction(
+        deployment=deployment,
+        action_type=action_type,
+        external_id=external_id,
+        idempotency_key=idempotency_key,
+        payload=payload,
+        proposal_sha256=proposal_hash,
+        risk_score=risk_score,
+        confidence=confidence,
+        model_version=model_version,
+        rationale=rationale,
+        needs_human=needs_human,
+        callback_url=callback_url,
+        stage=stage.value,
+        route=route.value,
+        status=ROUTE_STATUS[route],
+        created_at=now,
+        deadline=links.deadline,
+        run=links.run,
+        parent=links.parent,
+    )
+    if route is Route.AUTO:
+        action.final_payload = payload
+        action.payload_sha256 = proposal_hash
+        action.decided_at = now
+        action.audit_sample = random.random() < deployment.audit_sample_rate
+    elif route is Route.REVIEW:
+        action.expires_at = runs.capped(now + deployment.review_sla, links.deadline)
+    elif route is Route.SENIOR:
+        action.expires_at = runs.capped(now + deployment.senior_sla, links.deadline)
+    action.review_sample = review_sample_for(deployment=deployment, stage=stage, route=route)
+    verb = "reviews.action.auto_approved" if route is Route.AUTO else "reviews.action.proposed"
+    extra: dict[str, Any] = {"limited": limited} if limited else {}
+    if links.run is not None or links.parent is not None:
+        verb, extra = runs.proposal_gate(action=action, verb=verb, data=extra)
+    if links.deadline is not None:
+        extra["deadline"] = links.deadline.isoformat()
+    audit = audit_event_build(
+        verb=verb,
+        actor_label=actor_label or "agent",
+        deployment=deployment,
+        obj=action,
+        reason=action.reason,
+        data={
+            "action_type": action_type,
+            "route": route.value,
+            "stage": stage.value,
+            "risk_score": risk_score,
+            "confidence": confidence,
+            "fail_closed": deployment.fail_closed,
+            **extra,
+        },
+    )
+    return NewProposal(
+        action=action,
+        audit=audit,
+        counters=evidence_deltas(
+            deployment_id=deployment.pk, action_type=action_type, metric=Metric.of("proposed", route), at=now
+        ),
+        unless_rejected=bool(external_id),
+    )
 
 
 @dataclass
@@ -371,16 +445,8 @@ def _record_final(
         reason=reason,
         data={"from": from_status, "to": action.status, "seconds_to_decide": round(seconds, 3)},
     )
-    if action.callback_url:
-        # The outbox row commits (or rolls back) with the decision: the agent learns every one.
-        delivery_create(
-            deployment_id=deployment_id,
-            url=action.callback_url,
-            event_type=WEBHOOK_EVENTS[verb],
-            body=action_representation(action),
-            object_type=action._meta.label_lower,
-            object_id=str(action.pk),
-        )
+    # The outbox row commits (or rolls back) with the decision: the agent learns every one.
+    runs.action_notify(action=action, event=WEBHOOK_EVENTS[verb])
 
 
 def _move(
@@ -437,6 +503,8 @@ def _move(
         )
     action.claimed_by, action.claimed_at = None, None
     action.save()
+    if final:
+        runs.lineage_settle(action=action)  # issue 15: what its run or its children wait for
     return action
 
 
@@ -475,7 +543,8 @@ def _approve(
     action.payload_sha256 = payload_sha256(final)
     return _move(
         action=action,
-        to=Status.APPROVED,
+        # Approved, or held while the run's hold or the parent keeps it back (reviews.runs).
+        to=runs.gate_status(action=action),
         verb=Decision.Verb.EDIT if edited else Decision.Verb.APPROVE,
         actor=actor,
         reason=reason,
@@ -509,9 +578,9 @@ def _escalate(action: ProposedAction, *, actor: AbstractBaseUser, member: Member
 def _to_senior(
     action: ProposedAction, *, actor: AbstractBaseUser | None, reason: str, now: datetime, **move: Any
 ) -> ProposedAction:
-    """An escalation (a person's or the clock's): to the senior queue with a fresh senior SLA;
-    not final. Caller holds the row lock and has checked the move."""
-    action.expires_at = now + action.deployment.senior_sla
+    """An escalation (a person's or the clock's): to the senior queue with a fresh senior SLA
+    (capped by the agent's deadline); not final. Caller holds the row lock and has checked the move."""
+    action.expires_at = runs.capped(now + action.deployment.senior_sla, action.deadline)
     return _move(
         action=action,
         to=Status.PENDING_SENIOR,
@@ -529,7 +598,7 @@ def proposed_action_approve(
     *, action_id: int, actor: AbstractBaseUser, payload: dict[str, Any] | None = None, reason: str = ""
 ) -> ProposedAction:
     """Approve a pending action, optionally with an edited payload (bound by its SHA-256)."""
-    action = ProposedAction.objects.locked(action_id)
+    action = ProposedAction.objects.locked_with_lineage(action_id)
     return _approve(action, actor=actor, member=member_of(actor), payload=payload, reason=reason)
 
 
@@ -547,7 +616,9 @@ def proposed_action_escalate(*, action_id: int, actor: AbstractBaseUser, reason:
 
 def _with_reason(transition: Callable, verb: str, *, action_id: int, actor: AbstractBaseUser, reason: str):
     reason = _reason_required(reason, verb)  # checked before the row is locked
-    return transition(ProposedAction.objects.locked(action_id), actor=actor, member=member_of(actor), reason=reason)
+    return transition(
+        ProposedAction.objects.locked_with_lineage(action_id), actor=actor, member=member_of(actor), reason=reason
+    )
 
 
 @transaction.atomic
@@ -555,18 +626,19 @@ def proposed_action_expire(*, action_id: int, now: datetime | None = None) -> Pr
     """Expire a pending action whose SLA deadline has passed. Safe to repeat: returns None
     (and changes nothing) when the action was decided, or expired, in the meantime."""
     now = now or timezone.now()
-    action = ProposedAction.objects.locked(action_id)
+    action = ProposedAction.objects.locked_with_lineage(action_id)
     if not action.is_pending or action.expires_at is None or action.expires_at > now:
         return None
     if action.review_sample == ProposedAction.Sample.DRILL:  # closed without evidence
         drill_decide(action=action, actor=None, decision="expire")
         return action
+    past_deadline = action.deadline is not None and action.deadline <= now
     return _move(
         action=action,
         to=Status.EXPIRED,
         verb=Decision.Verb.EXPIRE,
         actor=None,
-        reason="SLA passed without a decision",
+        reason="the agent's deadline passed without a decision" if past_deadline else "SLA passed without a decision",
         now=now,
     )
 
@@ -592,45 +664,6 @@ def proposed_action_auto_escalate(*, action_id: int, now: datetime | None = None
         audit_verb="reviews.action.auto_escalated",
         metric=Metric.ESCALATION_AUTO,
     )
-
-
-@transaction.atomic
-def proposed_action_report_result(
-    *, action_id: int, status: str, payload_hash: str, error: str = "", actor_label: str = "agent"
-) -> ProposedAction:
-    """Record the agent's execution result, bound to the SHA-256 of the final payload.
-
-    Safe to repeat: reporting the same status again returns the action unchanged.
-    """
-    if status not in (Status.EXECUTED, Status.FAILED):
-        raise InvalidInput("status must be 'executed' or 'failed'")
-    action = ProposedAction.objects.locked(action_id)
-    if action.status == status and action.payload_sha256 == payload_hash:
-        return action
-    if action.status != Status.APPROVED:
-        raise InvalidTransition(
-            f"action {action.pk} is {action.status}; a result can be reported only for approved actions"
-        )
-    if payload_hash != action.payload_sha256:
-        raise Conflict("payload_sha256 does not match the final payload's SHA-256; execute the final payload")
-    action.status = status
-    action.executed_at = timezone.now()
-    action.result_error = error or ""
-    action.save(update_fields=["status", "executed_at", "result_error"])
-    evidence_add(
-        deployment_id=action.deployment_id,
-        action_type=action.action_type,
-        metric=Metric.of("execution", status, action.route),
-    )
-    audit_event_record(
-        verb=f"reviews.action.{status}",
-        actor_label=actor_label,
-        deployment=action.deployment_id,
-        obj=action,
-        data={"error": error[:1000]} if error else {},
-    )
-    breaker_check(deployment=action.deployment)  # SPEC §3: checked on every result report
-    return action
 
 
 @dataclass
@@ -698,7 +731,7 @@ def _decide(
     member: Member | None,
 ) -> tuple[ProposedAction, str, Member | None]:
     """The decision, in the caller's transaction: the action, the queue it was in, the member."""
-    action = ProposedAction.objects.locked(action_id)
+    action = ProposedAction.objects.locked_with_lineage(action_id)
     claim_refuse_if_held_by_other(action, actor, timezone.now())
     if decision not in DECISIONS:
         raise InvalidInput("decision must be approve, reject or escalate")

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from reviews.claims import proposed_action_claims_release_stale
 from reviews.escalation import escalation_due_ids, escalation_notify
+from reviews.execution import proposed_action_deadline_expire
 from reviews.idempotency import idempotency_purge
 from reviews.models import ProposedAction
 from reviews.services import proposed_action_auto_escalate, proposed_action_expire
@@ -23,7 +24,8 @@ EXPIRE_MAX_BATCHES = 50  # at most 10 000 per run; the next run takes the rest
 
 @shared_task(name="reviews.expire_overdue_actions", **TASK_OPTIONS)
 def expire_overdue_actions() -> int:
-    """Expire pending actions past their SLA deadline, in batches; each expiry is audited (and,
+    """Expire pending actions past their SLA (or the agent's deadline), and approved or held
+    ones not claimed by the agent's deadline, in batches; each expiry is audited (and,
     with a callback_url, delivered to the agent). Returns how many this run expired."""
     expired = 0
     for _ in range(EXPIRE_MAX_BATCHES):
@@ -34,7 +36,16 @@ def expire_overdue_actions() -> int:
         for action_id in ids:
             if proposed_action_expire(action_id=action_id, now=now) is not None:
                 expired += 1
-        if len(ids) < EXPIRE_BATCH:
+        # Held or approved actions not claimed by the agent's deadline (issue 15): fail closed.
+        late = list(
+            ProposedAction.objects.deadline_passed(now)
+            .order_by("deadline", "id")
+            .values_list("pk", flat=True)[:EXPIRE_BATCH]
+        )
+        for action_id in late:
+            if proposed_action_deadline_expire(action_id=action_id, now=now) is not None:
+                expired += 1
+        if len(ids) < EXPIRE_BATCH and len(late) < EXPIRE_BATCH:
             break
     return expired
 

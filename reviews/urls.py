@@ -12,6 +12,7 @@ review_patterns = [
     path("actions/<int:action_id>/", views.action_detail, name="action_detail"),
     path("actions/<int:action_id>/decide", views.decide, name="decide"),
     path("actions/<int:action_id>/audit", views.audit_verdict, name="audit_verdict"),
+    path("actions/<int:action_id>/reconcile", views.reconcile, name="reconcile"),
     path("actions/<int:action_id>/blind", humans_views.blind_answer, name="blind_answer"),
     path("actions/<int:action_id>/claim", views.claim, name="claim"),
     path("actions/<int:action_id>/release", views.release, name="release"),

@@ -21,7 +21,7 @@ from core.jsonlimits import JsonProblem, json_check, json_display, json_parse
 from deployments.errors import DomainError, InvalidTransition
 from deployments.models import Member
 from deployments.permissions import role_required
-from reviews import selectors
+from reviews import runs, selectors
 from reviews.claims import (
     claim_is_live,
     claim_until,
@@ -29,6 +29,7 @@ from reviews.claims import (
     proposed_action_claim_next,
     proposed_action_release,
 )
+from reviews.execution import proposed_action_reconcile
 from reviews.humans.selectors import humans_context, sample_notice
 from reviews.models import ProposedAction
 from reviews.services import proposed_action_audit_verdict, proposed_action_decide_and_claim_next
@@ -169,6 +170,10 @@ def _detail_context(request: HttpRequest, action: ProposedAction, **extra) -> di
         "history": selectors.action_history(action),
         "payload_json": json_display(action.payload),
         "final_payload_changed": action.final_payload is not None and action.final_payload != action.payload,
+        # Issue 15: runs, parents, held and unknown actions.
+        "children": list(action.children.order_by("pk")[:50]) if action.has_children else [],
+        "held_reason": runs.blocked_reason(action) if action.status == ProposedAction.Status.HELD else "",
+        "can_reconcile": member is not None and member.is_admin and action.status == ProposedAction.Status.UNKNOWN,
     }
     context.update(humans_context(action, request.user))
     context.update(extra)
@@ -335,3 +340,21 @@ def release(request: HttpRequest, action_id: int) -> HttpResponse:
     messages.info(request, f"Released #{action.pk}; others may take it now.")
     queue = action.queue
     return redirect(QUEUE_URLS[queue] if _may_work(request.member, queue) else "reviews:queue")
+
+
+@role_required(Member.Role.ADMIN)
+@require_POST
+def reconcile(request: HttpRequest, action_id: int) -> HttpResponse:
+    """POST committed=1|0, reason: an admin settles an unknown execution result (issue 15)."""
+    action = selectors.action_get_visible(member=request.member, action_id=action_id)
+    reason = request.POST.get("reason", "").strip()
+    committed = request.POST.get("committed", "")
+    if committed not in ("0", "1"):
+        return _render_detail(request, action, status=422, error="Choose committed or not committed.")
+    try:
+        proposed_action_reconcile(action_id=action.pk, committed=committed == "1", actor=request.user, reason=reason)
+    except DomainError as exc:
+        return _refused(request, action.pk, exc, form={"reason": reason})
+    what = "committed: recorded as executed" if committed == "1" else "not committed: open for one more execution"
+    messages.success(request, f"Reconciled #{action.pk} as {what}.")
+    return redirect("reviews:action_detail", action_id=action.pk)

@@ -34,6 +34,29 @@ def test_metrics_expose_queue_depths_routes_and_breakers(client):
 
 
 @pytest.mark.django_db
+def test_metrics_count_claims_unknown_results_cancellations_and_in_flight_actions(client):
+    deployment = DeploymentFactory(slug="life", stage="supervised")
+    api = ApiClient(api_key_create(deployment=deployment)[1])
+    running = api.post("/api/v1/actions", proposal()).json()
+    api.post(f"/api/v1/actions/{running['id']}/claim", {})
+    unknown = api.post("/api/v1/actions", proposal()).json()
+    api.post(f"/api/v1/actions/{unknown['id']}/claim", {})
+    api.post(
+        f"/api/v1/actions/{unknown['id']}/result", {"status": "unknown", "payload_sha256": unknown["payload_sha256"]}
+    )
+    pending = api.post("/api/v1/actions", proposal(risk_score=0.5)).json()
+    api.post(f"/api/v1/actions/{pending['id']}/cancel", {})
+    text = client.get("/metrics").content.decode()
+    assert 'trustladder_lifecycle_events_total{deployment="life",event="claimed"} 2.0' in text
+    assert 'trustladder_lifecycle_events_total{deployment="life",event="unknown"} 1.0' in text
+    assert 'trustladder_lifecycle_events_total{deployment="life",event="cancelled"} 1.0' in text
+    assert 'trustladder_actions_in_flight{deployment="life",status="executing"} 1.0' in text
+    assert 'trustladder_actions_in_flight{deployment="life",status="unknown"} 1.0' in text
+    assert 'trustladder_actions_in_flight{deployment="life",status="held"} 0.0' in text
+    assert 'trustladder_queue_depth{deployment="life",queue="review"} 0.0' in text
+
+
+@pytest.mark.django_db
 def test_metrics_refuse_public_clients_and_honour_the_token(client, settings):
     assert client.get("/metrics", REMOTE_ADDR="1.2.3.4").status_code == 403
     settings.TRUSTLADDER_METRICS_TOKEN = "scrape-secret"

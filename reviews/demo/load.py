@@ -8,6 +8,8 @@ from django.utils import timezone
 from deployments.gate import gate_evaluate
 from deployments.models import AuditEvent, Deployment, PromotionRequest
 from reviews.demo.history import STORIES, HistoryBuilder
+from reviews.execution import proposed_action_cancel, proposed_action_execution_claim, proposed_action_report_result
+from reviews.services import proposed_action_create
 
 
 def load_history(*, deployments: dict[str, Deployment], reviewers: list, seniors: list, days: int, seed: int) -> dict:
@@ -34,7 +36,48 @@ def load_history(*, deployments: dict[str, Deployment], reviewers: list, seniors
             )
             previous = stage
     _promotion_waiting_and_a_breaker_trip(deployments=deployments, now=now)
+    _agent_boundary_examples(deployments=deployments)
     return summary
+
+
+def _agent_boundary_examples(*, deployments: dict[str, Deployment]) -> None:
+    """Issue 15, live, through the services (so counters and audit agree): a held run, a child
+    waiting for its parent, an unknown result for an admin to reconcile, a cancelled action."""
+    invoices, refunds = deployments["invoice-matching"], deployments["refunds"]
+
+    def propose(deployment, action_type, payload, risk, **kw):
+        return proposed_action_create(
+            deployment=deployment,
+            action_type=action_type,
+            payload=payload,
+            risk_score=risk,
+            confidence=0.99,
+            actor_label="agent",
+            **kw,
+        )
+
+    run = {"run_id": "month-end-close-2026-11", "run_hold": True}
+    propose(invoices, "invoice.match", {"invoice": "INV-9001", "po": "PO-88", "amount_cents": 4_250_000}, 0.55, **run)
+    for n in (1, 2):
+        propose(
+            invoices,
+            "invoice.match",
+            {"invoice": f"INV-900{n + 1}", "po": f"PO-8{n}", "amount_cents": 1200},
+            0.05,
+            **run,
+        )
+    parent = propose(refunds, "refund.issue", {"order": "R-7001", "amount_cents": 15_000}, 0.2)
+    propose(refunds, "refund.deny", {"order": "R-7001-dup", "reason": "duplicate"}, 0.1, parent_id=parent.pk)
+    unknown = propose(invoices, "invoice.match", {"invoice": "INV-9010", "po": "PO-90", "amount_cents": 800}, 0.05)
+    proposed_action_execution_claim(action_id=unknown.pk)
+    proposed_action_report_result(
+        action_id=unknown.pk,
+        status="unknown",
+        payload_hash=unknown.payload_sha256,
+        error="ERP timed out after the request was sent",
+    )
+    cancelled = propose(refunds, "refund.issue", {"order": "R-7002", "amount_cents": 900}, 0.3)
+    proposed_action_cancel(action_id=cancelled.pk, reason="the customer withdrew the request")
 
 
 def _promotion_waiting_and_a_breaker_trip(*, deployments: dict[str, Deployment], now) -> None:

@@ -22,30 +22,13 @@ from trustladder_client import (
 )
 
 from deployments.models import Member
-from deployments.services import api_key_create
 from reviews.models import ProposedAction
 from reviews.services import proposed_action_approve, proposed_action_expire, proposed_action_reject
 from tests.deliveries.support import wait_for
-from tests.factories import DeploymentFactory, MemberFactory
+from tests.factories import MemberFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ORDER = {"order": "A-1", "amount_cents": 1200}
-
-
-@pytest.fixture
-def make_client(live_server):
-    clients: list[Client] = []
-
-    def make(stage: str) -> tuple[Client, object]:
-        deployment = DeploymentFactory(stage=stage)
-        _, raw = api_key_create(deployment=deployment)
-        client = Client(live_server.url, raw, timeout=10)
-        clients.append(client)
-        return client, deployment
-
-    yield make
-    for client in clients:
-        client.close()
 
 
 class Call:

@@ -89,6 +89,8 @@ def test_concurrent_failure_reports_trip_the_breaker_once_without_errors():
     d = DeploymentFactory(stage="autonomous")
     _, raw = api_key_create(deployment=d)
     created = [ApiClient(raw).post("/api/v1/actions", proposal(external_id=f"f{i}")).json() for i in range(30)]
+    for action in created:  # a result needs the execution claim (issue 15)
+        assert ApiClient(raw).post(f"/api/v1/actions/{action['id']}/claim", {}).status_code == 200
 
     def report(action):
         body = {"status": "failed", "payload_sha256": action["payload_sha256"]}

@@ -162,6 +162,7 @@ def test_result_reports_check_the_breaker_and_the_next_action_waits(deployment, 
         ids.append((r.json()["id"], r.json()["payload_sha256"]))
     for i, (pk, sha) in enumerate(ids):
         status = "failed" if i < 3 else "executed"
+        assert api.post(f"/api/v1/actions/{pk}/claim", {}).status_code == 200
         r = api.post(f"/api/v1/actions/{pk}/result", {"status": status, "payload_sha256": sha})
         assert r.status_code == 200
     deployment.refresh_from_db()

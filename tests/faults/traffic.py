@@ -186,9 +186,20 @@ class Agents:
         return None
 
     def _report(self, client: httpx.Client, accepted: Accepted) -> None:
-        body = {"status": "executed", "payload_sha256": accepted.payload_sha256}
+        # Claim the execution (issue 15), then report it, both with one claim key: a retry of
+        # either after a lost answer is answered again.
+        claim_key = f"traffic-{accepted.action_id}"
+        body = {"status": "executed", "payload_sha256": accepted.payload_sha256, "claim_key": claim_key}
+        claimed = False
         while time.monotonic() < self.deadline:
-            response = self._send(client, "POST", f"/api/v1/actions/{accepted.action_id}/result", json=body)
+            if not claimed:
+                url, sent = f"/api/v1/actions/{accepted.action_id}/claim", {"claim_key": claim_key}
+            else:
+                url, sent = f"/api/v1/actions/{accepted.action_id}/result", body
+            response = self._send(client, "POST", url, json=sent)
+            if response is not None and response.status_code == 200 and not claimed:
+                claimed = True
+                continue
             if response is not None and response.status_code == 200:
                 accepted.executed = True
                 return

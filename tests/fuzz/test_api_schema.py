@@ -23,7 +23,22 @@ from tests.conftest import proposal
 # PostgreSQL cannot store U+0000 in text or jsonb, so the API refuses it with a 422 (see
 # docs/spec-decisions.md and tests/reviews/test_api.py); JSON Schema cannot say "no NUL
 # anywhere" of a free-form payload object, so generated data leaves it out.
-CONFIG = schemathesis.config.SchemathesisConfig.from_dict({"generation": {"allow-x00": False}})
+# A proposal's deadline must lie between now and the SLA, and a parent must exist: facts about
+# the clock and the database that no schema states, refused with a 422 naming the field (issue
+# 15). Generated proposals, schema-valid as they are, may meet them.
+SEMANTIC_422 = ["2xx", "401", "403", "404", "409", "422", "429"]
+CONFIG = schemathesis.config.SchemathesisConfig.from_dict(
+    {
+        "generation": {"allow-x00": False},
+        "operations": [
+            {
+                "include-path-regex": "^/api/v1/actions(/batch)?$",
+                "include-method": "POST",
+                "checks": {"positive_data_acceptance": {"expected-statuses": SEMANTIC_422}},
+            }
+        ],
+    }
+)
 schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", application, config=CONFIG)
 
 FUZZ = settings(

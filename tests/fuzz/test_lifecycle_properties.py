@@ -13,23 +13,31 @@ from hypothesis import strategies as st
 from deployments.errors import DomainError
 from deployments.models import AuditEvent, Member
 from reviews.canonical import payload_sha256
-from reviews.models import Decision, ProposedAction
+from reviews.execution import (
+    proposed_action_cancel,
+    proposed_action_execution_claim,
+    proposed_action_reconcile,
+    proposed_action_report_result,
+)
+from reviews.models import DECISIONS, Decision, ProposedAction
 from reviews.services import (
     proposed_action_approve,
     proposed_action_create,
     proposed_action_escalate,
     proposed_action_expire,
     proposed_action_reject,
-    proposed_action_report_result,
 )
 from tests.factories import DeploymentFactory, MemberFactory
 
 S = ProposedAction.Status
 # Every legal move of SPEC §4 (shadow comparison is the shadow worker's, not exercised here).
+# Issue 15: the execution claim, unknown results and their reconciliation, cancellation.
 LEGAL = {
-    S.PENDING_REVIEW: {S.APPROVED, S.REJECTED, S.PENDING_SENIOR, S.EXPIRED},
-    S.PENDING_SENIOR: {S.APPROVED, S.REJECTED, S.EXPIRED},
-    S.APPROVED: {S.EXECUTED, S.FAILED},
+    S.PENDING_REVIEW: {S.APPROVED, S.REJECTED, S.PENDING_SENIOR, S.EXPIRED, S.CANCELLED},
+    S.PENDING_SENIOR: {S.APPROVED, S.REJECTED, S.EXPIRED, S.CANCELLED},
+    S.APPROVED: {S.EXECUTING, S.CANCELLED},
+    S.EXECUTING: {S.EXECUTED, S.FAILED, S.UNKNOWN},
+    S.UNKNOWN: {S.EXECUTED, S.APPROVED},
 }
 INITIAL = {"shadow": {S.LOGGED}, "auto": {S.APPROVED}, "review": {S.PENDING_REVIEW}, "senior": {S.PENDING_SENIOR}}
 # Moves that a person or the clock makes, each recorded as one Decision.
@@ -43,10 +51,18 @@ OPS = [
     "escalate",
     "expire_early",
     "expire_late",
+    "claim",
     "executed",
     "failed",
+    "unknown",
     "result_wrong_hash",
+    "reconcile_committed",
+    "reconcile_not_committed",
+    "claim_again",
+    "cancel",
 ]
+AGENT_OPS = {"expire_early", "expire_late", "claim", "claim_again", "cancel", "result_wrong_hash"}
+AGENT_OPS |= {"executed", "failed", "unknown", "reconcile_committed", "reconcile_not_committed"}
 ACTORS = st.sampled_from(["reviewer", "senior", "outsider"])
 # Each example tries every operation once, in a random order and by random actors, then a few
 # more at random: every reachable state meets many moves.
@@ -73,8 +89,14 @@ def apply(op: str, action: ProposedAction, actor) -> None:
         proposed_action_expire(action_id=pk, now=timezone.now())
     elif op == "expire_late":
         proposed_action_expire(action_id=pk, now=timezone.now() + timedelta(days=30))
-    elif op in ("executed", "failed"):
+    elif op in ("claim", "claim_again"):
+        proposed_action_execution_claim(action_id=pk)
+    elif op in ("executed", "failed", "unknown"):
         proposed_action_report_result(action_id=pk, status=op, payload_hash=action.payload_sha256 or "0" * 64)
+    elif op.startswith("reconcile_"):
+        proposed_action_reconcile(action_id=pk, committed=op == "reconcile_committed")
+    elif op == "cancel":
+        proposed_action_cancel(action_id=pk)
     elif op == "result_wrong_hash":
         proposed_action_report_result(action_id=pk, status="executed", payload_hash="f" * 64)
 
@@ -115,27 +137,23 @@ def test_random_service_calls_never_reach_an_illegal_state(stage, risk, confiden
         if after.status != before.status:
             assert after.status in LEGAL.get(before.status, set()), f"{before.status} -> {after.status} by {op}"
             changes += 1
-            decisions += after.status in DECIDED
+            decisions += after.status in DECIDED and before.is_pending
         if before.is_terminal:  # terminal stays terminal, untouched
             assert (after.status, after.final_payload, after.decided_at) == (
                 before.status,
                 before.final_payload,
                 before.decided_at,
             )
-        if who == "outsider" and op not in ("executed", "failed", "result_wrong_hash", "expire_early", "expire_late"):
+        if who == "outsider" and op not in AGENT_OPS:
             assert after.status == before.status  # someone not assigned never decides
         if op == "result_wrong_hash":
             assert after.status == before.status
 
         # State invariants, after every step.
-        assert after.decision == {
-            S.LOGGED: "shadow",
-            S.PENDING_REVIEW: "wait",
-            S.PENDING_SENIOR: "wait",
-            S.REJECTED: "reject",
-            S.EXPIRED: "expired",
-        }.get(after.status, "shadow" if after.route == "shadow" else "execute")
-        if after.status in (S.APPROVED, S.EXECUTED, S.FAILED):
+        assert after.decision == ("shadow" if after.route == "shadow" else DECISIONS[after.status])
+        # Only an approved action, not yet claimed, ever says execute.
+        assert (after.decision == "execute") == (after.status == S.APPROVED)
+        if after.status in (S.APPROVED, S.EXECUTING, S.EXECUTED, S.FAILED, S.UNKNOWN):
             assert after.final_payload is not None
             assert after.payload_sha256 == payload_sha256(after.final_payload)
             assert after.decided_at is not None
@@ -143,6 +161,11 @@ def test_random_service_calls_never_reach_an_illegal_state(stage, risk, confiden
             assert after.expires_at is not None and after.final_payload is None
         if after.status in (S.REJECTED, S.EXPIRED):
             assert after.decided_at is not None and after.final_payload is None and after.reason
+        # One execution claim per approval: a second only after a "not committed" reconcile.
+        reopened = AuditEvent.objects.filter(
+            verb="reviews.action.reconciled", object_id=str(action.pk), data__committed=False
+        ).count()
+        assert after.execution_claims <= 1 + reopened
 
     assert Decision.objects.filter(action=action).count() == decisions
     # One audit event for the proposal, one per change.

@@ -204,6 +204,7 @@ def test_unknown_or_odd_ids_are_4xx(api, action_id):
 def test_result_with_wrong_hash_is_409_and_right_hash_executes(api):
     created = api.post("/api/v1/actions", proposal()).json()
     url = f"/api/v1/actions/{created['id']}/result"
+    assert api.post(f"/api/v1/actions/{created['id']}/claim", {}).status_code == 200
     wrong = api.post(url, {"status": "executed", "payload_sha256": "a" * 64})
     assert wrong.status_code == 409 and wrong.json()["error"] == "conflict"
     ok = api.post(url, {"status": "executed", "payload_sha256": created["payload_sha256"]})

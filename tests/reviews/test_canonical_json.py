@@ -87,6 +87,9 @@ def test_a_reviewers_edit_to_1e16_is_served_with_a_hash_the_client_accepts(appro
     body = json.loads(api.get(f"/api/v1/actions/{action_id}").content)
     assert body["final_payload"] == {"amount_micros": 1e16}
     assert body["payload_sha256"] == client_sha256(body["final_payload"])
+    # The served hash is the one the claim and the result are bound to (issue 15: claim first).
+    claim = api.post(f"/api/v1/actions/{action_id}/claim", {"payload_sha256": body["payload_sha256"]})
+    assert claim.status_code == 200, claim.content
     r = api.post(
         f"/api/v1/actions/{action_id}/result", {"status": "executed", "payload_sha256": body["payload_sha256"]}
     )

@@ -50,6 +50,9 @@ def test_load_demo_tells_a_consistent_story(capsys):
     )
     assert waiting.evidence["criteria"]
     assert AuditEvent.objects.filter(verb="deployments.breaker.tripped").count() == 1
+    # Issue 15's states, live: a held run, a waiting child, an unknown result, a cancellation.
+    statuses = set(ProposedAction.objects.values_list("status", flat=True))
+    assert {"held", "unknown", "cancelled"} <= statuses
 
 
 def test_load_demo_again_keeps_the_history_and_prints_new_keys(capsys):

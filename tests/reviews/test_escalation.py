@@ -150,3 +150,11 @@ def test_racing_a_reviewer_exactly_one_wins(escalating, reviewer):
         AuditEvent.objects.filter(verb="reviews.action.auto_escalated").count()
         == Decision.objects.filter(verb="escalate").count()
     )
+
+
+def test_the_agents_deadline_caps_the_senior_sla(escalating):
+    deadline = left(3)
+    action = ProposedActionFactory(deployment=escalating, expires_at=left(2), deadline=deadline)
+    assert escalate_due_actions() == 1
+    action.refresh_from_db()
+    assert action.status == S.PENDING_SENIOR and action.expires_at == deadline  # not now + 8 h

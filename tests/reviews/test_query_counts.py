@@ -16,7 +16,8 @@ Status = ProposedAction.Status
 # Measured on PostgreSQL under pytest (savepoints counted): 24 before issue 14 (31 with htmx),
 # two row locks, the member read three times; 15 (21) after. The issue's bound is 15. Issue 17
 # adds one statement: the decider's own counters and approve streak (deployments.reviewers).
-DECISION_QUERIES = 16
+# Issue 15 one more: the read of the action's parent and run, locked before it (reviews.runs).
+DECISION_QUERIES = 17
 # The htmx reply also renders the next item's page (its neighbours and history).
 HTMX_PAGE_QUERIES = 6
 
@@ -56,7 +57,10 @@ def test_result_report(api, deployment, django_assert_max_num_queries):
     deployment.save()
     created = api.post("/api/v1/actions", proposal()).json()
     assert created["decision"] == "execute", created
-    body = {"status": "executed", "payload_sha256": created["payload_sha256"]}
+    with django_assert_max_num_queries(8):
+        claimed = api.post(f"/api/v1/actions/{created['id']}/claim", {"claim_key": "k"})
+    assert claimed.status_code == 200, claimed.content
+    body = {"status": "executed", "payload_sha256": created["payload_sha256"], "claim_key": "k"}
     with django_assert_max_num_queries(12):
         response = api.post(f"/api/v1/actions/{created['id']}/result", body)
     assert response.status_code == 200, response.content

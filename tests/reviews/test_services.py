@@ -8,6 +8,12 @@ from django.utils import timezone
 from deployments.errors import Conflict, InvalidInput, InvalidTransition, NotAllowed
 from deployments.models import AuditEvent, EvidenceCount, Member
 from reviews.canonical import payload_sha256
+from reviews.execution import (
+    AlreadyReported,
+    NotClaimed,
+    proposed_action_execution_claim,
+    proposed_action_report_result,
+)
 from reviews.models import Decision, ProposedAction
 from reviews.services import (
     proposed_action_approve,
@@ -15,7 +21,6 @@ from reviews.services import (
     proposed_action_escalate,
     proposed_action_expire,
     proposed_action_reject,
-    proposed_action_report_result,
 )
 from tests.factories import DeploymentFactory, MemberFactory, ProposedActionFactory
 
@@ -146,14 +151,30 @@ def test_expire_only_after_the_deadline_and_safe_to_repeat(deployment):
 
 def test_result_is_bound_to_the_final_payload_hash(deployment):
     action = propose(deployment)
+    with pytest.raises(NotClaimed):  # a result requires the execution claim
+        proposed_action_report_result(action_id=action.pk, status="executed", payload_hash=action.payload_sha256)
+    claimed, _ = proposed_action_execution_claim(action_id=action.pk)
     with pytest.raises(Conflict):
         proposed_action_report_result(action_id=action.pk, status="executed", payload_hash="0" * 64)
-    done = proposed_action_report_result(action_id=action.pk, status="executed", payload_hash=action.payload_sha256)
+    done = proposed_action_report_result(
+        action_id=action.pk,
+        status="executed",
+        payload_hash=action.payload_sha256,
+        claim_key=claimed.execution_claim_key,
+    )
     assert done.status == S.EXECUTED and done.executed_at is not None
-    # Safe to repeat: the same report again changes nothing.
-    again = proposed_action_report_result(action_id=action.pk, status="executed", payload_hash=action.payload_sha256)
+    # The claim's own retry of the same report changes nothing...
+    again = proposed_action_report_result(
+        action_id=action.pk,
+        status="executed",
+        payload_hash=action.payload_sha256,
+        claim_key=claimed.execution_claim_key,
+    )
     assert again.executed_at == done.executed_at
-    with pytest.raises(InvalidTransition):
+    # ...any other second result is refused: one execution is never recorded for two.
+    with pytest.raises(AlreadyReported):
+        proposed_action_report_result(action_id=action.pk, status="executed", payload_hash=action.payload_sha256)
+    with pytest.raises(AlreadyReported):
         proposed_action_report_result(action_id=action.pk, status="failed", payload_hash=action.payload_sha256)
     assert evidence(deployment, "execution.executed.auto") == 1
 

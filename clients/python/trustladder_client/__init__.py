@@ -4,12 +4,15 @@ approved, and verify the decision webhooks."""
 from trustladder_client.canonical import canonical_json, payload_sha256
 from trustladder_client.client import Action, Client
 from trustladder_client.errors import (
+    ActionAlreadyClaimed,
+    ActionCancelled,
     ActionExpired,
     ActionNotExecuted,
     ActionRejected,
     ActionShadowed,
     ApiError,
     DecisionTimeout,
+    OutcomeUnknown,
     TrustladderError,
     WebhookVerificationError,
 )
@@ -17,6 +20,8 @@ from trustladder_client.webhooks import verify_webhook
 
 __all__ = [
     "Action",
+    "ActionAlreadyClaimed",
+    "ActionCancelled",
     "ActionExpired",
     "ActionNotExecuted",
     "ActionRejected",
@@ -24,6 +29,7 @@ __all__ = [
     "ApiError",
     "Client",
     "DecisionTimeout",
+    "OutcomeUnknown",
     "TrustladderError",
     "WebhookVerificationError",
     "canonical_json",

@@ -43,7 +43,24 @@ class ActionShadowed(ActionNotExecuted):  # noqa: N818
 
 
 class DecisionTimeout(ActionNotExecuted):  # noqa: N818
-    """`wait()` gave up before a decision; the action is still pending on the server."""
+    """`wait()` gave up before a decision. `Client.run` (and the gate) then cancel the action,
+    and its deadline (the wait's timeout) expires it anyway: a late approval never makes it
+    executable."""
+
+
+class ActionCancelled(ActionNotExecuted):  # noqa: N818
+    """The agent cancelled the action before its execution was claimed."""
+
+
+class ActionAlreadyClaimed(ActionNotExecuted):  # noqa: N818
+    """Its execution was claimed already (a replay, a retry after a crash, a second process):
+    it must not run again. `action.decision` says where it is: claimed, done or reconcile."""
+
+
+class OutcomeUnknown(TrustladderError):  # noqa: N818
+    """Raise it from a gated function that cannot tell whether its effect happened (a timeout
+    talking to the payment provider, say): the gate reports `unknown`, and the action is never
+    offered for execution again until it is reconciled (`Client.reconcile`)."""
 
 
 class WebhookVerificationError(TrustladderError):

@@ -65,11 +65,13 @@ class Command(BaseCommand):
                 )
                 if action.decision == "execute":
                     ok = rng.random() > 0.01
+                    claim = client.claim(action.id, payload_sha256=action.payload_sha256)
                     client.report_result(
                         action.id,
                         status="executed" if ok else "failed",
                         payload_sha256=action.payload_sha256,
                         error="" if ok else "simulated 503",
+                        claim_key=claim.claim_key,
                     )
                 elif action.decision == "shadow":
                     agree = rng.random() < (story.agreement if story else 0.9)
