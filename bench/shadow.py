@@ -9,6 +9,9 @@ What it does (the database named by BENCH_DATABASE_URL is DROPPED and re-created
    10,000-pair deployments for the per-row baseline and the same work batched in-process;
 2. naive baseline: a per-row ORM loop (lock, load, compare, save, two counter upserts, one
    transaction per pair) on 10,000 pairs;
+2b. the floor, measured in the same run: the database work alone (lock, fetch, write back a
+   constant) on `--floor` pairs in one process; the workers' figure is also given as a ratio
+   to it, so runs on a machine that is busier or quieter can be compared;
 3. the production path in-process on 10,000 pairs (`shadow_compare_sweep`, batches of 1,000);
 4. the production path with `--workers` Celery worker processes (`-P solo`): 1,000-id tasks
    as the outcomes API enqueues them, wall clock from the first enqueue until no pair is
@@ -123,6 +126,39 @@ def naive_loop(deployment_id: int) -> tuple[int, float]:
             key = (deployment_id, day, action.action_type, outcome.action_type, action.model_version)
             shadow_tally_add_many({key: [1, 0] if result["agree"] else [0, 1]})
     return len(ids), time.perf_counter() - start
+
+
+FLOOR_SQL = """
+SELECT a.id, a.payload, o.payload FROM reviews_proposedaction a
+JOIN reviews_shadowoutcome o ON o.deployment_id = a.deployment_id AND o.external_id = a.external_id
+WHERE a.deployment_id = %s AND a.route = 'shadow' AND a.status = 'logged' AND a.id > %s
+ORDER BY a.id LIMIT 1000 FOR UPDATE OF a SKIP LOCKED
+"""
+
+
+def floor_loop(deployment_id: int) -> tuple[int, float]:
+    """The floor of the same run: the database work alone, in one process, batches of 1,000.
+    Each batch locks its pairs with the production join, fetches both payloads as text
+    (no JSON parsing), and writes a constant comparison back in one UPDATE. No comparing,
+    no counters, no audit: what any implementation must at least pay per pair."""
+    from django.db import connection, transaction
+
+    done, after = 0, 0
+    start = time.perf_counter()
+    while True:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(FLOOR_SQL, [deployment_id, after])
+            ids = [row[0] for row in cursor.fetchall()]
+            if not ids:
+                break
+            cursor.execute(
+                "UPDATE reviews_proposedaction SET status = 'compared', "
+                'comparison = \'{"agree": true, "diff": []}\'::jsonb WHERE id = ANY(%s)',
+                [ids],
+            )
+        done += len(ids)
+        after = ids[-1]
+    return done, time.perf_counter() - start
 
 
 def peak_rss_mb(pid: int) -> tuple[float, float]:
@@ -253,6 +289,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=1_000_000)
     parser.add_argument("--naive", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--floor", type=int, default=50_000, help="pairs for the database-only floor")
     parser.add_argument("--chunk", type=int, default=1000, help="action ids per task (the API enqueues <= 1000)")
     parser.add_argument("--recompute", action="store_true", help="also time a recompute of the big deployment")
     args = parser.parse_args()
@@ -277,9 +314,15 @@ def main() -> None:
     big = load("bench-big", args.pairs)
     naive_dep = load("bench-naive", args.naive)
     batched_dep = load("bench-batched", args.naive)
+    floor_dep = load("bench-floor", args.floor)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
-    print(f"loaded {args.pairs:,} + 2 × {args.naive:,} pairs in {time.perf_counter() - start:.1f} s")
+    print(f"loaded {args.pairs:,} + 2 × {args.naive:,} + {args.floor:,} pairs in {time.perf_counter() - start:.1f} s")
+
+    floor_n, floor_s = floor_loop(floor_dep)
+    floor_per = floor_s / floor_n
+    print(f"floor (lock + fetch + write back, no compare), 1 proc: {floor_n:,} pairs in {floor_s:.1f} s "
+          f"= {floor_n / floor_s:,.0f} pairs/s")  # fmt: skip
 
     n, naive_s = naive_loop(naive_dep)
     naive_per = naive_s / n
@@ -300,6 +343,11 @@ def main() -> None:
         print(
             f"batched, {args.workers} Celery workers:  {result['pairs']:,} pairs in {result['elapsed']:.1f} s "
             f"= {rate:,.0f} pairs/s ({naive_per * rate:.1f}× naive per pair); enqueue took {result['enqueue']:.1f} s"
+        )
+        ratio = (result["elapsed"] / result["pairs"]) / floor_per
+        print(
+            f"ratio to the floor: {ratio:.2f} (time per pair with {args.workers} workers / the 1-process floor's; "
+            f"at this ratio 1,000,000 pairs take {ratio * floor_per * 1_000_000:.0f} s)"
         )
         print(f"worker peak RSS (VmHWM) MB: {workers.peak_rss()}  (idle before: {workers.idle_rss})")
         if args.pairs < 1_000_000:

@@ -11,6 +11,9 @@ from ninja import Field, Query, Router, Schema
 from ninja.security import HttpBearer
 from ninja.throttling import BaseThrottle
 
+from deployments.calibration import DEFAULT_DAYS as CALIBRATION_DAYS
+from deployments.calibration import MAX_DAYS as CALIBRATION_MAX_DAYS
+from deployments.calibration import calibration_evaluate
 from deployments.gate import gate_evaluate
 from deployments.models import ApiKey, Deployment
 from deployments.policy import Stage
@@ -151,6 +154,62 @@ class TypeAgreementOut(Schema):
     upper: float
 
 
+class CalibrationBandOut(Schema):
+    band: int
+    low: float
+    high: float
+    n: int
+    good: int
+    rate: float | None
+    lower: float | None
+    upper: float | None
+    mean_confidence: float | None
+
+
+class CalibrationKindOut(Schema):
+    kind: Literal["review", "audit", "execution"]
+    label: str
+    n: int
+    good: int
+    rate: float | None
+    mean_confidence: float | None
+    ece: float | None
+    brier: float | None
+    bands: list[CalibrationBandOut]
+
+
+class CalibrationTypeKindOut(Schema):
+    n: int
+    rate: float | None
+    mean_confidence: float | None
+    ece: float | None
+    brier: float | None
+
+
+class CalibrationCandidateOut(Schema):
+    auto_min_confidence: float | None
+    n: int | None
+    changed: int | None
+    upper: float | None
+    threshold: float
+    min_n: float
+    current: float
+    simulate: dict[str, float] | None
+
+
+class CalibrationOut(Schema):
+    deployment: str
+    action_type: str | None
+    stage: str
+    since: str
+    days: int
+    band_width: float
+    primary: list[str]
+    kinds: dict[str, CalibrationKindOut]
+    by_action_type: dict[str, dict[str, CalibrationTypeKindOut]]
+    candidate: CalibrationCandidateOut
+
+
 class RateOut(Schema):
     n: int
     agree: int
@@ -203,10 +262,14 @@ class EvidenceOut(Schema):
     criteria: list[CriterionOut]
     by_action_type: dict[str, TypeAgreementOut]
     humans: HumansOut
+    calibration: CalibrationOut
 
 
 class EvidenceQuery(Schema):
     action_type: str = Field("", max_length=100, description="Evaluate one action type's own gate (its cap).")
+    calibration_days: int = Field(
+        CALIBRATION_DAYS, ge=1, le=CALIBRATION_MAX_DAYS, description="Days of outcomes the calibration reads."
+    )
 
 
 @router.get(
@@ -215,7 +278,14 @@ class EvidenceQuery(Schema):
     summary="The gate to the next stage, evaluated now",
     description="Each criterion with its measured value, 95% Wilson interval and sample size; the same "
     "numbers as the gate page. `by_action_type.agreement` is how often people agreed with the AI in this "
-    "stage (shadow: AI–human agreement). Formulas: docs/gate.md.",
+    "stage (shadow: AI–human agreement). `calibration`: confidence in bands 0.05 wide against observed "
+    "outcomes over the last `calibration_days` days, with ECE, Brier score and a candidate "
+    "`auto_min_confidence` (docs/gate.md, Calibration).",
 )
 def deployment_evidence(request: HttpRequest, query: Query[EvidenceQuery]) -> dict:
-    return gate_evaluate(deployment=request.auth.deployment, action_type=query.action_type).as_dict()
+    deployment = request.auth.deployment
+    evidence = gate_evaluate(deployment=deployment, action_type=query.action_type).as_dict()
+    evidence["calibration"] = calibration_evaluate(
+        deployment=deployment, action_type=query.action_type, days=query.calibration_days
+    )
+    return evidence

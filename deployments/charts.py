@@ -71,3 +71,52 @@ def stacked_bars_svg(
         parts.append(f'<text x="{lx + 14}" y="14" class="chart-axis">{escape(name)}</text>')
     parts.append("</svg>")
     return mark_safe("".join(parts))  # noqa: S308 -- built above, every label escaped
+
+
+def reliability_svg(*, bands: Sequence[dict], title: str, width: int = 360, height: int = 320) -> SafeString:
+    """A reliability diagram: per confidence band, the observed rate (a dot at the band's mean
+    confidence, its 95% interval as a bar) against the diagonal of perfect calibration.
+    `bands` are deployments.calibration's (low, high, n, rate, lower, upper, mean_confidence)."""
+    pad, pad_bottom = 36, 30
+    plot_w, plot_h = width - pad - 10, height - pad_bottom - 24
+    x0, y0 = pad, 24 + plot_h
+
+    def px(x: float) -> float:
+        return x0 + plot_w * x
+
+    def py(y: float) -> float:
+        return y0 - plot_h * y
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{escape(title)}"><title>{escape(title)}</title>',
+        f'<text x="{pad}" y="14" class="chart-title">{escape(title)}</text>',
+        f'<rect x="{x0}" y="{py(1):.1f}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#dde1e7"/>',
+        f'<line x1="{px(0):.1f}" y1="{py(0):.1f}" x2="{px(1):.1f}" y2="{py(1):.1f}" stroke="#8a8f98" '
+        'stroke-dasharray="4 3"><title>perfect calibration</title></line>',
+    ]
+    for tick in (0, 0.5, 1):
+        parts.append(
+            f'<text x="{px(tick):.1f}" y="{height - 14}" text-anchor="middle" class="chart-axis">{tick:g}</text>'
+        )
+        parts.append(f'<text x="{x0 - 4}" y="{py(tick) + 4:.1f}" text-anchor="end" class="chart-axis">{tick:g}</text>')
+    parts.append(f'<text x="{px(0.5):.1f}" y="{height - 2}" text-anchor="middle" class="chart-axis">confidence</text>')
+    most = max((b["n"] for b in bands), default=0) or 1
+    for b in bands:
+        if not b["n"]:
+            continue
+        x, colour = px(b["mean_confidence"]), PALETTE["executed"]
+        label = (
+            f"confidence {b['low']:g}–{b['high']:g}: {b['rate']:.1%} observed "
+            f"[{b['lower']:.1%}, {b['upper']:.1%}], n {b['n']}, mean confidence {b['mean_confidence']:.3f}"
+        )
+        radius = 2.5 + 4.5 * (b["n"] / most) ** 0.5
+        parts.append(
+            f'<line x1="{x:.1f}" y1="{py(b["lower"]):.1f}" x2="{x:.1f}" y2="{py(b["upper"]):.1f}" stroke="{colour}"/>'
+        )
+        parts.append(
+            f'<circle cx="{x:.1f}" cy="{py(b["rate"]):.1f}" r="{radius:.1f}" fill="{colour}" fill-opacity="0.8">'
+            f"<title>{escape(label)}</title></circle>"
+        )
+    parts.append("</svg>")
+    return mark_safe("".join(parts))  # noqa: S308 -- built above, every label escaped

@@ -34,10 +34,12 @@ verdict changed, so agree + disagree always equals the compared pairs. The verdi
 A name that is no `Metric` is an error (`UnknownMetric`) where it is written and where it is
 read, so a typo fails loudly instead of reading as a silent zero.
 
-Two tables hold them: `EvidenceCount` per day and action type, and `BreakerCount` per minute
-for the few metrics the breakers watch (`BREAKER_METRICS`). Both are sharded (a writer picks
+Three tables hold them: `EvidenceCount` per day and action type, `BreakerCount` per minute
+for the few metrics the breakers watch (`BREAKER_METRICS`), and `CalibrationCount`, the
+outcome metrics split by confidence band (deployments.calibration builds its deltas). All are sharded (a writer picks
 one of SHARDS rows at random, so concurrent writers rarely wait on one row) and folded once
-their day or minute is over (`evidence_counts_fold`, `breaker_counts_fold`).
+their day or minute is over (`evidence_counts_fold`, `breaker_counts_fold`,
+`calibration_counts_fold`).
 """
 
 import random
@@ -52,7 +54,7 @@ from django.db import connection, transaction
 from django.db.models import Model, Q, Sum
 from django.utils import timezone
 
-from deployments.models import BreakerCount, EvidenceCount
+from deployments.models import BreakerCount, CalibrationCount, EvidenceCount, ReviewerCount
 from deployments.sql import counter_upsert_tail
 
 DEPLOYMENT_WIDE = ""  # action_type of counters about the whole deployment
@@ -178,7 +180,18 @@ class CounterTable:
 
 EVIDENCE = CounterTable(EvidenceCount, ("deployment_id", "day", "action_type", "metric"), ("n", "total"), "day")
 BREAKER = CounterTable(BreakerCount, ("deployment_id", "minute", "metric"), ("n",), "minute")
-_TABLES = {table.model: table for table in (EVIDENCE, BREAKER)}
+CALIBRATION = CounterTable(
+    CalibrationCount,
+    ("deployment_id", "day", "action_type", "metric", "band"),
+    ("n", "confidence_sum", "confidence_sq"),
+    "day",
+)
+# A reviewer's own counters (deployments.reviewers), not sharded: one reviewer decides one
+# item at a time.
+REVIEWER = CounterTable(ReviewerCount, ("deployment_id", "user_id", "day", "metric"), ("n", "total"), "day")
+_TABLES = {table.model: table for table in (EVIDENCE, BREAKER, CALIBRATION, REVIEWER)}
+
+Statement = tuple[str, Sequence[Any]]
 
 
 # ---------------------------------------------------------------------------------------
@@ -191,7 +204,7 @@ class CounterDelta:
     """What to add to one row of a sharded counter table (EvidenceCount, BreakerCount).
     Built by `evidence_deltas`; an unknown metric raises UnknownMetric here."""
 
-    model: type[EvidenceCount] | type[BreakerCount]
+    model: type[EvidenceCount] | type[BreakerCount] | type[CalibrationCount]
     key: dict[str, Any]  # column: value, the row's identity (without the shard)
     add: dict[str, int | float]  # column: amount to add
 
@@ -226,10 +239,15 @@ def evidence_deltas(
     return deltas
 
 
-def counters_add(deltas: Iterable[CounterDelta]) -> None:
+def counters_add(deltas: Iterable[CounterDelta], *, also: Sequence[Statement] = ()) -> None:
     """Add `deltas` to their counter rows, in the caller's transaction: equal rows summed
-    first, then one statement per table (`counters_add_many`). The one way counters are
-    written; the agent API's ingest statement writes the same deltas inside its own."""
+    first, then one upsert per table. The one way counters are written; the agent API's
+    ingest statement writes the same deltas inside its own.
+
+    `also`: further statements (SQL, parameters) of the same event, e.g. a reviewer's streak.
+    On PostgreSQL the upserts and `also` reach the database as ONE statement (data-modifying
+    CTEs, each a different table, so no row is touched twice); elsewhere one statement each.
+    """
     per_table: dict[type, dict[tuple, list]] = defaultdict(dict)
     for delta in deltas:
         table = _TABLES[delta.model]
@@ -238,15 +256,33 @@ def counters_add(deltas: Iterable[CounterDelta]) -> None:
         amounts = rows.setdefault(key, [0] * len(table.values))
         for i, column in enumerate(table.values):
             amounts[i] += delta.add.get(column, 0)
-    for model, rows in per_table.items():
-        table = _TABLES[model]
-        counters_add_many(
-            model=model,
-            keys=table.keys,
-            values=table.values,
-            rows={key: tuple(amounts) for key, amounts in rows.items()},
-            shards=model.SHARDS,
+    statements = [
+        statement
+        for model, rows in per_table.items()
+        if (
+            statement := _upsert_statement(
+                model=model,
+                keys=_TABLES[model].keys,
+                values=_TABLES[model].values,
+                rows={key: tuple(amounts) for key, amounts in rows.items()},
+                shards=getattr(model, "SHARDS", 1),
+            )
         )
+    ]
+    _execute_together([*statements, *also])
+
+
+def _execute_together(statements: Sequence[Statement]) -> None:
+    if not statements:
+        return
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql" or len(statements) == 1:
+            for sql, params in statements:
+                cursor.execute(sql, params)
+            return
+        *first, (last_sql, _) = statements
+        ctes = ", ".join(f"c{i} AS ({sql})" for i, (sql, _) in enumerate(first))
+        cursor.execute(f"WITH {ctes} {last_sql}", [p for _, params in statements for p in params])
 
 
 def evidence_add(
@@ -271,14 +307,23 @@ def counters_add_many(
 ) -> None:
     """Add `rows` ({key tuple: value deltas}) to a sharded counter table in ONE statement, in
     the caller's transaction: INSERT ... ON CONFLICT (keys, shard) DO UPDATE SET v = v + excluded.v.
-    The statement beneath `counters_add`, the folds and shadow mode's `ShadowTally`.
+    The statement beneath the folds and shadow mode's `ShadowTally` (`counters_add` builds the
+    same statement, `_upsert_statement`).
 
     Rows are written in key order on one random shard, so concurrent batches never deadlock
     and rarely wait for each other. All-zero rows are skipped. A `metric` key must be a Metric.
     """
+    statement = _upsert_statement(model=model, keys=keys, values=values, rows=rows, shards=shards)
+    if statement:
+        _execute_together([statement])
+
+
+def _upsert_statement(
+    *, model: type, keys: Sequence[str], values: Sequence[str], rows: dict[tuple, Sequence[int]], shards: int
+) -> Statement | None:
     items = sorted((key, deltas) for key, deltas in rows.items() if any(deltas))
     if not items:
-        return
+        return None
     if "metric" in keys:
         at = list(keys).index("metric")
         for key, _ in items:
@@ -290,15 +335,12 @@ def counters_add_many(
     params: list = []
     for key, deltas in items:
         params += [*key, shard, *deltas]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            INSERT INTO {table} ({", ".join(columns)})
-            VALUES {", ".join([row_sql] * len(items))}
-            {counter_upsert_tail(table, keys, values)}
-            """,  # noqa: S608 -- table and column names are ours, every value is a parameter
-            params,
-        )
+    sql = f"""
+        INSERT INTO {table} ({", ".join(columns)})
+        VALUES {", ".join([row_sql] * len(items))}
+        {counter_upsert_tail(table, keys, values)}
+    """  # noqa: S608 -- table and column names are ours, every value is a parameter
+    return sql, params
 
 
 # ---------------------------------------------------------------------------------------
@@ -311,6 +353,11 @@ def evidence_counts_fold(*, before: date, batch: int = 2000) -> int:
     that a reader of a long window sums one row per (day, type, metric), not EvidenceCount.SHARDS.
     Returns the number of rows folded away; see `_counters_fold`."""
     return _counters_fold(EVIDENCE, {"day__lt": before}, batch)
+
+
+def calibration_counts_fold(*, before: date, batch: int = 2000) -> int:
+    """Fold the shards of every calibration counter of a day before `before` into its shard 0."""
+    return _counters_fold(CALIBRATION, {"day__lt": before}, batch)
 
 
 def breaker_counts_fold(*, before: datetime, batch: int = 2000) -> int:

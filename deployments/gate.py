@@ -238,6 +238,17 @@ def gate_evaluate(*, deployment: Deployment, action_type: str = "", now: datetim
     return evaluation
 
 
+def gate_criteria_into(
+    deployment: Deployment, target: Stage, counts: "_Counts", values: dict[str, float], days: float, now: datetime
+) -> list[Criterion]:
+    """The criteria of the gate into `target` on `counts` (the gate; re-certification)."""
+    if target is Stage.APPROVAL:
+        return _shadow_to_approval(counts, values, days)
+    if target is Stage.SUPERVISED:
+        return _approval_to_supervised(counts, values, days)
+    return _supervised_to_autonomous(deployment, counts, values, now)
+
+
 def _leave_out(counts: _Counts, flagged: dict[str, Any]) -> None:
     """Take the flagged reviewers' approve / edit / reject decisions out of the window's totals
     (the gate's `exclude_flagged_reviewers`; the counterfactual counts have no reviewer and stay)."""

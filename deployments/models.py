@@ -106,6 +106,13 @@ class Deployment(models.Model):
     # Signs webhook deliveries (Standard Webhooks, "whsec_" + base64 secret); rotatable.
     webhook_secret = models.CharField(max_length=100, blank=True)
 
+    # Re-certification (deployments.recertify, daily): the last check of the criteria of the
+    # gate that led into the current stage, and whether a failed check demotes one stage.
+    recertify_demotes = models.BooleanField(
+        default=False, help_text="Demote one stage when the daily re-certification finds a criterion failed."
+    )
+    recertification = models.JSONField(default=dict, blank=True)
+
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -469,6 +476,49 @@ class BreakerCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.deployment_id} {self.minute:%H:%M} {self.metric}={self.n}"
+
+
+class CalibrationCount(models.Model):
+    """The evidence counters split by the proposal's confidence: per deployment, day, action
+    type, outcome metric and confidence band (deployments.calibration). Written beside the
+    EvidenceCount row of the same decision, result or audit verdict, in its transaction, by
+    `deployments.counters.counters_add`; sharded and folded as EvidenceCount is.
+
+    Band k holds confidences in (k/20, (k+1)/20] (band 0 also holds 0), so a threshold
+    `confidence > t` on a band edge keeps whole bands. `confidence_sum` and `confidence_sq`
+    sum the confidences and their squares: the bands' mean confidence and the Brier score
+    come out exact, not from band midpoints.
+    """
+
+    # Written only by people's decisions, results and audit verdicts (not by every proposal):
+    # far fewer concurrent writers than EvidenceCount's.
+    SHARDS = 8
+
+    # No database constraint: see EvidenceCount.deployment.
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    day = models.DateField()
+    action_type = models.CharField(max_length=100)
+    metric = models.CharField(max_length=64)  # a deployments.counters.Metric (an outcome)
+    band = models.PositiveSmallIntegerField()
+    shard = models.PositiveSmallIntegerField(default=0)
+    n = models.BigIntegerField(default=0)
+    confidence_sum = models.FloatField(default=0.0)
+    confidence_sq = models.FloatField(default=0.0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["deployment", "day", "action_type", "metric", "band", "shard"],
+                name="calibration_count_unique",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["deployment", "day"], name="calibration_by_day"),
+            models.Index(fields=["day"], condition=models.Q(shard__gt=0), name="calibration_unfolded"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.deployment_id} {self.day} {self.action_type} {self.metric} band {self.band}={self.n}"
 
 
 class BlastRadiusUse(models.Model):

@@ -31,12 +31,10 @@ from datetime import date
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import connection
 from django.db.models import Sum
 
-from deployments.counters import Metric, counters_add_many
+from deployments.counters import CounterDelta, Metric, Statement, counters_add, counters_add_many
 from deployments.models import Deployment, ReviewerCount, ReviewerStreak
-from deployments.sql import counter_upsert_tail
 from deployments.stats import wilson_interval
 from deployments.validators import DEFAULT_REVIEWER_FLAGS, TIME_BUCKETS
 
@@ -64,18 +62,20 @@ def reviewer_counts_add(
     )
 
 
-def reviewer_decision_record(*, deployment_id: int, user_id: int, verb: str, seconds: float, day: date) -> None:
-    """A reviewer's decision (approve, edit, reject or escalate): its two counters and, for a
-    judgement (not an escalation, which neither grows nor breaks it), the approve streak. In
-    the decision's transaction; on PostgreSQL one statement (the streak's upsert a CTE of the
-    counters' upsert), elsewhere two."""
-    rows = {
-        (deployment_id, user_id, day, Metric.of("decision", verb)): (1, seconds),
-        (deployment_id, user_id, day, time_bucket(seconds)): (1, 0.0),
-    }
+def reviewer_decision_counters(
+    *, deployment_id: int, user_id: int, verb: str, seconds: float, day: date
+) -> tuple[list[CounterDelta], list[Statement]]:
+    """What a reviewer's decision (approve, edit, reject or escalate) adds: its two counters
+    and, for a judgement (not an escalation, which neither grows nor breaks it), the approve
+    streak's upsert. For `counters_add(deltas, also=statements)` in the decision's transaction,
+    with the decision's other counters (one statement on PostgreSQL)."""
+    key = {"deployment_id": deployment_id, "user_id": user_id, "day": day}
+    deltas = [
+        CounterDelta(ReviewerCount, key | {"metric": Metric.of("decision", verb)}, {"n": 1, "total": seconds}),
+        CounterDelta(ReviewerCount, key | {"metric": time_bucket(seconds)}, {"n": 1}),
+    ]
     if verb == "escalate":
-        counters_add_many(model=ReviewerCount, keys=KEYS, values=("n", "total"), rows=rows, shards=1)
-        return
+        return deltas, []
     approve = verb == "approve"
     streak = ReviewerStreak._meta.db_table
     upsert = f"""
@@ -85,27 +85,15 @@ def reviewer_decision_record(*, deployment_id: int, user_id: int, verb: str, sec
           longest = CASE WHEN %s AND {streak}.current + 1 > {streak}.longest
                          THEN {streak}.current + 1 ELSE {streak}.longest END
     """  # noqa: S608 -- the table name is ours; every value is a parameter
-    params = [deployment_id, user_id, int(approve), int(approve), approve, approve]
-    if connection.vendor != "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(upsert, params)
-        counters_add_many(model=ReviewerCount, keys=KEYS, values=("n", "total"), rows=rows, shards=1)
-        return
-    table = ReviewerCount._meta.db_table
-    values, row_params = [], []
-    for key, (n, total) in sorted(rows.items()):
-        values.append("(%s, %s, %s, %s, 0, %s, %s)")
-        row_params += [*key[:3], str(key[3]), n, total]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            WITH streak AS ({upsert})
-            INSERT INTO {table} (deployment_id, user_id, day, metric, shard, n, total)
-            VALUES {", ".join(values)}
-            {counter_upsert_tail(table, KEYS, ("n", "total"))}
-            """,  # noqa: S608 -- table and column names are ours; every value is a parameter
-            params + row_params,
-        )
+    return deltas, [(upsert, [deployment_id, user_id, int(approve), int(approve), approve, approve])]
+
+
+def reviewer_decision_record(*, deployment_id: int, user_id: int, verb: str, seconds: float, day: date) -> None:
+    """`reviewer_decision_counters`, written now, in the caller's transaction."""
+    deltas, statements = reviewer_decision_counters(
+        deployment_id=deployment_id, user_id=user_id, verb=verb, seconds=seconds, day=day
+    )
+    counters_add(deltas, also=statements)
 
 
 def reviewer_flags_for(deployment: Deployment) -> dict[str, float]:

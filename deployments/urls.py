@@ -1,6 +1,6 @@
 from django.urls import path
 
-from deployments import reviewer_views, views
+from deployments import calibration_views, reviewer_views, views
 
 app_name = "deployments"
 
@@ -8,6 +8,7 @@ urlpatterns = [
     path("deployments/", views.deployment_list, name="list"),
     path("deployments/<slug:slug>/", views.deployment_detail, name="detail"),
     path("deployments/<slug:slug>/gate/", views.deployment_gate, name="gate"),
+    path("deployments/<slug:slug>/calibration/", calibration_views.deployment_calibration, name="calibration"),
     path("deployments/<slug:slug>/reviewers/", reviewer_views.reviewer_quality, name="reviewers"),
     path("deployments/<slug:slug>/gate/request", views.promotion_request_create, name="promotion_request"),
     path(

@@ -21,10 +21,11 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from deployments.counters import Metric
+from deployments.calibration import calibration_deltas
+from deployments.counters import Metric, counters_add, evidence_deltas
 from deployments.errors import Conflict, InvalidInput, InvalidTransition, NotAllowed
 from deployments.models import Member
-from deployments.services import audit_event_record, breaker_check, evidence_add
+from deployments.services import audit_event_record, breaker_check
 from reviews import runs
 from reviews.models import ProposedAction
 from reviews.services import proposed_action_expire
@@ -80,7 +81,9 @@ def _agent_move(
     from_status = action.status
     action.status = to
     action.save(update_fields=["status", *fields])
-    evidence_add(deployment_id=action.deployment_id, action_type=action.action_type, metric=metric)
+    ids = {"deployment_id": action.deployment_id, "action_type": action.action_type, "metric": metric}
+    # An execution's result is also a calibration outcome (deployments.calibration).
+    counters_add([*evidence_deltas(**ids), *calibration_deltas(**ids, confidence=action.confidence)])
     audit_event_record(
         verb=verb,
         actor=actor,

@@ -21,17 +21,17 @@ from django.utils import timezone
 
 from core.jsonlimits import JsonProblem, json_check
 from core.tasks import enqueue_on_commit
-from deployments.counters import Metric
+from deployments.calibration import calibration_deltas
+from deployments.counters import CounterDelta, Metric, counters_add
 from deployments.errors import ApiKeyChanged, Conflict, InvalidInput, InvalidTransition, NotAllowed
 from deployments.models import ApiKey, Deployment, KeyCheck, Member
 from deployments.policy import Route, Stage, route_for
-from deployments.reviewers import reviewer_decision_record
+from deployments.reviewers import reviewer_decision_counters
 from deployments.services import (
     api_key_confirm,
     audit_event_build,
     audit_event_record,
     blast_radius_reserve,
-    evidence_add,
     evidence_deltas,
 )
 from reviews import runs
@@ -368,10 +368,13 @@ def _decision_create(
     payload_before: Any = None,
     payload_after: Any = None,
     metric: Metric | None = None,
+    final: bool = False,
 ) -> tuple[Decision, float]:
-    """The Decision row of a move (to `action.status`, already set) and its counter
-    (`metric`, by default `decision.<verb>`) with the seconds it took (from the decider's
-    claim, else from the proposal)."""
+    """The Decision row of a move (to `action.status`, already set) and its counters, all in
+    one statement on PostgreSQL: `metric` (by default `decision.<verb>`) with the seconds it
+    took (from the decider's claim, else from the proposal), its calibration outcome, a
+    `final` move's SLA and counterfactual evidence (`_final_evidence`), and the decider's own
+    counters (deployments.reviewers)."""
     started = action.claimed_at if action.claimed_at and action.claimed_by_id == getattr(actor, "pk", None) else None
     seconds = (now - (started or action.created_at)).total_seconds()
     decision = Decision.objects.create(
@@ -386,17 +389,42 @@ def _decision_create(
         claimed_at=started,
         seconds_to_decide=seconds,
     )
-    evidence_add(
-        deployment_id=action.deployment_id,
-        action_type=action.action_type,
-        metric=metric or Metric.of("decision", verb),
-        total=seconds,
-    )
+    metric = metric or Metric.of("decision", verb)
+    ids = {"deployment_id": action.deployment_id, "action_type": action.action_type, "metric": metric}
+    deltas = [*evidence_deltas(**ids, total=seconds), *calibration_deltas(**ids, confidence=action.confidence, at=now)]
+    if final:
+        deltas += _final_evidence(action=action, verb=verb, now=now)
+    statements = []
     if decision.actor_id is not None and verb in REVIEWER_VERBS:
-        reviewer_decision_record(
+        mine, statements = reviewer_decision_counters(
             deployment_id=action.deployment_id, user_id=decision.actor_id, verb=verb, seconds=seconds, day=now.date()
         )
+        deltas += mine
+    counters_add(deltas, also=statements)
     return decision, seconds
+
+
+def _final_evidence(*, action: ProposedAction, verb: Decision.Verb, now: datetime) -> list[CounterDelta]:
+    """A final decision's SLA evidence and the 2→3 counterfactual: would stage 3 have
+    auto-executed this approval-stage action, and did the person change it?"""
+    if verb not in (Decision.Verb.APPROVE, Decision.Verb.EDIT, Decision.Verb.REJECT):
+        return []
+    ids = {"deployment_id": action.deployment_id, "action_type": action.action_type}
+    within = action.expires_at is None or now <= action.expires_at
+    deltas = evidence_deltas(**ids, metric=Metric.SLA_WITHIN if within else Metric.SLA_BREACHED, at=now)
+    if action.stage == Stage.APPROVAL:
+        would_route = route_for(
+            stage=Stage.SUPERVISED,
+            thresholds=action.deployment.thresholds,
+            risk=action.risk_score,
+            confidence=action.confidence,
+            needs_human=action.needs_human,
+        )
+        if would_route is Route.AUTO:
+            deltas += evidence_deltas(**ids, metric=Metric.COUNTERFACTUAL_AUTO, at=now)
+            if verb is not Decision.Verb.APPROVE:
+                deltas += evidence_deltas(**ids, metric=Metric.COUNTERFACTUAL_AUTO_CHANGED, at=now)
+    return deltas
 
 
 def _record_final(
@@ -409,34 +437,9 @@ def _record_final(
     now: datetime,
     seconds: float,
 ) -> None:
-    """What a final decision (approve, edit, reject, expire) adds to its Decision row: the SLA
-    and 2→3 counterfactual evidence, the audit event and the agent's webhook."""
-    deployment_id, action_type = action.deployment_id, action.action_type
-    if verb in (Decision.Verb.APPROVE, Decision.Verb.EDIT, Decision.Verb.REJECT):
-        within = action.expires_at is None or now <= action.expires_at
-        evidence_add(
-            deployment_id=deployment_id,
-            action_type=action_type,
-            metric=Metric.SLA_WITHIN if within else Metric.SLA_BREACHED,
-        )
-    # The 2→3 counterfactual: would stage 3 have auto-executed this approval-stage action?
-    if action.stage == Stage.APPROVAL and verb in (
-        Decision.Verb.APPROVE,
-        Decision.Verb.EDIT,
-        Decision.Verb.REJECT,
-    ):
-        would_route = route_for(
-            stage=Stage.SUPERVISED,
-            thresholds=action.deployment.thresholds,
-            risk=action.risk_score,
-            confidence=action.confidence,
-            needs_human=action.needs_human,
-        )
-        if would_route is Route.AUTO:
-            evidence_add(deployment_id=deployment_id, action_type=action_type, metric=Metric.COUNTERFACTUAL_AUTO)
-            if verb is not Decision.Verb.APPROVE:
-                changed = Metric.COUNTERFACTUAL_AUTO_CHANGED
-                evidence_add(deployment_id=deployment_id, action_type=action_type, metric=changed)
+    """What a final decision (approve, edit, reject, expire) adds to its Decision row (whose
+    counters `_decision_create` wrote): the audit event and the agent's webhook."""
+    deployment_id = action.deployment_id
     audit_event_record(
         verb=AUDIT_VERBS[verb],
         actor=actor,
@@ -486,6 +489,7 @@ def _move(
         payload_before=payload_before,
         payload_after=payload_after,
         metric=metric,
+        final=final,
     )
     if final:
         _record_final(

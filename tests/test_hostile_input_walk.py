@@ -68,6 +68,7 @@ PAGES: dict[str, dict[str, dict[str, str]]] = {
     "deployments:list": {"GET": {}},
     "deployments:detail": {"GET": {}},
     "deployments:gate": {"GET": {"action_type": ""}},
+    "deployments:calibration": {"GET": {"action_type": "", "days": "30"}},
     "deployments:reviewers": {"GET": {"days": "30"}},
     "deployments:promotion_request": {"POST": {"to_stage": "autonomous", "action_type": "", "reason": "ready"}},
     "deployments:promotion_decide": {"POST": {"decision": "reject", "reason": "not yet", "action_type": ""}},

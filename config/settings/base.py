@@ -251,6 +251,13 @@ CELERY_BEAT_SCHEDULE: dict = {
     "deployments.purge_windows": {"task": "deployments.purge_windows", "schedule": timedelta(hours=1)},
     # Past days' evidence counter shards folded into one row each.
     "deployments.fold_evidence": {"task": "deployments.fold_evidence", "schedule": timedelta(hours=1)},
+    # Re-certification (SPEC §8): the gate into each deployment's stage, checked again daily
+    # (hourly beats; each deployment is checked once a day, deployments.recertify).
+    "deployments.recertify_all": {
+        "task": "deployments.recertify_all",
+        "schedule": timedelta(hours=1),
+        "options": {"expires": 3000},
+    },
 }
 
 # ---------------------------------------------------------------------------------------
@@ -297,6 +304,9 @@ WORKER_TASKS: dict[str, tuple[str, float]] = {
     "deployments.breaker_notify": ("default", 120),
     "deployments.purge_windows": ("default", 900),
     "deployments.fold_evidence": ("default", 900),
+    # One check per deployment, a handful of grouped counter reads each (deployments.recertify).
+    "deployments.recertify_all": ("default", 900),
+    "deployments.recertification_notify": ("default", 120),
     "reviews.expire_overdue_actions": ("default", 900),
     "reviews.release_stale_claims": ("default", 300),
     "reviews.escalate_due_actions": ("default", 900),

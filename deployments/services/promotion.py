@@ -232,14 +232,38 @@ def deployment_demote(
     if target.rank >= current.rank:
         raise InvalidTransition(f"demotion goes down: {target.value} is not below {current.value}")
     evidence = gate_evaluate(deployment=deployment, action_type=action_type).as_dict()
-    _set_stage(deployment, action_type, target, timezone.now())
-    _cancel_open_requests(deployment, action_type or None, actor, f"demoted to {target.value}")
+    deployment_demote_locked(
+        deployment=deployment,
+        to_stage=target,
+        reason=reason,
+        actor=actor,
+        action_type=action_type,
+        data={"evidence": evidence},
+    )
+    return deployment
+
+
+def deployment_demote_locked(
+    *,
+    deployment: Deployment,
+    to_stage: Stage,
+    reason: str,
+    actor: AbstractBaseUser | None = None,
+    action_type: str = "",
+    data: dict,
+) -> None:
+    """Demote the deployment (or cap one action type) to `to_stage` at once: by an admin
+    (deployment_demote, which checks them) or by the system (re-certification, actor None).
+    Precondition: the caller holds the row lock and `to_stage` is below the current stage.
+    Open requests it makes stale are cancelled; audited with `data` beside from/to."""
+    current = current_stage_for(deployment, action_type)
+    _set_stage(deployment, action_type, to_stage, timezone.now())
+    _cancel_open_requests(deployment, action_type or None, actor, f"demoted to {to_stage.value}")
     audit_event_record(
         verb="deployments.stage.demoted",
         actor=actor,
         deployment=deployment,
         obj=deployment,
         reason=reason,
-        data={"from": current.value, "to": target.value, "action_type": action_type, "evidence": evidence},
+        data={"from": current.value, "to": to_stage.value, "action_type": action_type, **data},
     )
-    return deployment

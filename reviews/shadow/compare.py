@@ -106,31 +106,50 @@ class Rules:
 
     def __post_init__(self) -> None:
         # Answers per path, memoised: payloads of one deployment share their shape, so each
-        # path is resolved against the rules once per batch, not once per pair.
-        object.__setattr__(self, "_memo", {})
-
-    def _cached(self, kind: str, path: str, compute) -> Any:
-        memo = self._memo  # type: ignore[attr-defined]
-        key = (kind, path)
-        if key not in memo:
-            memo[key] = compute(path)
-        return memo[key]
+        # path is resolved against the rules once per batch, not once per pair. One dict per
+        # question, looked up directly: these are called for every field of every pair.
+        for name in ("_ignored", "_ci", "_sets", "_tolerances"):
+            object.__setattr__(self, name, {})
 
     def ignored(self, path: str) -> bool:
-        return bool(self.ignore) and self._cached("i", path, lambda p: _covers(self.ignore, p))
+        if not self.ignore:
+            return False
+        memo = self._ignored  # type: ignore[attr-defined]
+        answer = memo.get(path)
+        if answer is None:
+            answer = memo[path] = _covers(self.ignore, path)
+        return answer
 
     def case_insensitive(self, path: str) -> bool:
-        return self.ci_all or (bool(self.ci_paths) and self._cached("c", path, lambda p: _covers(self.ci_paths, p)))
+        if self.ci_all:
+            return True
+        if not self.ci_paths:
+            return False
+        memo = self._ci  # type: ignore[attr-defined]
+        answer = memo.get(path)
+        if answer is None:
+            answer = memo[path] = _covers(self.ci_paths, path)
+        return answer
 
     def as_set(self, path: str) -> bool:
         if self.sets_all:
             return True
-        return bool(self.sets_paths) and self._cached("s", path, lambda p: _covers(self.sets_paths, p))
+        if not self.sets_paths:
+            return False
+        memo = self._sets  # type: ignore[attr-defined]
+        answer = memo.get(path)
+        if answer is None:
+            answer = memo[path] = _covers(self.sets_paths, path)
+        return answer
 
     def tolerance_for(self, path: str) -> float:
         if not self.field_tolerances:
             return self.tolerance
-        return self._cached("t", path, self._tolerance_for)
+        memo = self._tolerances  # type: ignore[attr-defined]
+        answer = memo.get(path)
+        if answer is None:
+            answer = memo[path] = self._tolerance_for(path)
+        return answer
 
     def _tolerance_for(self, path: str) -> float:
         best, best_len = None, -1

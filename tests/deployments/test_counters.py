@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from deployments.counters import (
@@ -106,12 +107,13 @@ def test_unwatched_and_backdated_events_count_only_their_day(deployment):
     assert EvidenceCount.objects.count() == 2 and not BreakerCount.objects.exists()
 
 
-def test_counters_add_sums_equal_rows_into_one_statement_per_table(deployment, django_assert_num_queries):
+def test_counters_add_sums_equal_rows_into_one_statement(deployment, django_assert_num_queries):
     deltas = []
     for metric, n in [(Metric.SHADOW_AGREE, 1), (Metric.SHADOW_AGREE, 2), (Metric.SHADOW_DISAGREE, 1)]:
         deltas += evidence_deltas(deployment_id=deployment.pk, action_type="t.a", metric=metric, n=n)
     deltas += evidence_deltas(deployment_id=deployment.pk, action_type="t.a", metric=Metric.PROPOSED_AUTO)
-    with django_assert_num_queries(2):  # one upsert for EvidenceCount, one for BreakerCount
+    # One upsert for EvidenceCount, one for BreakerCount: one statement on PostgreSQL (CTEs).
+    with django_assert_num_queries(1 if connection.vendor == "postgresql" else 2):
         counters_add(deltas)
     counts = counters_sum(deployment_id=deployment.pk)
     assert (counts[Metric.SHADOW_AGREE], counts[Metric.SHADOW_DISAGREE], counts[Metric.PROPOSED_AUTO]) == (3, 1, 1)

@@ -15,8 +15,10 @@ from django.test import override_settings
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis.core.parameters import ParameterLocation
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from config.wsgi import application
+from core.jsonlimits import MAX_SAFE_INTEGER
 from reviews.services import proposed_action_create
 from tests.conftest import proposal
 
@@ -60,6 +62,20 @@ def keep_the_test_connection():
     request_finished.connect(close_old_connections)
 
 
+def _has_unsafe_integer(value) -> bool:
+    """An integer past ±(2^53 − 1) anywhere in a generated body: refused with a 422 naming the
+    field (SPEC §7, I-JSON), which the JSON Schema of a free-form payload object cannot say."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER
+    if isinstance(value, dict):
+        return any(_has_unsafe_integer(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_unsafe_integer(v) for v in value)
+    return False
+
+
 @pytest.fixture
 def actions(deployment) -> list[int]:
     """A few real actions of the key's deployment (auto-approved and pending), so paths with an
@@ -90,7 +106,8 @@ def test_every_operation_with_a_key(case, pick, api_key, actions):
             case.headers["Idempotency-Key"] = uuid.uuid4().hex
     if positive(ParameterLocation.PATH) and "action_id" in (case.path_parameters or {}) and pick < len(actions):
         case.path_parameters["action_id"] = actions[pick]
-    case.call_and_validate()
+    unsafe = _has_unsafe_integer(getattr(case, "body", None))
+    case.call_and_validate(excluded_checks=[positive_data_acceptance] if unsafe else None)
 
 
 @pytest.mark.django_db

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('deployments', '0009_humans_measured'),
+        ('deployments', '0010_calibration_recertification'),
     ]
 
     operations = [
