@@ -45,6 +45,10 @@ class Deployment(models.Model):
     audit_sample_rate = models.FloatField(default=0.05, validators=UNIT)
     review_sla = models.DurationField(default=timedelta(hours=24))
     senior_sla = models.DurationField(default=timedelta(hours=8))
+    # Escalation chain (reviews/escalation.py): once this share of review_sla has passed, a
+    # reviewer-queue item moves to the senior queue (seniors told) instead of only expiring.
+    # Empty: off.
+    escalate_at_sla_share = models.FloatField(null=True, blank=True, validators=UNIT)
 
     paused = models.BooleanField(default=False, help_text="Kill switch: nothing is auto-executed.")
     breaker_tripped_at = models.DateTimeField(null=True, blank=True)

@@ -44,6 +44,7 @@ from reviews.claims import (
     member_of,
     member_require_assigned,
 )
+from reviews.escalation import escalation_due_at
 from reviews.humans.checks import humans_decision_check
 from reviews.humans.double import double_vote_record, double_votes_open
 from reviews.humans.drills import drill_decide, drill_maybe_place
@@ -478,6 +479,8 @@ def _move(
     final: bool = True,
     payload_before: Any = None,
     payload_after: Any = None,
+    audit_verb: str = "",
+    metric: Metric | None = None,
 ) -> ProposedAction:
     """The one shape of a person's (or the clock's) move on a pending action: set its status
     and reason, write the Decision with its evidence and audit event, clear the claim, save.
@@ -501,6 +504,7 @@ def _move(
         now=now,
         payload_before=payload_before,
         payload_after=payload_after,
+        metric=metric,
         final=final,
     )
     if final:
@@ -509,8 +513,9 @@ def _move(
         )
     else:
         audit_event_record(
-            verb=AUDIT_VERBS[verb],
+            verb=audit_verb or AUDIT_VERBS[verb],
             actor=actor,
+            actor_label="" if actor is not None else "system",
             deployment=action.deployment_id,
             obj=action,
             reason=reason,
@@ -587,7 +592,14 @@ def _escalate(action: ProposedAction, *, actor: AbstractBaseUser, member: Member
         )
     _require_can_decide(action, member)
     humans_decision_check(action, actor, escalating=True)
-    now = timezone.now()
+    return _to_senior(action, actor=actor, reason=reason, now=timezone.now())
+
+
+def _to_senior(
+    action: ProposedAction, *, actor: AbstractBaseUser | None, reason: str, now: datetime, **move: Any
+) -> ProposedAction:
+    """An escalation (a person's or the clock's): to the senior queue with a fresh senior SLA
+    (capped by the agent's deadline); not final. Caller holds the row lock and has checked the move."""
     action.expires_at = runs.capped(now + action.deployment.senior_sla, action.deadline)
     return _move(
         action=action,
@@ -597,6 +609,7 @@ def _escalate(action: ProposedAction, *, actor: AbstractBaseUser, member: Member
         reason=reason,
         now=now,
         final=False,
+        **move,
     )
 
 
@@ -647,6 +660,29 @@ def proposed_action_expire(*, action_id: int, now: datetime | None = None) -> Pr
         actor=None,
         reason="the agent's deadline passed without a decision" if past_deadline else "SLA passed without a decision",
         now=now,
+    )
+
+
+@transaction.atomic
+def proposed_action_auto_escalate(*, action_id: int, now: datetime | None = None) -> ProposedAction | None:
+    """Move a reviewer-queue action whose escalation point has passed (its deployment's
+    `escalate_at_sla_share` of `review_sla`) to the senior queue, with a fresh senior SLA.
+    Safe to repeat and to race a person: under the row lock it returns None (and changes
+    nothing) unless the action is still in the reviewer queue, still due and not a drill or
+    double-review sample (reviews/escalation.py says why those keep their queue)."""
+    now = now or timezone.now()
+    action = ProposedAction.objects.locked(action_id)
+    due = escalation_due_at(action)
+    if action.status != Status.PENDING_REVIEW or due is None or due > now:
+        return None
+    enqueue_on_commit("reviews.escalation_notify", action.pk, robust=True)
+    return _to_senior(
+        action,
+        actor=None,
+        reason=f"{action.deployment.escalate_at_sla_share:.0%} of the review SLA passed without a decision",
+        now=now,
+        audit_verb="reviews.action.auto_escalated",
+        metric=Metric.ESCALATION_AUTO,
     )
 
 

@@ -311,6 +311,8 @@ WORKER_TASKS: dict[str, tuple[str, float]] = {
     "deployments.recertification_notify": ("default", 120),
     "reviews.expire_overdue_actions": ("default", 900),
     "reviews.release_stale_claims": ("default", 300),
+    "reviews.escalate_due_actions": ("default", 900),
+    "reviews.escalation_notify": ("default", 120),
     "reviews.purge_idempotency_keys": ("default", 900),
     "reviews.shadow_compare_actions": ("default", 600),
     "reviews.shadow_compare_sweep": ("default", 1800),
@@ -332,6 +334,7 @@ CELERY_TASK_ANNOTATIONS = {
 # Periodic work of reviews and the outbox, run by `celery -A config.celery_app beat`. Each task is
 # safe to repeat.
 CELERY_BEAT_SCHEDULE["expire-overdue-actions"] = {"task": "reviews.expire_overdue_actions", **_every(60.0)}
+CELERY_BEAT_SCHEDULE["escalate-due-actions"] = {"task": "reviews.escalate_due_actions", **_every(60.0)}
 CELERY_BEAT_SCHEDULE["release-stale-claims"] = {"task": "reviews.release_stale_claims", **_every(60.0)}
 CELERY_BEAT_SCHEDULE["purge-idempotency-keys"] = {"task": "reviews.purge_idempotency_keys", **_every(3600.0)}
 CELERY_BEAT_SCHEDULE["sweep-webhook-outbox"] = {
