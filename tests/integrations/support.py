@@ -9,10 +9,11 @@ import json
 import threading
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import anyio
 import httpx2
 import uvicorn
 from mcp import ClientSession
@@ -233,3 +234,23 @@ def agent_trace(traceparent: str) -> Iterator[None]:
 def same_trace(traceparent: str, expected: str) -> bool:
     """Both name the same trace (the W3C trace id, the second field)."""
     return bool(traceparent) and traceparent.split("-")[1] == expected.split("-")[1]
+
+
+def run_async(fn: Callable[..., Any], *args: Any) -> Any:
+    """`anyio.run(fn, *args)` in a thread of its own: Playwright's sync API (the browser tests,
+    earlier in the same pytest process) leaves an event loop on the main thread, where anyio
+    refuses to start another."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = anyio.run(fn, *args)
+        except BaseException as exc:  # handed back to the test's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]

@@ -20,7 +20,7 @@ from reviews.models import ProposedAction
 from reviews.services import proposed_action_approve, proposed_action_expire, proposed_action_reject
 from tests.deliveries.support import test_database_url as database_url
 from tests.factories import DeploymentFactory, MemberFactory
-from tests.integrations.support import agent_trace, same_trace, uvicorn_server
+from tests.integrations.support import agent_trace, run_async, same_trace, uvicorn_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -104,7 +104,7 @@ def test_lists_the_upstream_tools(approval, gateway):
         async with gateway(deployment) as (session, _):
             return [t.name for t in (await session.list_tools()).tools]
 
-    assert set(anyio.run(go)) == {"send_email", "read_file", "flaky", "crash"}
+    assert set(run_async(go)) == {"send_email", "read_file", "flaky", "crash"}
 
 
 def test_an_approved_call_runs_once_upstream_with_the_edited_arguments(approval, gateway):
@@ -130,7 +130,7 @@ def test_an_approved_call_runs_once_upstream_with_the_edited_arguments(approval,
             again = await session.call_tool("send_email", {"to": "ops@example.com", "body": "refund sent"})
             return result, again, log
 
-    result, again, log = anyio.run(go)
+    result, again, log = run_async(go)
     assert not result.is_error, text(result)
     # Once, with the edited arguments, and the agent's trace context passed on.
     [ran] = executed(log)
@@ -165,7 +165,7 @@ def test_rejected_or_expired_calls_never_reach_the_upstream(approval, gateway, o
                 result = await session.call_tool("read_file", {"path": "/etc/passwd"})
             return result, log
 
-    result, log = anyio.run(go)
+    result, log = run_async(go)
     assert result.is_error
     assert ("rejected: not this customer" if outcome == "reject" else "expired") in text(result)
     assert executed(log) == []
@@ -178,7 +178,7 @@ def test_shadow_calls_are_logged_and_never_executed(gateway):
         async with gateway(deployment, tools={"default": {"risk_score": 0.0, "confidence": 1.0}}) as (session, log):
             return await session.call_tool("send_email", {"to": "a@example.com", "body": "hi"}), log
 
-    result, log = anyio.run(go)
+    result, log = run_async(go)
     assert result.is_error and "shadow" in text(result)
     assert executed(log) == []
     assert ProposedAction.objects.get(deployment=deployment).status == "logged"
@@ -194,7 +194,7 @@ def test_auto_route_executes_at_once_and_an_upstream_failure_is_reported(gateway
             failing = await session.call_tool("flaky", {"n": 3})
             return ok, failing, log
 
-    ok, failing, log = anyio.run(go)
+    ok, failing, log = run_async(go)
     assert not ok.is_error and "read" in text(ok)
     assert failing.is_error and "disk full" in text(failing)
     assert [e["tool"] for e in executed(log)] == ["read_file", "flaky"]
@@ -212,7 +212,7 @@ def test_an_upstream_that_dies_mid_call_leaves_the_result_unknown(gateway):
         async with gateway(deployment, tools={"default": {"risk_score": 0.05, "confidence": 0.99}}) as (session, log):
             return await session.call_tool("crash", {"n": 1}), log
 
-    result, log = anyio.run(go)
+    result, log = run_async(go)
     assert result.is_error
     assert executed(log) == [{"tool": "crash", "arguments": {"n": 1}}]
     action = ProposedAction.objects.get(deployment=deployment)
@@ -235,7 +235,7 @@ def test_a_call_still_waiting_resumes_the_same_action_when_repeated(approval, ga
             second = await session.call_tool("send_email", {"to": "x@example.com", "body": "b"})
             return first, second, log
 
-    first, second, log = anyio.run(go)
+    first, second, log = run_async(go)
     assert first.is_error and "Waiting for a person" in text(first)
     assert not second.is_error
     assert ProposedAction.objects.filter(deployment=deployment).count() == 1  # resumed, not proposed again
@@ -258,7 +258,7 @@ def test_an_http_upstream_is_gated_the_same_way(gateway, tmp_path, monkeypatch):
                 listed = {t.name for t in (await session.list_tools()).tools}
                 return listed, await session.call_tool("read_file", {"path": "notes.txt"})
 
-        listed, result = anyio.run(go)
+        listed, result = run_async(go)
     assert listed == {"send_email", "read_file", "flaky", "crash"}
     assert not result.is_error
     assert executed(log) == [{"tool": "read_file", "arguments": {"path": "notes.txt"}}]

@@ -16,7 +16,7 @@ from reviews.canonical import payload_sha256
 from reviews.models import ProposedAction
 from reviews.services import proposed_action_approve, proposed_action_create
 from tests.factories import DeploymentFactory, MemberFactory
-from tests.integrations.support import agent_trace, mcp_session, same_trace, uvicorn_server
+from tests.integrations.support import agent_trace, mcp_session, run_async, same_trace, uvicorn_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -47,7 +47,7 @@ def server_url():
 
 
 def run(coro_fn, *args):
-    return anyio.run(coro_fn, *args)
+    return run_async(coro_fn, *args)
 
 
 def data(result) -> dict:
