@@ -41,10 +41,12 @@ def test_the_worker_continues_the_agents_trace(tmp_path, settings, monkeypatch):
                 30,
                 f"the worker exported no span of the agent's trace:\n{worker.output()}",
             )
+            # The task's own span (the instrumentation's) ends after the webhook's span, so it
+            # may reach the receiver a batch later: wait for it before the worker goes.
+            wait_for(lambda: collector.named("run/deliveries.deliver"), 30, f"no task span:\n{worker.output()}")
         finally:
             worker.kill()
     [span] = spans
     assert span.service == "trustladder-worker"
     assert span.parent_span_id == "b7ad6b7169203331"
     assert hooks.successes()[0].headers["traceparent"] == f"00-{TRACE}-{span.span_id}-01"
-    assert collector.named("run/deliveries.deliver")  # the task's own span, from the instrumentation
