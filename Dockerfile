@@ -7,6 +7,7 @@ COPY core ./core
 COPY deployments ./deployments
 COPY deliveries ./deliveries
 COPY reviews ./reviews
+COPY integrations ./integrations
 RUN pip install --no-cache-dir .
 COPY . .
 RUN DJANGO_SECRET_KEY=build-only-secret-key-build-only-secret-key-0123456789 python manage.py collectstatic --no-input -v0

@@ -171,13 +171,14 @@ class NumbersAsDoubles(json.JSONDecoder):
                 sys.setrecursionlimit(limit)
 
 
-def json_display(value: Any, *, indent: int | None = 2) -> str:
-    """`value` as JSON text for a page (keys sorted, non-ASCII kept). A value stored before
+def json_display(value: Any, *, indent: int | None = 2, sort_keys: bool = True) -> str:
+    """`value` as JSON text for a page (keys sorted unless `sort_keys=False`, as the payload
+    editor keeps the order the page shows; non-ASCII kept). A value stored before
     these limits may nest too deep for the indenting encoder (it recurses in Python): then
     compact, and if even that is too deep, a note instead of an error page."""
     for step in (indent, None):
         try:
-            return json.dumps(value, indent=step, ensure_ascii=False, sort_keys=True)
+            return json.dumps(value, indent=step, ensure_ascii=False, sort_keys=sort_keys)
         except RecursionError:
             continue
     return f"(nested too deep to display: more than {MAX_DEPTH} levels)"

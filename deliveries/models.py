@@ -37,6 +37,9 @@ class Delivery(models.Model):
     url = models.URLField(max_length=2000)
     webhook_id = models.CharField(max_length=64, unique=True, default=new_webhook_id)
     body = models.TextField(help_text="The exact JSON text sent, so every retry is byte-identical.")
+    # The W3C trace context of the fact announced (the agent's, kept on its action): the attempt
+    # continues that trace and sends it in a `traceparent` header beside the webhook headers.
+    traceparent = models.CharField(max_length=55, blank=True)
 
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)

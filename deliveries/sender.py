@@ -10,7 +10,9 @@ import time
 import httpx
 from django.conf import settings
 from django.utils import timezone
+from opentelemetry.trace import SpanKind
 
+from core.tracing import span_under
 from deliveries.egress import EgressRefused, EgressTransport
 from deliveries.models import Delivery
 from deliveries.selectors import webhook_signing_secrets
@@ -42,12 +44,25 @@ def delivery_send(*, delivery_id: int) -> Delivery | None:
         transport = EgressTransport(allow_private=settings.TRUSTLADDER_WEBHOOK_ALLOW_PRIVATE)
         timeout = settings.WEBHOOK_TIMEOUT_SECONDS
         with (
+            # The agent's trace continues here (its traceparent, kept on the action): the
+            # receiver gets it beside the Standard Webhooks headers.
+            span_under(
+                f"webhook {delivery.event_type}",
+                delivery.traceparent,
+                kind=SpanKind.CLIENT,
+                **{"webhook.id": delivery.webhook_id},
+            ) as traceparent,
             httpx.Client(transport=transport, timeout=timeout, follow_redirects=False) as client,
             client.stream(
                 "POST",
                 delivery.url,
                 content=delivery.body.encode("utf-8"),
-                headers={**headers, "content-type": "application/json", "user-agent": USER_AGENT},
+                headers={
+                    **headers,
+                    "content-type": "application/json",
+                    "user-agent": USER_AGENT,
+                    **({"traceparent": traceparent} if traceparent else {}),
+                },
             ) as response,
         ):
             status_code = response.status_code

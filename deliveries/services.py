@@ -70,12 +70,14 @@ def delivery_create(
     object_type: str = "",
     object_id: str = "",
     now: datetime | None = None,
+    traceparent: str = "",
 ) -> Delivery:
     """Write an outbox row in the caller's transaction; enqueue it once that transaction commits.
 
     Guarantees: if the caller's transaction commits, the delivery exists and will be attempted
     (now, or by the sweeper if the broker is unreachable) until delivered or `WEBHOOK_RETRY_FOR`
-    has passed. If it rolls back, nothing is sent.
+    has passed. If it rolls back, nothing is sent. `traceparent`: the trace the delivery
+    continues (sent in a `traceparent` header).
     """
     now = now or timezone.now()
     delivery = Delivery.objects.create(
@@ -87,6 +89,7 @@ def delivery_create(
         body=json.dumps(body, cls=DjangoJSONEncoder, separators=(",", ":"), ensure_ascii=False),
         next_attempt_at=now,
         give_up_at=now + settings.WEBHOOK_RETRY_FOR,
+        traceparent=traceparent,
     )
     transaction.on_commit(partial(delivery_enqueue, delivery_id=delivery.pk), robust=True)
     return delivery

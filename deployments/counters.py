@@ -76,6 +76,8 @@ class Metric(StrEnum):
     DECISION_REJECT = "decision.reject"
     DECISION_ESCALATE = "decision.escalate"
     DECISION_EXPIRE = "decision.expire"
+    # Moved to the senior queue by the clock (reviews/escalation.py), not by a person.
+    ESCALATION_AUTO = "escalation.auto"
     SLA_WITHIN = "sla.within"
     SLA_BREACHED = "sla.breached"
     COUNTERFACTUAL_AUTO = "counterfactual.auto"

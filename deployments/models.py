@@ -47,6 +47,10 @@ class Deployment(models.Model):
     audit_sample_rate = models.FloatField(default=0.05, validators=UNIT)
     review_sla = models.DurationField(default=timedelta(hours=24))
     senior_sla = models.DurationField(default=timedelta(hours=8))
+    # Escalation chain (reviews/escalation.py): once this share of review_sla has passed, a
+    # reviewer-queue item moves to the senior queue (seniors told) instead of only expiring.
+    # Empty: off.
+    escalate_at_sla_share = models.FloatField(null=True, blank=True, validators=UNIT)
 
     paused = models.BooleanField(default=False, help_text="Kill switch: nothing is auto-executed.")
     breaker_tripped_at = models.DateTimeField(null=True, blank=True)
@@ -108,6 +112,12 @@ class Deployment(models.Model):
 
     # Signs webhook deliveries (Standard Webhooks, "whsec_" + base64 secret); rotatable.
     webhook_secret = models.CharField(max_length=100, blank=True)
+
+    # Slack approvals (integrations.slack): the channel id (C…) where actions entering a queue,
+    # breaker trips and items near their SLA are posted. Empty: nothing goes to Slack.
+    slack_channel = models.CharField(
+        max_length=32, blank=True, help_text="Slack channel id (C…) for approvals; empty: none."
+    )
 
     # Re-certification (deployments.recertify, daily): the last check of the criteria of the
     # gate that led into the current stage, and whether a failed check demotes one stage.

@@ -139,6 +139,12 @@ TIMELINE_VERBS = (
 )
 
 
+def known_action_types(deployment: Deployment) -> list[str]:
+    """The action types this deployment has counted evidence for, or caps, sorted."""
+    seen = set(counters_sum(by="action_type", deployment_id=deployment.pk)) - {""}
+    return sorted(seen | set(deployment.stage_caps or {}))
+
+
 def stage_timeline(deployment: Deployment, *, limit: int = 50) -> list[AuditEvent]:
     """Stage changes, requests, breaker trips and kill-switch use, newest first."""
     return list(
@@ -176,16 +182,17 @@ class AuditFilter:
 def audit_events(member: Member, filters: AuditFilter) -> QuerySet[AuditEvent]:
     """Audit events the member may read, filtered; newest first.
 
-    Admins read everything; seniors the events of their deployments. `verb` matches a dotted
-    prefix ("deployments.stage" finds promoted and demoted); `actor` the username or label.
+    Admins read everything; seniors the events of their deployments. `verb` and `actor` match
+    anywhere, ignoring case ("stage" finds promoted and demoted, "approved" every approval;
+    "admin" finds admin and admin2).
     """
     qs = limit_to_visible(AuditEvent.objects.select_related("deployment").order_by("-created_at", "-id"), member)
     if filters.deployment:
         qs = qs.filter(deployment__slug=filters.deployment)
     if filters.actor:
-        qs = qs.filter(actor_label=filters.actor)
+        qs = qs.filter(actor_label__icontains=filters.actor)
     if filters.verb:
-        qs = qs.filter(Q(verb=filters.verb) | Q(verb__startswith=filters.verb.rstrip(".") + "."))
+        qs = qs.filter(verb__icontains=filters.verb)
     return qs
 
 

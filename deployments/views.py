@@ -115,6 +115,11 @@ def deployment_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "has_breaker": deployment.stage in (Stage.SUPERVISED, Stage.AUTONOMOUS),
         "lower_stages": [s.value for s in STAGE_ORDER if s.rank < Stage(deployment.stage).rank],
         "caps": sorted((deployment.stage_caps or {}).items()),
+        "action_types": selectors.known_action_types(deployment),
+        "chart_tables": [
+            ("Decisions per day", labels, decision_series),
+            ("Auto-executions per day", labels, execution_series),
+        ],
     }
     return render(request, "deployments/detail.html", context)
 
@@ -191,6 +196,12 @@ def promotion_request_decide(request: HttpRequest, slug: str, request_id: int) -
 @role_required(Member.Role.ADMIN)
 def deployment_demote(request: HttpRequest, slug: str) -> HttpResponse:
     deployment = _visible(request, slug)
+    action_type = request.POST.get("action_type", "").strip()
+    if action_type and action_type not in selectors.known_action_types(deployment):
+        messages.error(
+            request, f"{deployment.slug} has never seen the action type {action_type!r}; pick one from the list."
+        )
+        return HttpResponseRedirect(_back(slug))
 
     def act(data: dict) -> str:
         services.deployment_demote(

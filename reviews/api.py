@@ -12,6 +12,7 @@ from ninja.errors import AuthenticationError
 from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, StrictBool, StrictInt, field_validator, model_validator
 
 from core.fastjson import json_bytes
+from core.tracing import traceparent_clean
 from deliveries.egress import url_host_not_public
 from deployments.api import AUTH_ERRORS, ErrorOut, bearer, bearer_verified_by_write
 from reviews.canonical import request_fingerprint
@@ -193,6 +194,8 @@ def action_create(
         "callback_url": str(data.callback_url) if data.callback_url else "",  # as the body's JSON spells it
         "idempotency_key": idempotency_key,
         **linked,
+        # W3C trace context: an invalid header is ignored, as the spec says.
+        "traceparent": traceparent_clean(request.headers.get("traceparent")),
     }
     reply = proposed_action_submit(key=request.auth, proposal=proposal, fingerprint=fingerprint)
     if reply is None:

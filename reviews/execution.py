@@ -29,6 +29,7 @@ from deployments.policy import Route
 from deployments.services import audit_event_record, breaker_check
 from reviews import runs
 from reviews.models import ProposedAction
+from reviews.services import _slack_sync as slack_sync  # one hook for every move of an action
 from reviews.services import proposed_action_expire, replay_cell_deltas
 
 Status = ProposedAction.Status
@@ -101,6 +102,7 @@ def _agent_move(
     )
     if event:
         runs.action_notify(action=action, event=event)
+    slack_sync(action)  # a Slack message of the action shows its new state (integrations.slack)
     if settle:
         runs.lineage_settle(action=action)
     return action

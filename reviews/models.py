@@ -111,6 +111,10 @@ class ProposedAction(models.Model):
     # Shadow: the comparison with what the human did, once made.
     comparison = models.JSONField(null=True, blank=True)
 
+    # The agent's W3C trace context (`traceparent` header, or `_meta.traceparent` over MCP) as
+    # sent, so the worker's tasks, the webhooks and the MCP gateway continue the agent's trace.
+    traceparent = models.CharField(max_length=55, blank=True)
+
     # Measuring the humans (reviews/humans): a blind sample is shown without the AI's proposal
     # until its reviewer records their own answer; a double sample is decided by two people.
     class Sample(models.TextChoices):

@@ -30,7 +30,8 @@ class ProposedActionQuerySet(models.QuerySet):
         self, queue: str, *, deployment_ids=None, deployment_id: int | None = None, action_type: str = ""
     ) -> "ProposedActionQuerySet":
         """The items of one queue of the deployments `deployment_ids` (None: all), filtered,
-        in queue order (oldest first)."""
+        in queue order: oldest first, except the audit queue (newest first: a recent
+        auto-execution is the one still worth catching)."""
         qs = self.in_queue(queue)
         if deployment_ids is not None:
             qs = qs.for_deployments(deployment_ids)
@@ -38,6 +39,8 @@ class ProposedActionQuerySet(models.QuerySet):
             qs = qs.filter(deployment_id=deployment_id)
         if action_type:
             qs = qs.filter(action_type=action_type)
+        if queue == "audit":
+            return qs.order_by("-created_at", "-id")
         return qs.order_by("created_at", "id")
 
     def locked(self, action_id: int):

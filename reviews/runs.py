@@ -64,6 +64,7 @@ def action_notify(*, action: ProposedAction, event: str) -> None:
             body=action_representation(action),
             object_type=action._meta.label_lower,
             object_id=str(action.pk),
+            traceparent=action.traceparent,
         )
 
 

@@ -4,18 +4,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from django.db.models import QuerySet
 from django.http import Http404
 from django.utils import timezone
 
 from core.jsonlimits import MAX_DEPTH, json_display
 from deployments.models import AuditEvent, Deployment, Member
 from deployments.permissions import deployments_visible_to, limit_to_visible
+from deployments.templatetags.ui import actor_words, verb_words
 from reviews.claims import QUEUES, claim_is_live, member_deployment_ids
 from reviews.models import Decision, ProposedAction
+from reviews.state import DONE_WORDS
 
 # Senior and audit queues are for seniors (and admins) only.
 SENIOR_QUEUES = ("senior", "audit")
 PAGE_SIZE = 50
+NEWEST_FIRST = ("audit",)  # queues listed newest first
 # The nav shows "1000+" past this: counting is bounded, never a COUNT(*) over a whole queue.
 COUNT_CAP = 1000
 
@@ -33,6 +37,11 @@ def action_get_for_deployment(*, deployment: Deployment, action_id: int) -> Prop
         raise Http404(f"no action {action_id} in this deployment")
     action.deployment = deployment
     return action
+
+
+def _later_in_queue(qs: QuerySet[ProposedAction], queue: str, created_at: datetime, pk: int):
+    """The rows after (created_at, pk) in `queue`'s order (the audit queue runs newest first)."""
+    return qs.before(created_at, pk) if queue in NEWEST_FIRST else qs.after(created_at, pk)
 
 
 def cursor_encode(action: ProposedAction) -> str:
@@ -59,6 +68,7 @@ class QueueRow:
     summary: str
     claimed_by_other: bool
     claimed_by_me: bool
+    escalated_by: str = ""  # senior queue: who escalated it (its reason is the action's)
 
 
 @dataclass
@@ -89,7 +99,7 @@ def queue_page(
     )
     position = cursor_decode(cursor)
     if position is not None:
-        qs = qs.after(*position)
+        qs = _later_in_queue(qs, queue, *position)
     actions = list(
         qs.select_related("deployment", "claimed_by", "run").defer(
             "rationale", "comparison", "final_payload", "callback_url", "result_error"
@@ -108,6 +118,11 @@ def queue_page(
                 claimed_by_me=live and action.claimed_by_id == member.user_id,
             )
         )
+    if queue == "senior" and rows:
+        escalations = Decision.objects.filter(action_id__in=[r.action.pk for r in rows], verb="escalate")
+        who = dict(escalations.values_list("action_id", "actor__username"))
+        for row in rows:
+            row.escalated_by = who.get(row.action.pk) or ""
     return QueuePage(rows=rows, next_cursor=next_cursor, deployments=deployments)
 
 
@@ -138,8 +153,11 @@ def action_neighbours(
 ) -> tuple[ProposedAction | None, ProposedAction | None]:
     """The items before and after `action` in its queue (for j/k on the detail page)."""
     qs = ProposedAction.objects.queue_items(queue, deployment_ids=member_deployment_ids(member)).only("id")
-    previous = qs.before(action.created_at, action.pk).order_by("-created_at", "-id").first()
-    following = qs.after(action.created_at, action.pk).first()
+    following = _later_in_queue(qs, queue, action.created_at, action.pk).first()
+    if queue in NEWEST_FIRST:
+        previous = qs.after(action.created_at, action.pk).order_by("created_at", "id").first()
+    else:
+        previous = qs.before(action.created_at, action.pk).order_by("-created_at", "-id").first()
     return previous, following
 
 
@@ -152,23 +170,49 @@ class HistoryEntry:
     detail: dict
 
 
+# Audit verbs that only repeat a Decision row: the history shows the decision once.
+DECISION_AUDIT_VERBS = frozenset(
+    {
+        "reviews.action.auto_approved",
+        "reviews.action.approved",
+        "reviews.action.edited_and_approved",
+        "reviews.action.rejected",
+        "reviews.action.escalated",
+        "reviews.action.expired",
+        "reviews.action.audit_verdict",
+    }
+)
+STATUS_WORDS = dict(ProposedAction.Status.choices)
+
+
+def _status(value: str) -> str:
+    return str(STATUS_WORDS.get(value, value)).lower()
+
+
 def action_history(action: ProposedAction) -> list[HistoryEntry]:
-    """What happened to the action, oldest first: its decisions and its audit events."""
+    """What happened to the action, oldest first, in words: each decision once (its audit
+    event repeats it), then the other audit events (proposal, execution, deliveries, …)."""
+    decisions = list(Decision.objects.filter(action=action).select_related("actor"))
     entries = [
         HistoryEntry(
             at=d.created_at,
-            who=d.actor.get_username() if d.actor else "system",
-            what=f"decision: {d.get_verb_display().lower()} ({d.from_status} → {d.to_status})",
+            who=d.actor.get_username() if d.actor else "Trustladder (automatic)",
+            what=f"{DONE_WORDS.get(d.verb, d.get_verb_display())} ({_status(d.from_status)} → {_status(d.to_status)})",
             reason=d.reason,
             detail={"seconds_to_decide": round(d.seconds_to_decide, 1)} if d.seconds_to_decide is not None else {},
         )
-        for d in Decision.objects.filter(action=action).select_related("actor")
+        for d in decisions
     ]
     events = AuditEvent.objects.filter(object_type=ProposedAction._meta.label_lower, object_id=str(action.pk)).order_by(
         "created_at", "id"
     )
+    if decisions:
+        events = events.exclude(verb__in=DECISION_AUDIT_VERBS)
     entries += [
-        HistoryEntry(at=e.created_at, who=e.actor_label, what=e.verb, reason=e.reason, detail=e.data) for e in events
+        HistoryEntry(
+            at=e.created_at, who=actor_words(e.actor_label), what=verb_words(e.verb), reason=e.reason, detail=e.data
+        )
+        for e in events
     ]
     entries.sort(key=lambda e: e.at)
     return entries

@@ -20,6 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.jsonlimits import JsonProblem, json_check
+from core.tasks import enqueue_on_commit
 from deployments.calibration import calibration_deltas
 from deployments.counters import CounterDelta, Metric, counters_add
 from deployments.errors import ApiKeyChanged, Conflict, InvalidInput, InvalidTransition, NotAllowed, RefusedByRule
@@ -39,12 +40,14 @@ from deployments.simulator import replay_deltas
 from reviews import runs
 from reviews.canonical import payload_sha256
 from reviews.claims import (
+    claim_is_live,
     claim_next_in_transaction,
     claim_refuse_if_held_by_other,
     member_for,
     member_of,
     member_require_assigned,
 )
+from reviews.escalation import escalation_due_at
 from reviews.humans.checks import humans_decision_check
 from reviews.humans.double import double_vote_record, double_votes_open
 from reviews.humans.drills import drill_decide, drill_maybe_place
@@ -114,6 +117,7 @@ def proposed_action_create(
     run_id: str = "",
     run_hold: bool = False,
     parent_id: int | None = None,
+    traceparent: str = "",
 ) -> ProposedAction:
     """Store a proposed action and route it by the deployment's effective stage (SPEC §1).
 
@@ -124,7 +128,8 @@ def proposed_action_create(
     before, reviews.idempotency) completed. With `key_check` (an API key from the process's
     cache, `deployment` as read with it) nothing is written unless the key is still as it was
     read (ApiKeyChanged). `deadline` (at most the SLA: InvalidInput otherwise), `run_id` and
-    `parent_id` are issue 15's (reviews.execution, reviews.runs).
+    `parent_id` are issue 15's (reviews.execution, reviews.runs). `traceparent`: the agent's W3C
+    trace context, kept on the action.
 
     One transaction: with a blast-radius budget to reserve, or a run or parent to lock and
     read, an explicit one; otherwise the single statement of `reviews.ingest`.
@@ -160,6 +165,7 @@ def proposed_action_create(
             now=now,
             links=links,
             routed=routed,
+            traceparent=traceparent,
         )
         new.idempotency, new.key_check = idempotency_record, key_check
         stored = proposal_insert(new)
@@ -179,6 +185,8 @@ def proposed_action_create(
         shadow_action_logged(action=action)  # its outcome may have arrived first
     elif action.route == Route.REVIEW:
         drill_maybe_place(deployment=deployment, action_type=action_type)  # reviews/humans/drills.py
+    if route in (Route.REVIEW, Route.SENIOR):
+        _slack_sync(action)
     return action
 
 
@@ -205,6 +213,13 @@ def _rule_fields(**fields: Any) -> dict[str, Any]:
     payload, action_type, risk_score, confidence, needs_human, external_id, model_version,
     rationale."""
     return fields
+
+
+def _slack_sync(action: ProposedAction) -> None:
+    """Slack approvals (integrations.slack): post or update the action's message once this
+    transaction commits, if its deployment has a Slack channel."""
+    if action.deployment.slack_channel:
+        enqueue_on_commit("integrations.slack_action_sync", action.pk, robust=True)
 
 
 def _route(
@@ -248,6 +263,7 @@ def proposal_build(
     now: datetime,
     links: "runs.ProposalLinks",
     routed: tuple[Stage, Route, tuple[Match, ...]] | None = None,
+    traceparent: str = "",
 ) -> NewProposal:
     """The rows of one routed proposal, unsaved (the routing of SPEC §1, the run's hold and
     the parent of reviews.runs, the payload rules: RefusedByRule); `routed` is `_route`'s
@@ -294,6 +310,7 @@ def proposal_build(
         deadline=links.deadline,
         run=links.run,
         parent=links.parent,
+        traceparent=traceparent,
     )
     if route is Route.AUTO:
         action.final_payload = payload
@@ -468,6 +485,7 @@ def _decision_create(
     if verb.value in REPLAY_OUTCOMES:  # a person's (or the clock's) decision, not an audit verdict
         deltas += replay_cell_deltas(action, verb.value, seconds)
     counters_add(deltas, also=statements)  # one statement on PostgreSQL (the decision's query budget)
+    _slack_sync(action)
     return decision, seconds
 
 
@@ -544,6 +562,8 @@ def _move(
     final: bool = True,
     payload_before: Any = None,
     payload_after: Any = None,
+    audit_verb: str = "",
+    metric: Metric | None = None,
 ) -> ProposedAction:
     """The one shape of a person's (or the clock's) move on a pending action: set its status
     and reason, write the Decision with its evidence and audit event, clear the claim, save.
@@ -567,6 +587,7 @@ def _move(
         now=now,
         payload_before=payload_before,
         payload_after=payload_after,
+        metric=metric,
         final=final,
     )
     if final:
@@ -575,8 +596,9 @@ def _move(
         )
     else:
         audit_event_record(
-            verb=AUDIT_VERBS[verb],
+            verb=audit_verb or AUDIT_VERBS[verb],
             actor=actor,
+            actor_label="" if actor is not None else "system",
             deployment=action.deployment_id,
             obj=action,
             reason=reason,
@@ -653,7 +675,14 @@ def _escalate(action: ProposedAction, *, actor: AbstractBaseUser, member: Member
         )
     _require_can_decide(action, member)
     humans_decision_check(action, actor, escalating=True)
-    now = timezone.now()
+    return _to_senior(action, actor=actor, reason=reason, now=timezone.now())
+
+
+def _to_senior(
+    action: ProposedAction, *, actor: AbstractBaseUser | None, reason: str, now: datetime, **move: Any
+) -> ProposedAction:
+    """An escalation (a person's or the clock's): to the senior queue with a fresh senior SLA
+    (capped by the agent's deadline); not final. Caller holds the row lock and has checked the move."""
     action.expires_at = runs.capped(now + action.deployment.senior_sla, action.deadline)
     return _move(
         action=action,
@@ -663,6 +692,7 @@ def _escalate(action: ProposedAction, *, actor: AbstractBaseUser, member: Member
         reason=reason,
         now=now,
         final=False,
+        **move,
     )
 
 
@@ -716,14 +746,39 @@ def proposed_action_expire(*, action_id: int, now: datetime | None = None) -> Pr
     )
 
 
+@transaction.atomic
+def proposed_action_auto_escalate(*, action_id: int, now: datetime | None = None) -> ProposedAction | None:
+    """Move a reviewer-queue action whose escalation point has passed (its deployment's
+    `escalate_at_sla_share` of `review_sla`) to the senior queue, with a fresh senior SLA.
+    Safe to repeat and to race a person: under the row lock it returns None (and changes
+    nothing) unless the action is still in the reviewer queue, still due and not a drill or
+    double-review sample (reviews/escalation.py says why those keep their queue)."""
+    now = now or timezone.now()
+    action = ProposedAction.objects.locked(action_id)
+    due = escalation_due_at(action)
+    if action.status != Status.PENDING_REVIEW or due is None or due > now:
+        return None
+    enqueue_on_commit("reviews.escalation_notify", action.pk, robust=True)
+    return _to_senior(
+        action,
+        actor=None,
+        reason=f"{action.deployment.escalate_at_sla_share:.0%} of the review SLA passed without a decision",
+        now=now,
+        audit_verb="reviews.action.auto_escalated",
+        metric=Metric.ESCALATION_AUTO,
+    )
+
+
 @dataclass
 class Decided:
-    """A browser decision: the action as decided, the queue it was in, and the next item of
-    that queue now claimed for the decider (None when it is empty)."""
+    """A browser decision: the action as decided, the queue it was in, whether the decider was
+    working through that queue (`in_flow`: they held the live claim on it), and then the next
+    item of the queue now claimed for them (None when it is empty, or when not in the flow)."""
 
     action: ProposedAction
     queue: str
     following: ProposedAction | None
+    in_flow: bool = True
 
 
 DECISIONS = ("approve", "reject", "escalate")
@@ -761,12 +816,16 @@ def proposed_action_decide_and_claim_next(
     payload: dict[str, Any] | None = None,
     member: Member | None = None,
 ) -> Decided:
-    """`proposed_action_decide`, then claim the next item of the queue the action was in, in
-    the same transaction (the browser's "decide and go on"). `member` (the actor's Member
-    row, loaded once per request) serves both steps."""
-    action, queue, member = _decide(
+    """`proposed_action_decide`, then, if the actor was working through the queue (they held
+    the live claim on this item: only "Review next" claims), claim the next item of that queue
+    in the same transaction (the browser's "decide and go on"). A decision on an item reached
+    any other way (a direct link) claims nothing. `member` (the actor's Member row, loaded once
+    per request) serves both steps."""
+    action, queue, member, in_flow = _decide(
         action_id=action_id, actor=actor, decision=decision, reason=reason, payload=payload, member=member
     )
+    if not in_flow:
+        return Decided(action=action, queue=queue, following=None, in_flow=False)
     following = claim_next_in_transaction(actor=actor, queue=queue, member=member)
     return Decided(action=action, queue=queue, following=following)
 
@@ -779,10 +838,13 @@ def _decide(
     reason: str,
     payload: dict[str, Any] | None,
     member: Member | None,
-) -> tuple[ProposedAction, str, Member | None]:
-    """The decision, in the caller's transaction: the action, the queue it was in, the member."""
+) -> tuple[ProposedAction, str, Member | None, bool]:
+    """The decision, in the caller's transaction: the action, the queue it was in, the member,
+    and whether `actor` held the live claim on it (read before the decision clears it)."""
     action = ProposedAction.objects.locked_with_lineage(action_id)
-    claim_refuse_if_held_by_other(action, actor, timezone.now())
+    now = timezone.now()
+    claim_refuse_if_held_by_other(action, actor, now)
+    held = action.claimed_by_id == actor.pk and claim_is_live(action, now)
     if decision not in DECISIONS:
         raise InvalidInput("decision must be approve, reject or escalate")
     if decision != "approve":
@@ -791,11 +853,11 @@ def _decide(
     queue = action.queue
     if action.review_sample == ProposedAction.Sample.DRILL:
         drill_decide(action=action, actor=actor, decision=decision)  # never approved, never executed
-        return action, queue, member
+        return action, queue, member, held
     if decision != "escalate" and double_votes_open(action):
         voted = double_vote_record(action_id=action_id, actor=actor, decision=decision, payload=payload, reason=reason)
         if not voted.carry_out:
-            return voted.action, queue, member
+            return voted.action, queue, member, held
         # The second of two matching decisions: carried out as usual, by its author.
         vote = voted.vote
         decision = "reject" if vote.verb == "reject" else "approve"
@@ -806,7 +868,7 @@ def _decide(
         _reject(action, actor=actor, member=member, reason=reason)
     else:
         _escalate(action, actor=actor, member=member, reason=reason)
-    return action, queue, member
+    return action, queue, member, held
 
 
 AUDIT_VERDICTS = {"correct": Decision.Verb.AUDIT_CORRECT, "incorrect": Decision.Verb.AUDIT_INCORRECT}

@@ -10,10 +10,11 @@ from celery import shared_task
 from django.utils import timezone
 
 from reviews.claims import proposed_action_claims_release_stale
+from reviews.escalation import escalation_due_ids, escalation_notify
 from reviews.execution import proposed_action_deadline_expire
 from reviews.idempotency import idempotency_purge
 from reviews.models import ProposedAction
-from reviews.services import proposed_action_expire
+from reviews.services import proposed_action_auto_escalate, proposed_action_expire
 
 # Also the project-wide defaults (config/settings/base.py); said here so the guarantee is local.
 TASK_OPTIONS = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result": True}
@@ -47,6 +48,26 @@ def expire_overdue_actions() -> int:
         if len(ids) < EXPIRE_BATCH and len(late) < EXPIRE_BATCH:
             break
     return expired
+
+
+@shared_task(name="reviews.escalate_due_actions", **TASK_OPTIONS)
+def escalate_due_actions() -> int:
+    """Move reviewer-queue actions past their deployment's escalation point to the senior queue
+    (reviews/escalation.py), in batches. Safe to repeat. Returns how many this run moved."""
+    moved = 0
+    for _ in range(EXPIRE_MAX_BATCHES):
+        now = timezone.now()
+        ids = escalation_due_ids(now=now, limit=EXPIRE_BATCH)
+        moved += sum(1 for action_id in ids if proposed_action_auto_escalate(action_id=action_id, now=now) is not None)
+        if len(ids) < EXPIRE_BATCH:
+            break
+    return moved
+
+
+@shared_task(name="reviews.escalation_notify", **TASK_OPTIONS)
+def escalation_notify_task(action_id: int) -> bool:
+    """Tell the deployment's seniors an action was escalated to them (skipped when stale)."""
+    return escalation_notify(action_id=action_id)
 
 
 @shared_task(name="reviews.release_stale_claims", **TASK_OPTIONS)

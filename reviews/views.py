@@ -33,18 +33,22 @@ from reviews.execution import proposed_action_reconcile
 from reviews.humans.selectors import humans_context, sample_notice
 from reviews.models import ProposedAction
 from reviews.services import proposed_action_audit_verdict, proposed_action_decide_and_claim_next
+from reviews.state import item_state
 
 QUEUE_URLS = {"review": "reviews:queue", "senior": "reviews:senior_queue", "audit": "reviews:audit_queue"}
 QUEUE_TITLES = {"review": "Reviewer queue", "senior": "Senior queue", "audit": "Audit queue"}
+HOME_BY_ROLE = {Member.Role.SENIOR: "reviews:senior_queue", Member.Role.ADMIN: "deployments:list"}
 DONE = {"approve": "Approved", "reject": "Rejected", "escalate": "Escalated to the senior queue"}
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    """Members land on their reviewer queue; people without a role see how to get one."""
-    if Member.objects.filter(user=request.user).exists():
-        return redirect("reviews:queue")
-    return render(request, "home.html")
+    """Members land where their day starts: seniors on the senior queue, admins on the
+    deployments, reviewers on the reviewer queue; people without a role see how to get one."""
+    member = Member.objects.filter(user=request.user).first()
+    if member is None:
+        return render(request, "home.html")
+    return redirect(HOME_BY_ROLE.get(member.role, "reviews:queue"))
 
 
 def _int_or_none(raw: str | None) -> int | None:
@@ -127,11 +131,13 @@ def claim_next(request: HttpRequest) -> HttpResponse:
         return redirect("reviews:queue")
     if not _may_work(request.member, queue):
         raise PermissionDenied("only senior reviewers may work this queue")
+    skip = _int_or_none(request.POST.get("skip"))  # from an item page: the next one, not this again
     action = proposed_action_claim_next(
         actor=request.user,
         queue=queue,
         deployment_id=_int_or_none(request.POST.get("deployment")),
         action_type=request.POST.get("action_type", "").strip()[:100],
+        skip_ids=[skip] if skip else [],
         member=request.member,
     )
     if action is None:
@@ -148,44 +154,70 @@ def claim_next(request: HttpRequest) -> HttpResponse:
 PROPOSAL_VERBS = ("reviews.action.proposed", "reviews.action.auto_approved")
 
 
-def _detail_context(request: HttpRequest, action: ProposedAction, **extra) -> dict:
+def _continue_queue(member: Member, action: ProposedAction, queue: str | None) -> str:
+    """The queue `n` continues in from this item: its own, or the one it was in."""
+    if queue is not None:
+        return queue
+    if action.audit_sample:
+        return "audit"
+    return "senior" if action.route == "senior" and member.is_senior else "review"
+
+
+def _state_context(request: HttpRequest, action: ProposedAction) -> dict:
+    """What the item's live state line needs (polled every 5 s: no neighbours, no history)."""
     member = request.member
     queue = action.queue
     may_work = _may_work(member, queue)
-    previous = following = None
-    if may_work:
-        previous, following = selectors.action_neighbours(action=action, member=member, queue=queue)
+    continue_queue = _continue_queue(member, action, queue)
     live_claim = claim_is_live(action, timezone.now())
-    context = {
+    return {
         "action": action,
         "queue": queue,
-        "queue_title": QUEUE_TITLES.get(queue or "", ""),
-        "queue_url": reverse(QUEUE_URLS[queue]) if may_work else reverse("reviews:queue"),
         "may_work": may_work,
-        "can_decide": may_work and queue in ("review", "senior"),
-        "can_escalate": may_work and queue == "review",
-        "can_audit": may_work and queue == "audit",
         "claimed_by_me": live_claim and action.claimed_by_id == request.user.pk,
         "claimed_by_other": live_claim and action.claimed_by_id != request.user.pk,
         "claim_until": claim_until(action) if live_claim else None,
-        "previous": previous,
-        "following": following,
-        "history": (history := selectors.action_history(action)),
-        # Why the action is where it is, as recorded when it was proposed (deployments.rules.route_why).
-        "route_why": next((h.detail.get("why") for h in history if h.what in PROPOSAL_VERBS), None),
-        "payload_json": json_display(action.payload),
-        "final_payload_changed": action.final_payload is not None and action.final_payload != action.payload,
-        # Issue 15: runs, parents, held and unknown actions.
-        "children": list(action.children.order_by("pk")[:50]) if action.has_children else [],
-        "held_reason": runs.blocked_reason(action) if action.status == ProposedAction.Status.HELD else "",
-        "can_reconcile": member is not None and member.is_admin and action.status == ProposedAction.Status.UNKNOWN,
+        "state": item_state(action, user=request.user, queue=queue if may_work else None),
+        "continue_queue": continue_queue,
+        "may_continue": _may_work(member, continue_queue),
     }
+
+
+def _detail_context(request: HttpRequest, action: ProposedAction, **extra) -> dict:
+    context = _state_context(request, action)
+    member, queue, may_work = request.member, context["queue"], context["may_work"]
+    previous = following = None
+    if may_work:
+        previous, following = selectors.action_neighbours(action=action, member=member, queue=queue)
+    context.update(
+        {
+            "queue_title": QUEUE_TITLES.get(queue or "", ""),
+            "queue_url": reverse(QUEUE_URLS[queue]) if may_work else reverse("reviews:queue"),
+            "can_decide": may_work and queue in ("review", "senior"),
+            "can_escalate": may_work and queue == "review",
+            "can_audit": may_work and queue == "audit",
+            "previous": previous,
+            "following": following,
+            "history": (history := selectors.action_history(action)),
+            # Why the action is where it is, as recorded when it was proposed (deployments.rules.route_why).
+            "route_why": next((h.detail.get("why") for h in history if h.what in PROPOSAL_VERBS), None),
+            # The editor shows the keys in the payload's own order (as the page above shows them).
+            "payload_json": json_display(action.payload, sort_keys=False),
+            "final_payload_changed": action.final_payload is not None and action.final_payload != action.payload,
+            # Issue 15: runs, parents, held and unknown actions.
+            "children": list(action.children.order_by("pk")[:50]) if action.has_children else [],
+            "held_reason": runs.blocked_reason(action) if action.status == ProposedAction.Status.HELD else "",
+            "can_reconcile": member is not None and member.is_admin and action.status == ProposedAction.Status.UNKNOWN,
+        }
+    )
     context.update(humans_context(action, request.user))
     context.update(extra)
     return context
 
 
 def _render_detail(request: HttpRequest, action: ProposedAction, *, status: int = 200, **extra) -> HttpResponse:
+    if request.htmx and request.GET.get("part") == "state":
+        return render(request, "reviews/action_detail.html#state", _state_context(request, action))
     context = _detail_context(request, action, **extra)
     # A blind sample before its answer has a page of its own, without the AI's proposal.
     template = "reviews/action_blind.html" if context["blind"] else "reviews/action_detail.html"
@@ -204,22 +236,33 @@ def action_detail(request: HttpRequest, action_id: int) -> HttpResponse:
 def _refused(request: HttpRequest, action_id: int, error: DomainError, **extra) -> HttpResponse:
     """Re-show the item (as it is now) with the reason nothing was changed."""
     action = selectors.action_get_visible(member=request.member, action_id=action_id)
-    if isinstance(error, InvalidTransition):
-        detail = f"Nothing was changed: this item is already {action.get_status_display().lower()}"
-        if action.audit_verdict:
-            detail += f" (audit verdict: {action.audit_verdict})"
-        detail += f". {error.detail}"
+    queue = action.queue
+    if isinstance(error, InvalidTransition) and queue is None:
+        # Closed: who did what when, said once (the error's own detail would repeat the status).
+        state = item_state(action, user=request.user, queue=queue if _may_work(request.member, queue) else None)
+        detail = f"Nothing was changed: {state.text[:1].lower()}{state.text[1:]}."
+        extra["refused"] = True  # the live state line says it, in place of the item's state
     else:
         detail = f"Nothing was changed: {error.detail}"
     return _render_detail(request, action, status=error.http_status, error=detail, **extra)
 
 
 def _next_item(request: HttpRequest, queue: str | None, notice: str) -> HttpResponse:
-    """After a decision: claim and show the next item of the same queue."""
+    """After a decision in the Review-next flow: claim and show the next item of the same queue."""
     action = None
     if queue and _may_work(request.member, queue):
         action = proposed_action_claim_next(actor=request.user, queue=queue, member=request.member)
     return _show_next(request, queue, action, notice)
+
+
+def _show_decided(request: HttpRequest, action_id: int, notice: str) -> HttpResponse:
+    """After a decision outside the flow (a direct link): the same item, now decided, says so
+    and offers `n`; nothing is claimed."""
+    if request.htmx:
+        action = selectors.action_get_visible(member=request.member, action_id=action_id)
+        return _render_detail(request, action, notice=notice)
+    messages.success(request, notice)
+    return redirect("reviews:action_detail", action_id=action_id)
 
 
 def _show_next(request: HttpRequest, queue: str | None, action: ProposedAction | None, notice: str) -> HttpResponse:
@@ -267,16 +310,16 @@ def decide(request: HttpRequest, action_id: int) -> HttpResponse:
             json_check(payload, field="payload")
         except JsonProblem as problem:
             error = f"The edited payload is refused: {problem.field} {problem.message}."
-            return _render_detail(request, action, status=422, error=error, form=form)
+            return _render_detail(request, action, status=422, error=error, form=form, field_error=True)
         except json.JSONDecodeError as exc:
             error = f"The edited payload is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
-            return _render_detail(request, action, status=422, error=error, form=form)
+            return _render_detail(request, action, status=422, error=error, form=form, field_error=True)
         except ValueError as exc:  # NaN, Infinity
-            return _render_detail(request, action, status=422, error=f"The edited payload: {exc}.", form=form)
+            error = f"The edited payload: {exc}."
+            return _render_detail(request, action, status=422, error=error, form=form, field_error=True)
         if not isinstance(payload, dict):
-            return _render_detail(
-                request, action, status=422, error="The edited payload must be a JSON object.", form=form
-            )
+            error = "The edited payload must be a JSON object."
+            return _render_detail(request, action, status=422, error=error, form=form, field_error=True)
         if decision != "approve":
             return _render_detail(
                 request, action, status=422, error="An edited payload can only be approved.", form=form
@@ -288,7 +331,7 @@ def decide(request: HttpRequest, action_id: int) -> HttpResponse:
             context = {
                 "action": action,
                 "diff": selectors.payload_diff(action.payload, payload),
-                "payload": json.dumps(payload, ensure_ascii=False, sort_keys=True),
+                "payload": json.dumps(payload, ensure_ascii=False),
                 "reason": reason,
             }
             return render(request, template, context)
@@ -304,10 +347,11 @@ def decide(request: HttpRequest, action_id: int) -> HttpResponse:
     except DomainError as exc:
         return _refused(request, action_id, exc, form=form)
     action = decided.action
-    if notice := sample_notice(action=action, queue=decided.queue):
-        return _show_next(request, decided.queue, decided.following, notice)
     done = DONE[decision] + (" with your edits" if payload is not None else "")
-    return _show_next(request, decided.queue, decided.following, f"{done}: #{action.pk} {action.action_type}.")
+    notice = sample_notice(action=action, queue=decided.queue) or f"{done}: #{action.pk} {action.action_type}."
+    if not decided.in_flow:
+        return _show_decided(request, action.pk, notice)
+    return _show_next(request, decided.queue, decided.following, notice)
 
 
 @role_required(Member.Role.SENIOR)
@@ -315,6 +359,7 @@ def decide(request: HttpRequest, action_id: int) -> HttpResponse:
 def audit_verdict(request: HttpRequest, action_id: int) -> HttpResponse:
     """POST verdict=correct|incorrect, reason: a senior's verdict on an audit sample."""
     action = selectors.action_get_visible(member=request.member, action_id=action_id)
+    in_flow = action.claimed_by_id == request.user.pk and claim_is_live(action, timezone.now())
     verdict = request.POST.get("verdict", "")
     reason = request.POST.get("reason", "").strip()
     try:
@@ -323,7 +368,8 @@ def audit_verdict(request: HttpRequest, action_id: int) -> HttpResponse:
         )
     except DomainError as exc:
         return _refused(request, action.pk, exc, form={"reason": reason})
-    return _next_item(request, "audit", f"Audit verdict “{verdict}” recorded: #{action.pk} {action.action_type}.")
+    notice = f"Audit verdict “{verdict}” recorded: #{action.pk} {action.action_type}."
+    return _next_item(request, "audit", notice) if in_flow else _show_decided(request, action.pk, notice)
 
 
 @role_required(Member.Role.REVIEWER)
@@ -340,8 +386,11 @@ def claim(request: HttpRequest, action_id: int) -> HttpResponse:
 @role_required(Member.Role.REVIEWER)
 @require_POST
 def release(request: HttpRequest, action_id: int) -> HttpResponse:
+    """Give back your claim. `quiet=1` (the page's beacon as you leave an item): 204, no message."""
     action = selectors.action_get_visible(member=request.member, action_id=action_id)
     proposed_action_release(action_id=action.pk, actor=request.user)
+    if request.POST.get("quiet") == "1":
+        return HttpResponse(status=204)
     messages.info(request, f"Released #{action.pk}; others may take it now.")
     queue = action.queue
     return redirect(QUEUE_URLS[queue] if _may_work(request.member, queue) else "reviews:queue")

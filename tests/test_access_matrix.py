@@ -22,7 +22,10 @@ PUBLIC = {
     "logout": "signing out (POST only)",
     "healthz": "load balancer health check; reveals only up/down",
     "home": "login_required; only redirects a member to their queue (checked in tests/reviews)",
+    "docs": "login_required; the project's own docs (docs/*.md), nothing of any deployment",
     "metrics": "guarded by its own token / network rule (tests/test_operations.py)",
+    "integrations:slack_interactions": "Slack's signed requests; the signature and the linked member's role "
+    "are checked (tests/integrations/test_slack.py)",
 }
 # Mounted applications with their own access control, tested elsewhere.
 MOUNTED_PREFIXES = ("api/v1/", "admin/", "static/", "__debug__/")

@@ -47,17 +47,21 @@ PAGES: dict[str, dict[str, dict[str, str]]] = {
     "login": {"GET": {"next": "/queue/"}, "POST": {"username": "nobody", "password": "wrong", "next": "/queue/"}},
     "logout": {"POST": {"next": "/"}},
     "home": {"GET": {}},
+    "docs": {"GET": {}},
+    "integrations:slack_interactions": {"POST": {"payload": "{}"}},
     "reviews:queue": {"GET": {"deployment": "{deployment_id}", "action_type": "refund.issue", "after": ""}},
     "reviews:senior_queue": {"GET": {"deployment": "{deployment_id}", "action_type": "refund.issue", "after": ""}},
     "reviews:audit_queue": {"GET": {"deployment": "{deployment_id}", "action_type": "refund.issue", "after": ""}},
-    "reviews:claim_next": {"POST": {"queue": "review", "deployment": "{deployment_id}", "action_type": ""}},
+    "reviews:claim_next": {
+        "POST": {"queue": "review", "deployment": "{deployment_id}", "action_type": "", "skip": "{pending}"}
+    },
     "reviews:nav_counts": {"GET": {}},
     "reviews:action_detail": {"GET": {}},
     "reviews:decide": {"POST": {"decision": "approve", "reason": "fine", "payload": "", "confirm": "1"}},
     "reviews:audit_verdict": {"POST": {"verdict": "incorrect", "reason": "wrong"}},
     "reviews:blind_answer": {"POST": {"decision": "approve", "payload": '{"order": "A-1"}', "reason": "no"}},
     "reviews:claim": {"POST": {}},
-    "reviews:release": {"POST": {}},
+    "reviews:release": {"POST": {"quiet": "1"}},
     "reviews:reconcile": {"POST": {"committed": "0", "reason": "not in the ledger"}},
     "shadow:report": {"GET": {}},
     "shadow:disagreements": {"GET": {"before": "", "open": "1"}},
@@ -153,6 +157,7 @@ KWARG_OBJECTS = {
     "request_id": "promotion",
     "recompute_id": "recompute",
     "change_id": "change",
+    "name": "doc",
 }
 KWARG_OVERRIDES = {
     ("reviews:audit_verdict", "action_id"): "audit_sample",
@@ -276,8 +281,14 @@ def world():
         "change": change.pk,
         "delivery": delivery.pk,
         "slug": deployment.slug,
+        "doc": "gate",
     }
-    fill = {"deployment_id": str(deployment.pk), "slug": deployment.slug, "sha": audit_sample.payload_sha256}
+    fill = {
+        "deployment_id": str(deployment.pk),
+        "slug": deployment.slug,
+        "sha": audit_sample.payload_sha256,
+        "pending": str(pending.pk),
+    }
     return {"people": people, "objects": objects, "fill": fill, "key": key, "pending": pending}
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("config", "core", "deliveries", "deployments", "reviews")
+PACKAGES = ("config", "core", "deliveries", "deployments", "integrations", "reviews")
 
 pytestmark = pytest.mark.install
 

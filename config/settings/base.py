@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "deployments",
     "reviews",
     "deliveries",
+    "integrations",
 ]
 
 MIDDLEWARE = [
@@ -83,6 +84,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "deployments.context_processors.membership",
+                "reviews.context_processors.my_claim",
             ],
         },
     },
@@ -315,6 +317,8 @@ WORKER_TASKS: dict[str, tuple[str, float]] = {
     "deployments.recertification_notify": ("default", 120),
     "reviews.expire_overdue_actions": ("default", 900),
     "reviews.release_stale_claims": ("default", 300),
+    "reviews.escalate_due_actions": ("default", 900),
+    "reviews.escalation_notify": ("default", 120),
     "reviews.purge_idempotency_keys": ("default", 900),
     "reviews.shadow_compare_actions": ("default", 600),
     "reviews.shadow_compare_sweep": ("default", 1800),
@@ -324,6 +328,10 @@ WORKER_TASKS: dict[str, tuple[str, float]] = {
     "deliveries.deliver": ("deliveries", 300),
     "deliveries.sweep": ("deliveries", 300),
     "deliveries.purge": ("deliveries", 900),
+    # Slack approvals (integrations.slack): a few Web API calls each, 10 s timeout per call.
+    "integrations.slack_action_sync": ("default", 90),
+    "integrations.slack_breaker_tripped": ("default", 90),
+    "integrations.slack_sla_warnings": ("default", 280),
 }
 CELERY_TASK_ROUTES = {name: {"queue": queue} for name, (queue, _limit) in WORKER_TASKS.items()}
 CELERY_TASK_ANNOTATIONS = {
@@ -332,6 +340,7 @@ CELERY_TASK_ANNOTATIONS = {
 # Periodic work of reviews and the outbox, run by `celery -A config.celery_app beat`. Each task is
 # safe to repeat.
 CELERY_BEAT_SCHEDULE["expire-overdue-actions"] = {"task": "reviews.expire_overdue_actions", **_every(60.0)}
+CELERY_BEAT_SCHEDULE["escalate-due-actions"] = {"task": "reviews.escalate_due_actions", **_every(60.0)}
 CELERY_BEAT_SCHEDULE["release-stale-claims"] = {"task": "reviews.release_stale_claims", **_every(60.0)}
 CELERY_BEAT_SCHEDULE["purge-idempotency-keys"] = {"task": "reviews.purge_idempotency_keys", **_every(3600.0)}
 CELERY_BEAT_SCHEDULE["sweep-webhook-outbox"] = {
@@ -375,3 +384,24 @@ TRUSTLADDER_BREAKER_RETENTION = timedelta(days=3)
 # ---------------------------------------------------------------------------------------
 # A claimed item is offered to nobody else for this long.
 REVIEW_CLAIM_TIMEOUT = timedelta(minutes=env_int("TRUSTLADDER_CLAIM_TIMEOUT_MINUTES", 10))
+
+# ---------------------------------------------------------------------------------------
+# Integrations (SPEC §9): the MCP server, Slack approvals. OpenTelemetry is configured from
+# the standard OTEL_* variables (integrations/otel.py); README "Reach".
+# ---------------------------------------------------------------------------------------
+# Links in Slack messages point here (no trailing slash), e.g. https://trustladder.example.com
+TRUSTLADDER_BASE_URL = env("TRUSTLADDER_BASE_URL", "http://localhost:8000").rstrip("/")
+# Slack app: the bot token (xoxb-…, scope chat:write) and the signing secret of interactions.
+TRUSTLADDER_SLACK_BOT_TOKEN = env("TRUSTLADDER_SLACK_BOT_TOKEN", "")
+TRUSTLADDER_SLACK_SIGNING_SECRET = env("TRUSTLADDER_SLACK_SIGNING_SECRET", "")
+# The Web API's base URL (tests point it at a local fake).
+TRUSTLADDER_SLACK_API_URL = env("TRUSTLADDER_SLACK_API_URL", "https://slack.com/api/")
+# Only this workspace's clicks count, when set (the team id, T…).
+TRUSTLADDER_SLACK_TEAM_ID = env("TRUSTLADDER_SLACK_TEAM_ID", "")
+# A pending item is posted as "near its SLA" once this share of its SLA is left.
+TRUSTLADDER_SLACK_SLA_WARN_FRACTION = env_float("TRUSTLADDER_SLACK_SLA_WARN_FRACTION", 0.2)
+CELERY_BEAT_SCHEDULE["slack-sla-warnings"] = {"task": "integrations.slack_sla_warnings", **_every(300.0)}
+# MCP: wait_for_decision answers with the current state after at most this many seconds.
+TRUSTLADDER_MCP_MAX_WAIT_SECONDS = env_float("TRUSTLADDER_MCP_MAX_WAIT_SECONDS", 60)
+# How often a waiting MCP tool (and the gateway) reads the action again.
+TRUSTLADDER_MCP_POLL_SECONDS = env_float("TRUSTLADDER_MCP_POLL_SECONDS", 1)

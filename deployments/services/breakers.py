@@ -37,6 +37,8 @@ def breaker_trip(*, deployment_id: int, reason: str, data: dict | None = None, n
     )
     # After commit: the trip stands even if the broker is down; the failure is logged.
     enqueue_on_commit("deployments.breaker_notify", deployment.pk, event.pk, robust=True)
+    if deployment.slack_channel:  # posted to the deployment's Slack channel too (integrations.slack)
+        enqueue_on_commit("integrations.slack_breaker_tripped", deployment.pk, event.pk, robust=True)
     return True
 
 

@@ -7,6 +7,7 @@ seconds even on SQLite. Deterministic for a given seed.
 
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -120,13 +121,21 @@ class HistoryBuilder:
         self.outcomes: list[ShadowOutcome] = []  # shadow mode: what the humans did
         self.tally: dict[tuple, list] = defaultdict(lambda: [0, 0])
 
+    def past(self, when: datetime, *, after: datetime) -> datetime:
+        """`when`, or a moment in the last hour if it would be in the future: history never is.
+        Never before `after` (what it follows)."""
+        if when < self.now - timedelta(minutes=1):
+            return when
+        return max(after + timedelta(seconds=1), self.now - timedelta(seconds=self.rng.uniform(60, 3600)))
+
     def count(self, deployment: Deployment, when: datetime, action_type: str, metric: Metric, total: float = 0.0):
         key = (deployment.pk, when.date(), action_type, Metric(metric))
         self.counters[key][0] += 1
         self.counters[key][1] += total
 
-    def build(self, days: int = 60, pending_today: int = 18) -> dict:
-        for story in STORIES:
+    def build(self, days: int = 60, pending_today: int = 18, progress: Callable[[str], None] | None = None) -> dict:
+        for number, story in enumerate(STORIES, 1):
+            before = len(self.actions)
             deployment = self.deployments[story.slug]
             for day in range(days, 0, -1):
                 weekday_factor = 0.55 if (self.now - timedelta(days=day)).weekday() >= 5 else 1.0
@@ -139,6 +148,10 @@ class HistoryBuilder:
                 for _ in range(pending_today):
                     moment = self.now - timedelta(minutes=self.rng.uniform(3, 110))
                     self._one(story, deployment, moment, decided=False)
+            if progress:
+                progress(f"  [{number}/{len(STORIES)}] {story.slug}: {len(self.actions) - before:,} actions")
+        if progress:
+            progress("  writing the rows ...")
         return self._write()
 
     def _one(self, story: Story, deployment: Deployment, moment: datetime, *, decided: bool) -> None:
@@ -177,7 +190,7 @@ class HistoryBuilder:
                     action_type=action_type,
                     payload=human,
                     decided_by=rng.choice(["ann", "bo", "chen", "dana"]),
-                    decided_at=moment + timedelta(minutes=rng.uniform(5, 240)),
+                    decided_at=self.past(moment + timedelta(minutes=rng.uniform(5, 240)), after=moment),
                 )
             )
             action.status = S.COMPARED
@@ -196,7 +209,7 @@ class HistoryBuilder:
             if action.audit_sample and decided and rng.random() < 0.8:
                 ok = rng.random() < 0.985
                 action.audit_verdict = "correct" if ok else "incorrect"
-                when = moment + timedelta(hours=rng.uniform(1, 30))
+                when = self.past(moment + timedelta(hours=rng.uniform(1, 30)), after=action.executed_at)
                 plan.append(("audit_correct" if ok else "audit_incorrect", rng.choice(self.seniors), when, "", None))
                 self.count(deployment, when, action_type, Metric.AUDIT_CORRECT if ok else Metric.AUDIT_INCORRECT)
         else:
@@ -211,7 +224,7 @@ class HistoryBuilder:
     def _execute(self, story: Story, deployment: Deployment, action: ProposedAction, moment: datetime) -> None:
         failed = self.rng.random() < story.failure_rate
         action.status = S.FAILED if failed else S.EXECUTED
-        action.executed_at = moment + timedelta(seconds=self.rng.uniform(1, 30))
+        action.executed_at = self.past(moment + timedelta(seconds=self.rng.uniform(1, 30)), after=moment)
         action.result_error = "upstream API answered 503" if failed else ""
         self.count(
             deployment, action.executed_at, action.action_type, Metric.of("execution", action.status, action.route)
@@ -222,7 +235,7 @@ class HistoryBuilder:
         plan = []
         at = moment
         if action.status == S.PENDING_REVIEW and rng.random() < 0.03:
-            at = at + timedelta(minutes=rng.uniform(2, 90))
+            at = self.past(at + timedelta(minutes=rng.uniform(2, 90)), after=moment)
             plan.append(("escalate", rng.choice(self.reviewers), at, "Amount looks unusual; second opinion.", None))
             self.count(deployment, at, action.action_type, Metric.DECISION_ESCALATE, (at - moment).total_seconds())
             action.status = S.PENDING_SENIOR
@@ -241,9 +254,9 @@ class HistoryBuilder:
         if easy:
             # The cases stage 3 would auto-execute are the model's easy ones: people rarely change them.
             roll = 0.095 + (1 - 0.095) * roll if rng.random() > 0.05 else roll
-        when = at + timedelta(minutes=rng.lognormvariate(3.2, 0.9))
+        when = self.past(at + timedelta(minutes=rng.lognormvariate(3.2, 0.9)), after=at)
         seconds = (when - at).total_seconds()
-        if roll < 0.004:
+        if roll < 0.004 and action.expires_at <= self.now:
             verb, action.status, action.reason = "expire", S.EXPIRED, "SLA passed without a decision"
             when = action.expires_at
         elif roll < 0.035:

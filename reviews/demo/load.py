@@ -1,27 +1,61 @@
 """Load the demo history and put each deployment's stage timeline in place."""
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
-from django.utils import timezone
 
 from deployments.gate import gate_evaluate
 from deployments.models import AuditEvent, Deployment, PromotionRequest
+from deployments.services import audit_event_build, new_webhook_secret
 from reviews.demo.history import STORIES, HistoryBuilder
 from reviews.execution import proposed_action_cancel, proposed_action_execution_claim, proposed_action_report_result
 from reviews.services import proposed_action_create
 
 
-def load_history(*, deployments: dict[str, Deployment], reviewers: list, seniors: list, days: int, seed: int) -> dict:
-    """Write `days` of history for the four demo deployments. Call once, on an empty demo."""
-    summary = HistoryBuilder(deployments=deployments, reviewers=reviewers, seniors=seniors, seed=seed).build(days=days)
-    now = timezone.now()
+def demo_deployment_create(*, slug: str, name: str, stage: str) -> Deployment:
+    """A demo deployment, without the creation event that `load_history` writes at its birth."""
+    deployment = Deployment(slug=slug, name=name, stage=stage, webhook_secret=new_webhook_secret())
+    deployment.full_clean()
+    deployment.save()
+    return deployment
+
+
+def load_history(
+    *,
+    deployments: dict[str, Deployment],
+    reviewers: list,
+    seniors: list,
+    days: int,
+    seed: int,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Write `days` of history for the four demo deployments. Call once, on an empty demo.
+
+    Guarantees a consistent story: nothing is dated in the future, and each deployment's
+    `deployments.deployment.created` event comes before everything else of it."""
+    builder = HistoryBuilder(deployments=deployments, reviewers=reviewers, seniors=seniors, seed=seed)
+    summary = builder.build(days=days, progress=progress)
+    now = builder.now
     for story in STORIES:
         deployment = deployments[story.slug]
         entered_days_ago, _stage = story.timeline[-1]
+        # Before the history's first day and before its first stage change, whichever is older.
+        born = now - timedelta(days=max(days, story.timeline[0][0]) + 1)
         Deployment.objects.filter(pk=deployment.pk).update(
-            stage_entered_at=now - timedelta(days=entered_days_ago), created_at=now - timedelta(days=days)
+            stage_entered_at=now - timedelta(days=entered_days_ago), created_at=born
         )
+        # The audit log is append-only: the creation event is written here, dated at the birth
+        # (deployment_create would date it now, after everything of the history).
+        created = audit_event_build(
+            verb="deployments.deployment.created",
+            actor_label="load_demo",
+            deployment=deployment,
+            obj=deployment,
+            data={"stage": story.timeline[0][1].value, "started_above_shadow": False},
+        )
+        created.created_at = born
+        created.save()
         previous = story.timeline[0][1]
         for days_ago, stage in story.timeline[1:]:
             AuditEvent.objects.create(

@@ -1,7 +1,12 @@
 // Keyboard shortcuts for the review queues and the action page (no dependencies).
-// Queue:  j/k select, Enter/o open, n claim next, a/r/e open the item ready to decide.
-// Action: j/k next/previous item, a approve, r reject, e escalate (focus the reason; Enter sends).
-// Everywhere: ? shows the shortcuts, Esc leaves a text field or closes the help.
+// The help dialog (`?`, partials/shortcuts.html) lists the keys of the page; targets are found
+// by data-shortcut attributes, never by ids that mean something else on another page.
+// Queue:  j/k select (focus moves to the row's link), Enter/o open, n review next, a/r/e open
+//         the item ready to decide.
+// Item:   j/k next/previous item, n/Enter review next, a approve (or "correct"), r reject,
+//         e escalate, p edit the payload.
+// After every htmx swap of the item panel: the tab title follows the item, and the focus moves
+// to the new heading (or to the field an error is about).
 (function () {
   "use strict";
 
@@ -15,16 +20,18 @@
 
   var selectedId = null;
 
-  function select(index) {
+  function select(index, focus) {
     var all = rows();
     if (!all.length) return;
     index = Math.max(0, Math.min(all.length - 1, index));
-    all.forEach(function (tr) { tr.classList.remove("selected"); tr.removeAttribute("aria-selected"); });
+    all.forEach(function (tr) { tr.classList.remove("selected"); });
     var tr = all[index];
     tr.classList.add("selected");
-    tr.setAttribute("aria-selected", "true");
     tr.scrollIntoView({ block: "nearest" });
     selectedId = tr.getAttribute("data-id");
+    // Focus moves to the row's link, so screen readers announce the selection.
+    var link = tr.querySelector("[data-row-link]");
+    if (link && focus !== false) link.focus();
   }
 
   function selectedIndex() {
@@ -35,15 +42,30 @@
     return -1;
   }
 
-  function focusReason(id) {
-    var input = document.getElementById(id);
-    if (input) { input.focus(); input.select(); return true; }
+  function shortcut(name) {
+    var scope = document.querySelector("[data-action-detail]") || document;
+    return scope.querySelector('[data-shortcut="' + name + '"]');
+  }
+
+  function usable(el) {
+    return el && !el.disabled && !el.closest("fieldset[disabled]");
+  }
+
+  function focusField(name) {
+    var input = shortcut(name);
+    if (usable(input)) { input.focus(); if (input.select) input.select(); return true; }
     return false;
   }
 
-  function click(selector) {
-    var el = document.querySelector(selector);
-    if (el) { el.click(); return true; }
+  function click(name) {
+    var el = shortcut(name);
+    if (usable(el)) { el.click(); return true; }
+    return false;
+  }
+
+  function claimNext() {
+    var form = document.querySelector("form[data-claim-next]");
+    if (form) { if (form.requestSubmit) form.requestSubmit(); else form.submit(); return true; }
     return false;
   }
 
@@ -59,18 +81,13 @@
     switch (key) {
       case "j": select(index + 1); return true;
       case "k": select(index < 0 ? 0 : index - 1); return true;
-      case "n": {
-        var form = document.querySelector("form[data-claim-next]");
-        if (form) { form.submit(); return true; }
-        return false;
-      }
+      case "n": return claimNext();
       case "Enter": case "o":
         if (current) { window.location.href = current.getAttribute("data-action-url"); return true; }
         return false;
       case "a": case "r": case "e":
         if (current) {
-          var target = { a: "#approve", r: "#reject", e: "#escalate" }[key];
-          window.location.href = current.getAttribute("data-action-url") + target;
+          window.location.href = current.getAttribute("data-action-url") + "#" + { a: "approve", r: "reject", e: "escalate" }[key];
           return true;
         }
         return false;
@@ -78,13 +95,31 @@
     return false;
   }
 
+  function editPayload() {
+    var details = document.querySelector("[data-action-detail] details[data-edit]");
+    if (!details) return false;
+    details.open = true;
+    return focusField("edit");
+  }
+
+  function noEscalation() {
+    var note = document.querySelector("[data-action-detail] [data-no-escalate]");
+    if (!note) return false;
+    note.setAttribute("tabindex", "-1");
+    note.setAttribute("role", "status");
+    note.focus();
+    return true;
+  }
+
   function onDetail(key) {
     switch (key) {
-      case "j": return click("[data-action-detail] [data-next]");
-      case "k": return click("[data-action-detail] [data-prev]");
-      case "a": return click("[data-action-detail] #approve-button");
-      case "r": return focusReason("reject-reason");
-      case "e": return focusReason("escalate-reason");
+      case "j": return click("next");
+      case "k": return click("prev");
+      case "n": case "Enter": return claimNext();
+      case "a": return click("approve");
+      case "r": return focusField("reject");
+      case "e": return focusField("escalate") || noEscalation();
+      case "p": return editPayload();
     }
     return false;
   }
@@ -94,10 +129,17 @@
     var target = event.target;
     if (event.key === "Escape") {
       if (typing(target)) target.blur();
+      else if (document.querySelector("[data-confirm-edit]") && !document.querySelector("dialog[open]")) {
+        var cancel = document.querySelector("[data-confirm-edit] a[href]");
+        if (cancel) cancel.click();
+      }
       return;
     }
     if (typing(target)) return;
     if (event.key === "?") { toggleHelp(); event.preventDefault(); return; }
+    if (document.querySelector("dialog[open]")) return;
+    // Enter on a link or a button keeps its own meaning.
+    if (event.key === "Enter" && target && target.closest && target.closest("a[href], button, summary")) return;
     var handled = false;
     if (document.querySelector("[data-queue-rows]")) handled = onQueue(event.key);
     else if (document.querySelector("[data-action-detail]")) handled = onDetail(event.key);
@@ -107,27 +149,71 @@
   // Arriving from the queue with a/r/e: be ready to decide.
   function arrive() {
     var hash = window.location.hash;
-    if (hash === "#reject") focusReason("reject-reason");
-    else if (hash === "#escalate") focusReason("escalate-reason");
+    if (hash === "#reject") focusField("reject");
+    else if (hash === "#escalate") focusField("escalate") || noEscalation();
     else if (hash === "#approve") {
-      var button = document.getElementById("approve-button");
+      var button = shortcut("approve");
       if (button) button.focus();
+    } else {
+      var first = document.querySelector("[data-focus-first]");
+      if (first) {
+        var details = first.closest("details");
+        if (details) details.open = true;
+        first.focus();
+      }
     }
   }
 
-  // Live updates replace the rows: keep the selection on the same item when it is still there.
   // After a decision the next item is shown: start it with no field focused. Blurring before
   // the swap stops htmx from putting the focus back into the same-id reason field.
   document.addEventListener("htmx:beforeSwap", function (event) {
     var active = document.activeElement;
     var xhr = event.detail && event.detail.xhr;
+    var target = event.detail && event.detail.target;
+    if (!target || target.id !== "action-panel") return;  // nav counts, the state line: leave the focus be
     if (xhr && xhr.status < 300 && typing(active) && active.closest("[data-action-detail]")) active.blur();
   });
 
-  document.addEventListener("htmx:afterSettle", function () {
+  // The live state region (polled) closed or reopened the item: buttons follow it.
+  function applyState() {
+    var region = document.querySelector("[data-item-state]");
+    if (!region) return;
+    var closed = region.getAttribute("data-open") !== "true";
+    var active = document.activeElement;
+    document.querySelectorAll("[data-decide-controls]").forEach(function (fieldset) {
+      fieldset.disabled = closed;
+    });
+    if (closed && (!active || active === document.body || (active.closest && active.closest("[data-decide-controls]")))) {
+      var text = region.querySelector("[data-state-text]");
+      if (text) { text.setAttribute("tabindex", "-1"); text.focus(); }
+    }
+  }
+
+  document.addEventListener("htmx:afterSettle", function (event) {
+    var detail = event.detail || {};
+    var path = (detail.pathInfo && detail.pathInfo.requestPath) || "";
+    if (/[?&]part=state/.test(path)) { applyState(); return; }
+    var elt = detail.elt;
+    var panel = document.getElementById("action-panel");
+    if (panel && elt && elt.closest && elt.closest("[data-action-detail], [data-confirm-edit]")) {
+      // The item panel was swapped: the tab title and the focus follow the new content.
+      var title = panel.getAttribute("data-title");
+      if (title) document.title = title;
+      var first = panel.querySelector("[data-focus-first]");
+      if (first) {
+        var details = first.closest("details");
+        if (details) details.open = true;
+        first.focus();
+      } else {
+        var heading = panel.querySelector("h1");
+        if (heading) heading.focus();
+      }
+      return;
+    }
+    // Live updates replace the rows: keep the selection on the same item when it is still there.
     if (selectedId === null) return;
     var index = selectedIndex();
-    if (index >= 0) select(index);
+    if (index >= 0) select(index, false);
   });
 
   function ready() {

@@ -43,7 +43,7 @@ def test_reviewer_and_senior_work_the_queues_with_the_keyboard(live_server, page
     # The reviewer signs in and lands on the reviewer queue; counts arrive in the nav.
     sign_in(page, base, "rita")
     expect(page).to_have_url(re.compile(r"/queue/$"))
-    expect(page.locator("#count-review")).to_have_text("3")
+    expect(page.locator("#count-review .count-n")).to_have_text("3")
     expect(page.get_by_role("link", name=re.compile("Senior"))).to_have_count(0)
     expect(page.locator("[data-queue-rows] tr[data-id]")).to_have_count(3)
 
@@ -54,10 +54,11 @@ def test_reviewer_and_senior_work_the_queues_with_the_keyboard(live_server, page
     keys(page, "Escape")
     expect(page.locator("#shortcuts")).to_be_hidden()
 
-    # j selects the first row, Enter opens it, a approves it; the next item slides in.
+    # j selects the first row; n (Review next) claims and opens it, a approves it; the next
+    # item slides in, claimed (a decision in the Review-next flow goes on).
     keys(page, "j")
     expect(page.locator(f'tr[data-id="{first.pk}"]')).to_have_class(re.compile("selected"))
-    keys(page, "Enter")
+    keys(page, "n")
     expect(page).to_have_url(re.compile(rf"/actions/{first.pk}/$"))
     expect(page.locator("#payload")).to_contain_text("ORD-1")
     page.locator("h1").click()
@@ -82,7 +83,7 @@ def test_reviewer_and_senior_work_the_queues_with_the_keyboard(live_server, page
     expect(page).to_have_url(re.compile(r"/queue/$"))
     expect(page.locator(".messages")).to_contain_text("That was the last item")
     expect(page.locator("[data-queue-rows] tr[data-id]")).to_have_count(0)
-    expect(page.locator("#count-review")).to_have_text("0")
+    expect(page.locator("#count-review .count-n")).to_have_text("0")
 
     assert ProposedAction.objects.get(pk=first.pk).status == Status.APPROVED
     rejected = ProposedAction.objects.get(pk=second.pk)
@@ -94,11 +95,11 @@ def test_reviewer_and_senior_work_the_queues_with_the_keyboard(live_server, page
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(re.compile(r"/accounts/login/"))
     sign_in(page, base, "sam")
-    expect(page.locator("#count-senior")).to_have_text("1")
+    expect(page.locator("#count-senior .count-n")).to_have_text("1")
     page.get_by_role("link", name=re.compile("Senior")).click()
     expect(page).to_have_url(re.compile(r"/queue/senior/$"))
     page.locator("h1").click()
-    keys(page, "j", "Enter")
+    keys(page, "n")
     expect(page).to_have_url(re.compile(rf"/actions/{third.pk}/$"))
     expect(page.locator("#escalate-button")).to_have_count(0)  # seniors do not escalate further
     page.locator("h1").click()
@@ -116,7 +117,7 @@ def test_edit_then_approve_shows_the_diff_first(live_server, page: Page):
     member_create(username="rita", role=Member.Role.REVIEWER, password=PASSWORD, deployments=[deployment])
     action = ProposedActionFactory(deployment=deployment, payload={"amount_cents": 1200, "order": "A-1"})
     sign_in(page, live_server.url, "rita")
-    page.goto(f"{live_server.url}/actions/{action.pk}/")
+    page.goto(f"{live_server.url}/actions/{action.pk}/")  # a direct link: nothing claimed
     page.get_by_text("Edit the payload, then approve").click()
     page.locator("#payload-editor").fill('{"amount_cents": 900, "order": "A-1"}')
     page.get_by_role("button", name="Review changes").click()
@@ -124,7 +125,8 @@ def test_edit_then_approve_shows_the_diff_first(live_server, page: Page):
     expect(page.locator("#payload-diff")).to_contain_text("900")
     assert ProposedAction.objects.get(pk=action.pk).status == Status.PENDING_REVIEW
     page.get_by_role("button", name="Confirm and approve").click()
-    expect(page).to_have_url(re.compile(r"/queue/$"))
+    expect(page.get_by_role("status").first).to_contain_text(f"Approved with your edits: #{action.pk}")
+    expect(page).to_have_url(re.compile(rf"/actions/{action.pk}/$"))  # the same item, decided
     stored = ProposedAction.objects.get(pk=action.pk)
     assert stored.status == Status.APPROVED and stored.final_payload == {"amount_cents": 900, "order": "A-1"}
 

@@ -5,6 +5,7 @@ from django.test import Client
 
 from deployments.gate import gate_evaluate
 from deployments.services import api_key_create
+from deployments.templatetags.ui import measure
 from tests.conftest import ApiClient
 from tests.deployments.test_gate import add, make
 
@@ -63,4 +64,6 @@ def test_evidence_matches_the_gate_page(admin):
     html = page.get(f"/deployments/{d.slug}/gate/").content.decode()
     unchanged = next(c for c in body["criteria"] if c["name"] == "approved_unchanged_lower")
     assert unchanged["n"] == 307
-    assert f"{unchanged['lower']:.4g}" in html and f"{unchanged['upper']:.4g}" in html
+    # The page shows the API's numbers for people (percentages, issue 19).
+    assert measure(unchanged, "lower") in html and measure(unchanged, "upper") in html
+    assert "%" in measure(unchanged, "lower")

@@ -192,3 +192,30 @@ def test_audit_log_filters_pages_and_exports_csv(admin, deployment):
     assert len(rows) == 3 and rows[1][1] == "deployments.stage.demoted" and rows[1][6] == "'=HYPERLINK()"
     assert rows[2][0].startswith("# audit chain")  # the export ends with the chain's head
     assert AuditEvent.objects.count() >= 61
+
+
+def test_demotion_by_type_refuses_a_type_the_deployment_never_saw(admin):
+    d = make("supervised")
+    approval_evidence(d)  # counters for t.a
+    c = client_for(admin)
+    r = c.post(f"/deployments/{d.slug}/demote", {"to_stage": "approval", "action_type": "t.b", "reason": "x"})
+    assert r.status_code == 302
+    d.refresh_from_db()
+    assert d.stage == "supervised" and not d.stage_caps
+    assert "never seen the action type &#x27;t.b&#x27;" in c.get(r["Location"]).content.decode()
+    html = c.get(f"/deployments/{d.slug}/").content.decode()
+    assert '<option value="t.a">only t.a</option>' in html
+    assert '<option value="approval" selected>approval (one stage down)</option>' in html
+    r = c.post(f"/deployments/{d.slug}/demote", {"to_stage": "approval", "action_type": "t.a", "reason": "x"})
+    d.refresh_from_db()
+    assert d.stage_caps == {"t.a": "approval"}
+
+
+def test_audit_log_filters_match_anywhere_ignoring_case(admin, deployment):
+    audit_event_record(verb="reviews.action.edited_and_approved", actor_label="priya", deployment=deployment)
+    audit_event_record(verb="deployments.stage.demoted", actor_label="admin2", deployment=deployment)
+    c = client_for(admin)
+    html = c.get("/audit/", {"verb": "APPROVED"}).content.decode()
+    assert "Action approved with edits" in html and "deployments.stage.demoted" not in html
+    html = c.get("/audit/", {"actor": "min2"}).content.decode()
+    assert "Stage demoted" in html and "edited_and_approved" not in html

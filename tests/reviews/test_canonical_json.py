@@ -14,6 +14,7 @@ from core.jsonlimits import MAX_DEPTH, MAX_SAFE_INTEGER
 from deployments.models import Member
 from deployments.services import api_key_create
 from reviews.canonical import canonical_json, payload_sha256
+from reviews.claims import proposed_action_claim
 from reviews.models import Decision, ProposedAction
 from reviews.services import proposed_action_approve, proposed_action_reject
 from reviews.shadow.models import ShadowOutcome
@@ -257,7 +258,8 @@ def test_a_payload_stored_900_deep_before_the_limit_neither_breaks_nor_jams_the_
     client.force_login(reviewer.user)
     assert client.get(f"/actions/{deep_id}/").status_code == 200
     assert client.get("/queue/").status_code == 200
-    # Deciding the other item renders the next one: the deep one.
+    # Deciding the other item in the Review-next flow (claimed) renders the next one: the deep one.
+    proposed_action_claim(action_id=other_id, actor=reviewer.user)
     r = client.post(f"/actions/{other_id}/decide", {"decision": "reject", "reason": "no"}, follow=True)
     assert r.status_code == 200 and r.redirect_chain[-1][0] == f"/actions/{deep_id}/"
     # Approving it is refused with a message (it is outside the limits); rejecting it works.

@@ -6,6 +6,7 @@ from django.test import Client
 from django.urls import reverse
 
 from deployments.services import api_key_create
+from reviews.claims import proposed_action_claim_next
 from reviews.models import ProposedAction
 from tests.conftest import ApiClient, proposal
 from tests.factories import DeploymentFactory, ProposedActionFactory
@@ -34,6 +35,7 @@ def rc(reviewer) -> Client:
 @pytest.mark.parametrize("htmx", [False, True], ids=["redirect", "htmx"])
 def test_browser_approval_with_the_next_item_claimed(rc, reviewer, deployment, htmx, django_assert_max_num_queries):
     first, following = (ProposedActionFactory(deployment=deployment, action_type="refund.issue") for _ in range(2))
+    assert proposed_action_claim_next(actor=reviewer.user) == first  # the Review-next flow claims the next
     headers = {"HTTP_HX_REQUEST": "true"} if htmx else {}
     with django_assert_max_num_queries(DECISION_QUERIES + (HTMX_PAGE_QUERIES if htmx else 0)):
         response = rc.post(reverse("reviews:decide", args=[first.pk]), {"decision": "approve"}, **headers)

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from deployments.models import AuditEvent, Member
 from reviews import selectors
-from reviews.claims import proposed_action_claim
+from reviews.claims import proposed_action_claim, proposed_action_claim_next
 from reviews.models import Decision, ProposedAction
 from tests.factories import DeploymentFactory, MemberFactory, ProposedActionFactory
 from tests.support.counters import evidence_totals
@@ -147,7 +147,8 @@ def test_senior_and_audit_queue_query_counts(sc, deployment, django_assert_max_n
         ProposedActionFactory(deployment=deployment, status=Status.PENDING_SENIOR)
         ProposedActionFactory(deployment=deployment, status=Status.EXECUTED, route="auto", audit_sample=True)
     for name in ("reviews:senior_queue", "reviews:audit_queue"):
-        with django_assert_max_num_queries(7):
+        # 7, and one for the top bar's claim (who escalated is one more on the senior queue: 8 there)
+        with django_assert_max_num_queries(8 if name == "reviews:audit_queue" else 9):
             response = sc.get(reverse(name))
         assert len(response.context["page"].rows) == 10
 
@@ -181,7 +182,11 @@ def test_nav_counts_follow_the_role(rc, sc, deployment, django_assert_max_num_qu
     with django_assert_max_num_queries(8):
         html = sc.get(reverse("reviews:nav_counts")).content.decode()
     for queue, n in (("review", 2), ("senior", 1), ("audit", 1)):
-        assert f'id="count-{queue}" hx-swap-oob="true" aria-label="items in the {queue} queue">{n}<' in html
+        # The count is part of its link's accessible name: "Senior 1 waiting".
+        assert (
+            f'id="count-{queue}" hx-swap-oob="true"> <span class="count-n">{n}</span><span class="sr-only"> waiting'
+            in html
+        )
 
 
 def test_nav_counts_are_capped(rc, deployment, monkeypatch):
@@ -259,9 +264,18 @@ def test_action_page_shows_scores_rationale_model_and_history(rc, reviewer, depl
     decide(rc, action, decision="escalate", reason="amount looks wrong")
     senior_view = client_for(MemberFactory(role=Member.Role.SENIOR, deployments=[deployment]))
     html = senior_view.get(reverse("reviews:action_detail", args=[action.pk])).content.decode()
-    for text in ("0.550", "0.875", "Customer double-charged", "m-3", "escalate", "amount looks wrong"):
+    for text in (
+        "0.550",
+        "0.875",
+        "Customer double-charged",
+        "m-3",
+        "Escalated to the senior queue",
+        "amount looks wrong",
+    ):
         assert text in html, text
-    assert "reviews.action.escalated" in html
+    # Each decision once in the history: its audit event (the same fact) is not listed again.
+    assert html.count("Escalated to the senior queue (pending review →") == 1
+    assert "reviews.action.escalated" not in html
 
 
 def test_unknown_action_is_404(rc):
@@ -289,21 +303,43 @@ def test_approve_without_htmx_redirects_to_the_next_item_claimed(rc, reviewer, d
     assert AuditEvent.objects.filter(verb="reviews.action.approved", object_id=str(action.pk)).exists()
 
 
-def test_approve_with_htmx_answers_the_next_item_as_a_partial(rc, deployment):
+def test_approve_with_htmx_answers_the_next_item_as_a_partial(rc, reviewer, deployment):
     action, following = ProposedActionFactory(deployment=deployment), ProposedActionFactory(deployment=deployment)
+    assert proposed_action_claim_next(actor=reviewer.user) == action  # in the Review-next flow
     response = decide(rc, action, htmx=True, decision="approve")
     assert response.status_code == 200
     html = response.content.decode()
     assert html.lstrip().startswith('<section id="action-panel"') and "<html" not in html
     assert f"Approved: #{action.pk}" in html and f'data-action-id="{following.pk}"' in html
     assert response["HX-Push-Url"] == reverse("reviews:action_detail", args=[following.pk])
+    following.refresh_from_db()
+    assert following.claimed_by_id == reviewer.user_id
+    # The top bar's claim follows, out of band.
+    assert 'id="my-claim" data-my-claim hx-swap-oob="true"' in html and f"#{following.pk} " in html
 
 
-def test_last_item_goes_back_to_the_queue(rc, deployment):
+def test_a_decision_from_a_direct_link_claims_nothing(rc, reviewer, deployment):
+    action, following = ProposedActionFactory(deployment=deployment), ProposedActionFactory(deployment=deployment)
+    response = decide(rc, action, htmx=True, decision="approve")
+    assert response.status_code == 200 and "HX-Push-Url" not in response
+    html = response.content.decode()
+    # The same item, decided: it says so in words and offers the next one.
+    assert f'data-action-id="{action.pk}"' in html and f"Approved: #{action.pk}" in html
+    assert f"Approved by {reviewer.user.username} " in html and "press <kbd>n</kbd>" in html
+    assert not ProposedAction.objects.filter(claimed_by=reviewer.user).exists()
+    response = decide(rc, following, decision="reject", reason="no")
+    assert response.status_code == 302 and response["Location"] == reverse("reviews:action_detail", args=[following.pk])
+    assert not ProposedAction.objects.filter(claimed_by=reviewer.user).exists()
+
+
+def test_last_item_goes_back_to_the_queue(rc, reviewer, deployment):
     action = ProposedActionFactory(deployment=deployment)
+    proposed_action_claim_next(actor=reviewer.user)
     response = decide(rc, action, htmx=True, decision="reject", reason="duplicate")
     assert response.status_code == 204 and response["HX-Redirect"] == reverse("reviews:queue")
-    response = decide(rc, ProposedActionFactory(deployment=deployment), decision="approve")
+    last = ProposedActionFactory(deployment=deployment)
+    proposed_action_claim_next(actor=reviewer.user)
+    response = decide(rc, last, decision="approve")
     assert response.status_code == 302 and response["Location"] == reverse("reviews:queue")
 
 
@@ -330,13 +366,16 @@ def test_unknown_decision_is_a_message(rc, deployment):
     assert response.status_code == 422 and b"Choose approve, reject or escalate" in response.content
 
 
-def test_deciding_an_already_decided_item_changes_nothing_and_says_so(rc, sc, deployment):
+def test_deciding_an_already_decided_item_changes_nothing_and_says_so(rc, sc, senior, deployment):
     action = ProposedActionFactory(deployment=deployment)
     assert decide(sc, action, decision="reject", reason="no").status_code == 302
     for htmx in (False, True):
         response = decide(rc, action, htmx=htmx, decision="approve")
         assert response.status_code == 409
-        assert "Nothing was changed: this item is already rejected" in response.content.decode()
+        # Who and when, said once.
+        text = response.content.decode()
+        assert f"Nothing was changed: rejected by {senior.user.username} " in text and " ago." in text
+        assert text.lower().count("rejected by") == 1  # said once: the refusal takes the state line's place
     action.refresh_from_db()
     assert action.status == Status.REJECTED and Decision.objects.filter(action=action).count() == 1
 
@@ -426,26 +465,28 @@ def test_audit_verdict_from_the_page(sc, deployment):
     response = sc.post(
         reverse("reviews:audit_verdict", args=[sample.pk]), {"verdict": "incorrect", "reason": "wrong PO"}
     )
-    assert response.status_code == 302 and response["Location"] == reverse("reviews:audit_queue")
+    # Reached by its link (not claimed through Review next): back to the item, now decided.
+    assert response.status_code == 302 and response["Location"] == reverse("reviews:action_detail", args=[sample.pk])
     sample.refresh_from_db()
     assert sample.audit_verdict == "incorrect"
     assert evidence_totals(deployment_id=deployment.pk)[("refund.issue", "audit.incorrect")] == 1
     again = sc.post(reverse("reviews:audit_verdict", args=[sample.pk]), {"verdict": "correct"})
-    assert again.status_code == 409 and "already has the audit verdict" in again.content.decode()
+    assert again.status_code == 409 and "Nothing was changed: audited: incorrect by" in again.content.decode()
 
 
 def test_action_page_query_count_does_not_grow_with_history(rc, sc, deployment, django_assert_max_num_queries):
     actions = [ProposedActionFactory(deployment=deployment) for _ in range(4)]
     target = actions[1]
-    with django_assert_max_num_queries(10):
+    # 10, and one for the claim the top bar shows.
+    with django_assert_max_num_queries(11):
         assert rc.get(reverse("reviews:action_detail", args=[target.pk])).status_code == 200
     decide(rc, target, decision="escalate", reason="needs a senior")
     for other in actions[2:]:
         decide(rc, other, decision="escalate", reason="also")
-    with django_assert_max_num_queries(10):
+    with django_assert_max_num_queries(11):
         html = sc.get(reverse("reviews:action_detail", args=[target.pk])).content.decode()
-    assert "reviews.action.escalated" in html and "needs a senior" in html
-    assert "data-next" in html  # neighbours in the senior queue
+    assert "Escalated to the senior queue" in html and "needs a senior" in html
+    assert 'data-shortcut="next"' in html  # neighbours in the senior queue
 
 
 def test_claim_next_view_query_count(rc, deployment, django_assert_max_num_queries):
@@ -474,3 +515,30 @@ def test_bad_queue_parameters_are_not_errors(rc, deployment, params):
 def test_huge_action_ids_are_404(rc):
     assert rc.get("/actions/99999999999999999999999/").status_code == 404
     assert rc.post("/actions/99999999999999999999999/decide", {"decision": "approve"}).status_code == 404
+
+
+def test_leaving_an_item_releases_quietly_and_n_on_an_item_takes_the_next(rc, reviewer, deployment):
+    first, second = ProposedActionFactory(deployment=deployment), ProposedActionFactory(deployment=deployment)
+    assert proposed_action_claim_next(actor=reviewer.user) == first
+    # n on the item page (skip=this item) moves the one claim on to the next item.
+    response = rc.post(reverse("reviews:claim_next"), {"queue": "review", "skip": first.pk})
+    assert response["Location"] == reverse("reviews:action_detail", args=[second.pk])
+    assert list(ProposedAction.objects.filter(claimed_by=reviewer.user)) == [second]
+    # The page's beacon as it goes away: 204, no message left for the next page.
+    response = rc.post(reverse("reviews:release", args=[second.pk]), {"quiet": "1"})
+    assert response.status_code == 204
+    assert not ProposedAction.objects.filter(claimed_by=reviewer.user).exists()
+    assert "Released" not in rc.get(reverse("reviews:queue")).content.decode()
+
+
+def test_the_live_state_line_is_cheap_and_says_who_decided(rc, sc, senior, deployment, django_assert_max_num_queries):
+    action = ProposedActionFactory(deployment=deployment)
+    url = reverse("reviews:action_detail", args=[action.pk]) + "?part=state"
+    with django_assert_max_num_queries(5):
+        html = rc.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert html.lstrip().startswith('<div class="item-state"') and 'data-open="true"' in html
+    assert 'hx-trigger="every 5s"' in html and "Not claimed" in html
+    decide(sc, action, decision="approve")
+    html = rc.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert 'data-open="false"' in html and f"Approved by {senior.user.username} " in html
+    assert "hx-trigger" not in html  # closed: polling stops

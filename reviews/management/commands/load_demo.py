@@ -1,17 +1,19 @@
 """Demo data: one deployment per stage, one person per role, fresh API keys, some actions.
 
 Safe to run again: existing deployments and people are kept; new API keys are printed.
+`--reset` empties the database first, so the demo starts afresh.
 """
 
 from pathlib import Path
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from deployments.models import Deployment
 from deployments.services import api_key_create, deployment_create, member_create
-from reviews.demo.load import load_history
+from reviews.demo.load import demo_deployment_create, load_history
 
 DEPLOYMENTS = [
     ("support-triage", "Support ticket triage", "shadow", ["ticket.route", "ticket.tag", "ticket.close"]),
@@ -36,15 +38,28 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--days", type=int, default=60, help="days of history to write on first load")
         parser.add_argument("--seed", type=int, default=7)
+        parser.add_argument("--reset", action="store_true", help="empty the database first (every table)")
+        parser.add_argument(
+            "--base-url", default="http://127.0.0.1:8000", help="the address the demo serves, for the printed links"
+        )
+
+    def handle(self, *args, days: int, seed: int, reset: bool, base_url: str, **options) -> None:
+        if reset:
+            self.stdout.write("Emptying the database (--reset) ...")
+            call_command("flush", interactive=False, verbosity=0)
+        self._load(days=days, seed=seed, base_url=base_url.rstrip("/"))
 
     @transaction.atomic
-    def handle(self, *args, days: int, seed: int, **options) -> None:
+    def _load(self, *, days: int, seed: int, base_url: str) -> None:
         fresh = not Deployment.objects.filter(slug__in=[d[0] for d in DEPLOYMENTS]).exists()
         deployments = {}
         for slug, name, stage, _types in DEPLOYMENTS:
-            deployment = Deployment.objects.filter(slug=slug).first() or deployment_create(
-                slug=slug, name=name, stage=stage, actor_label="load_demo"
-            )
+            if fresh:  # its creation event is dated with the history, at its birth
+                deployment = demo_deployment_create(slug=slug, name=name, stage=stage)
+            else:
+                deployment = Deployment.objects.filter(slug=slug).first() or deployment_create(
+                    slug=slug, name=name, stage=stage, actor_label="load_demo"
+                )
             deployments[slug] = deployment
         members = {}
         for username, role, password in PEOPLE:
@@ -55,13 +70,15 @@ class Command(BaseCommand):
             members[username] = member_create(username=username, role=role, deployments=list(deployments.values()))
 
         if fresh:
-            self.stdout.write(f"Writing {days} days of history ...")
+            self.stdout.write(f"Writing {days} days of history (once; about a minute on SQLite) ...")
+            self.stdout.flush()
             summary = load_history(
                 deployments=deployments,
                 reviewers=[members[u].user for u in ("reviewer", "priya", "tomas")],
                 seniors=[members[u].user for u in ("senior", "mei")],
                 days=days,
                 seed=seed,
+                progress=self._progress,
             )
             self.stdout.write(
                 f"  {summary['actions']:,} actions, {summary['decisions']:,} decisions, "
@@ -79,8 +96,7 @@ class Command(BaseCommand):
         demo_dir = Path(settings.BASE_DIR) / ".demo"
         demo_dir.mkdir(exist_ok=True)
         (demo_dir / "keys.env").write_text("".join(f"{slug}={key}\n" for slug, key in keys.items()))
-        self.stdout.write(self.style.SUCCESS("\nTrustladder demo is ready: http://127.0.0.1:8000/"))
-        self.stdout.write("\nSign in at http://127.0.0.1:8000/accounts/login/ as:")
+        self.stdout.write(f"\nSign in at {base_url}/accounts/login/ as:")
         for username, role, password in PEOPLE:
             self.stdout.write(f"  {role:<9} {username:<9} password: {password}")
         self.stdout.write("\nAPI keys (new ones each run; also in .demo/keys.env):")
@@ -88,8 +104,12 @@ class Command(BaseCommand):
             stage = deployments[slug.removesuffix(".outcomes")].stage
             self.stdout.write(f"  {slug:<26} ({stage:<10}) {key}")
         self.stdout.write(
-            "\nTry: curl -s -X POST http://127.0.0.1:8000/api/v1/actions "
+            f"\nTry: curl -s -X POST {base_url}/api/v1/actions "
             f"-H 'Authorization: Bearer {keys['invoice-matching']}' -H 'Content-Type: application/json' "
             """-d '{"action_type":"invoice.match","payload":{"invoice":"INV-1"},"""
             """"risk_score":0.1,"confidence":0.99}'\n"""
         )
+
+    def _progress(self, line: str) -> None:
+        self.stdout.write(line)
+        self.stdout.flush()
