@@ -151,9 +151,6 @@ def claim_next(request: HttpRequest) -> HttpResponse:
 # ---------------------------------------------------------------------------------------
 
 
-PROPOSAL_VERBS = ("reviews.action.proposed", "reviews.action.auto_approved")
-
-
 def _continue_queue(member: Member, action: ProposedAction, queue: str | None) -> str:
     """The queue `n` continues in from this item: its own, or the one it was in."""
     if queue is not None:
@@ -200,7 +197,7 @@ def _detail_context(request: HttpRequest, action: ProposedAction, **extra) -> di
             "following": following,
             "history": (history := selectors.action_history(action)),
             # Why the action is where it is, as recorded when it was proposed (deployments.rules.route_why).
-            "route_why": next((h.detail.get("why") for h in history if h.what in PROPOSAL_VERBS), None),
+            "route_why": next((h.detail["why"] for h in history if "why" in (h.detail or {})), None),
             # The editor shows the keys in the payload's own order (as the page above shows them).
             "payload_json": json_display(action.payload, sort_keys=False),
             "final_payload_changed": action.final_payload is not None and action.final_payload != action.payload,
