@@ -7,6 +7,7 @@ does this helper, because it looks the task up in the app's registry and calls i
 """
 
 import logging
+import threading
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -16,6 +17,7 @@ from celery.exceptions import NotRegistered
 from django.db import transaction
 
 logger = logging.getLogger(__name__)
+_IMPORT_LOCK = threading.Lock()
 
 
 def task_get(name: str) -> Task:
@@ -24,7 +26,10 @@ def task_get(name: str) -> Task:
     try:
         return current_app.tasks[name]
     except NotRegistered:
-        current_app.loader.import_default_modules()
+        # One thread imports; the others wait for it (a web process's threads race here on
+        # their first enqueue, and a half-filled registry would refuse a task that exists).
+        with _IMPORT_LOCK:
+            current_app.loader.import_default_modules()
         return current_app.tasks[name]
 
 

@@ -47,8 +47,8 @@ def broker_connection() -> Any:
 def delivery_enqueue(*, delivery_id: int, countdown: float | None = None, connection: Any = None) -> bool:
     """Hand a delivery to a worker. Never raises: with the broker down the delivery stays due in
     the outbox and the sweeper enqueues it later. Returns whether the broker took it."""
-    deliver = task_get("deliveries.deliver")
     try:
+        deliver = task_get("deliveries.deliver")
         if connection is not None:
             deliver.apply_async(args=[delivery_id], countdown=countdown, retry=False, connection=connection)
         else:

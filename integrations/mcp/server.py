@@ -41,6 +41,7 @@ from deployments.api import deployment_representation
 from deployments.errors import DomainError
 from deployments.models import ApiKey
 from deployments.ratelimit import rate_limit_hit
+from deployments.scopes import Scope as KeyScope
 from deployments.services import api_key_authenticate, api_key_mark_used
 from reviews.api import ActionIn
 from reviews.execution import (
@@ -105,6 +106,8 @@ def _authenticated(raw: str, *, count: bool = True) -> ApiKey:
     key = api_key_authenticate(raw)
     if key is None:
         raise ToolFailure("unauthorized", UNAUTHORIZED)
+    if not key.has_scope(KeyScope.PROPOSE):  # every tool is the agent's side (SPEC §7 key scopes)
+        raise ToolFailure("forbidden", f"this API key lacks the 'propose' scope (it has: {', '.join(key.scopes)})")
     api_key_mark_used(key, now=timezone.now())
     if not count:
         return key

@@ -287,7 +287,8 @@ def test_edit_by_keyboard_error_at_the_field_confirm_focused_keys_in_order(live_
     page.keyboard.press("Enter")
     expect(page.locator("#payload-diff")).to_contain_text("amount_cents")
     expect(page.get_by_role("button", name="Confirm and approve")).to_be_focused()
-    assert page.title().startswith(f"Confirm edits · #{item.pk}")
+    # The title follows the swap (set by the page's script after it): wait for it.
+    expect(page).to_have_title(re.compile(rf"^Confirm edits · #{item.pk}"))
     page.keyboard.press("Enter")
     expect(page.get_by_role("status").first).to_contain_text(f"with your edits: #{item.pk}")
     stored = ProposedAction.objects.get(pk=item.pk)

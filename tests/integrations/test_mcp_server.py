@@ -257,6 +257,20 @@ def test_no_key_or_a_revoked_key_is_401_and_revocation_stops_tools(setup, server
     assert isinstance(second, Exception) or second.is_error
 
 
+def test_an_outcomes_key_cannot_use_the_agents_tools(server_url):
+    """Key scopes (SPEC §7): the system of record's key reports outcomes; it proposes nothing."""
+    deployment = DeploymentFactory(stage="approval")
+    _, key = api_key_create(deployment=deployment, scopes=["outcomes"])
+
+    async def go():
+        async with mcp_session(server_url, key) as session:
+            return await session.call_tool("get_deployment", {})
+
+    result = run(go)
+    assert result.is_error and data(result)["error"] == "forbidden"
+    assert "propose" in data(result)["detail"]
+
+
 def test_tool_calls_share_the_keys_rate_limit(server_url):
     deployment = DeploymentFactory(stage="approval", api_rate_limit=2)
     _, key = api_key_create(deployment=deployment)
