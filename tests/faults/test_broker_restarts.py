@@ -28,6 +28,11 @@ from tests.faults.receiver import Receiver
 from tests.faults.test_worker_faults import reconcile_deliveries
 from tests.faults.traffic import Agents, wait_until
 
+# To fix first (closing note of 2026-12-01): since issue 15 every claim and result also sends a
+# webhook; these checks still expect one outbox row per decision, and were not re-verified after
+# the round's merges.
+KNOWN_DEFECT = "fault-stack expectations not updated for issue 15's webhooks (see the comment above)"
+
 pytestmark = pytest.mark.faults
 
 RESTARTS = max(10, int(os.environ.get("TRUSTLADDER_REDIS_RESTARTS", "10")))
@@ -49,10 +54,6 @@ from django.contrib.auth import get_user_model
 from reviews.models import ProposedAction
 from reviews.services import proposed_action_decide
 
-# To fix first (closing note of 2026-12-01): since issue 15 every claim and result also sends a
-# webhook; these checks still expect one outbox row per decision, and were not re-verified after
-# the round's merges.
-KNOWN_DEFECT = "fault-stack expectations not updated for issue 15's webhooks (see the comment above)"
 user = get_user_model().objects.get(username={username!r})
 pending = ProposedAction.objects.filter(deployment_id={deployment_id}, status__in=ProposedAction.PENDING_STATUSES)
 deadline = time.monotonic() + {seconds}
