@@ -20,7 +20,7 @@ from django_htmx.http import HttpResponseClientRedirect, push_url
 from core.jsonlimits import JsonProblem, json_check, json_display, json_parse
 from deployments.errors import DomainError, InvalidTransition
 from deployments.models import Member
-from deployments.permissions import role_required
+from deployments.permissions import member_reach, role_required
 from reviews import runs, selectors
 from reviews.claims import (
     claim_is_live,
@@ -61,7 +61,11 @@ def _int_or_none(raw: str | None) -> int | None:
 
 
 def _may_work(member: Member, queue: str | None) -> bool:
-    return queue == "review" or (queue in selectors.SENIOR_QUEUES and member.is_senior)
+    """Whether the member works `queue` (somewhere): the reviewer queue always; the senior and
+    audit queues as a senior, or through a delegation from one (read only for a reviewer)."""
+    if queue == "review":
+        return True
+    return queue in selectors.SENIOR_QUEUES and (member.is_senior or member_reach(member).works(queue))
 
 
 # ---------------------------------------------------------------------------------------

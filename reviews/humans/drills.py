@@ -21,6 +21,7 @@ from django.utils import timezone
 from deployments.counters import Metric
 from deployments.errors import InvalidTransition
 from deployments.models import Deployment
+from deployments.permissions import on_behalf_data
 from deployments.reviewers import reviewer_counts_add
 from deployments.services import audit_event_record
 from reviews.canonical import payload_sha256
@@ -83,8 +84,7 @@ def drill_decide(*, action: ProposedAction, actor: AbstractBaseUser | None, deci
     if action.review_sample != DRILL or not action.is_pending:
         raise InvalidTransition(f"action {action.pk} is no pending drill")
     now = timezone.now()
-    if actor is not None:
-        require_may_decide(action, actor, now)
+    on_behalf_of = require_may_decide(action, actor, now) if actor is not None else None
     drill = Drill.objects.select_related("template").get(action=action)
     caught = decision in ("reject", "escalate")
     drill.actor, drill.decision, drill.decided_at = actor, decision, now
@@ -108,7 +108,7 @@ def drill_decide(*, action: ProposedAction, actor: AbstractBaseUser | None, deci
         actor_label="" if actor else "system",
         deployment=action.deployment_id,
         obj=action,
-        data={"decision": decision},
+        data={"decision": decision} | on_behalf_data(on_behalf_of),
     )
     return drill
 
