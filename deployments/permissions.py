@@ -141,31 +141,39 @@ def member_reach(member: Member) -> Reach:
     return reach
 
 
-def _reach_rows(member: Member) -> QuerySet:
+def _reach_rows(member: Member, *, senior: bool = False) -> QuerySet:
     """The assignments that make up a (non-admin) member's reach: their own and those of the
-    delegators whose delegation to them is in effect now."""
+    delegators whose delegation to them is in effect now; with `senior`, only those that carry
+    a senior's rights (the member's own if they are a senior, a senior delegator's)."""
     now = timezone.now()
-    delegators = Delegation.objects.filter(
+    delegations = Delegation.objects.filter(
         delegate_id=member.pk, cancelled_at__isnull=True, starts_at__lte=now, ends_at__gt=now
-    ).values("delegator_id")
-    return Member.deployments.through.objects.filter(Q(member_id=member.pk) | Q(member_id__in=delegators))
+    )
+    if senior:
+        delegations = delegations.filter(delegator__role__in=(Member.Role.SENIOR, Member.Role.ADMIN))
+    rows = Q(member_id__in=delegations.values("delegator_id"))
+    if not senior or member.is_senior:
+        rows |= Q(member_id=member.pk)
+    return Member.deployments.through.objects.filter(rows)
 
 
-def _visible_ids(member: Member):
-    """The ids of the deployments a (non-admin) member sees: the reach's when it was read in
-    this request, else a subquery (no round trip of its own)."""
+def _visible_ids(member: Member, queue: str = "any"):
+    """The ids of the deployments whose `queue` ("any": at all) a (non-admin) member works:
+    the reach's when it was read in this request, else a subquery (no round trip of its own)."""
     reach = getattr(member, "_reach", None)
     if reach is not None:
-        return reach.ids("any")
-    return _reach_rows(member).values("deployment_id")
+        return reach.ids(queue)
+    return _reach_rows(member, senior=queue in SENIOR_QUEUES).values("deployment_id")
 
 
-def deployments_visible_to(member: Member) -> QuerySet[Deployment]:
+def deployments_visible_to(member: Member, queue: str = "any") -> QuerySet[Deployment]:
     """The deployments `member` works on: all of them for admins, else those assigned and
-    those handed to them by a delegation in effect."""
+    those handed to them by a delegation in effect. `queue="senior"` for the seniors' pages
+    (the audit log, reviewer quality): only where the member has a senior's rights, so a
+    senior covering for a reviewer never sees more there than the reviewer could."""
     if member.is_admin:
         return Deployment.objects.all()
-    return Deployment.objects.filter(pk__in=_visible_ids(member))
+    return Deployment.objects.filter(pk__in=_visible_ids(member, queue))
 
 
 def visible_deployment_ids(member: Member, queue: str = "any") -> list[int] | None:
@@ -173,12 +181,13 @@ def visible_deployment_ids(member: Member, queue: str = "any") -> list[int] | No
     return member_reach(member).ids(queue)
 
 
-def limit_to_visible(qs: QuerySet, member: Member, *, deployment: str = "deployment") -> QuerySet:
-    """`qs` limited to the rows whose `deployment` (a lookup path) the member works on; an
-    admin's is left whole (with the rows of no deployment)."""
+def limit_to_visible(qs: QuerySet, member: Member, *, deployment: str = "deployment", queue: str = "any") -> QuerySet:
+    """`qs` limited to the rows whose `deployment` (a lookup path) the member works on (in
+    `queue`, as `deployments_visible_to`); an admin's is left whole (with the rows of no
+    deployment)."""
     if member.is_admin:
         return qs
-    return qs.filter(**{f"{deployment}__in": _visible_ids(member)})
+    return qs.filter(**{f"{deployment}__in": _visible_ids(member, queue)})
 
 
 def may_act_on(member: Member, deployment_id: int) -> bool:

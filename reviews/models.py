@@ -222,6 +222,13 @@ class ProposedAction(models.Model):
         return self.status in self.PENDING_STATUSES
 
     @property
+    def quorum_label(self) -> str:
+        """The words "1 of 2 approvals" for an action that needs several (reviews/quorum.py), else ''."""
+        if self.approvals_required <= 1:
+            return ""
+        return f"{self.approvals_given} of {self.approvals_required} approvals"
+
+    @property
     def is_terminal(self) -> bool:
         return self.status in self.TERMINAL_STATUSES
 

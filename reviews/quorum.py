@@ -96,13 +96,6 @@ def quorum_approval_record(
     return False
 
 
-def quorum_label(action: ProposedAction) -> str:
-    """ "1 of 2 approvals" for a quorum item, '' for any other."""
-    if action.approvals_required <= 1:
-        return ""
-    return f"{action.approvals_given} of {action.approvals_required} approvals"
-
-
 def quorum_approvers(action: ProposedAction) -> list[str]:
     """Who approved a quorum item so far, in order, "X" or "X for Y" (the action page)."""
     if action.approvals_required <= 1 or not action.approvals_given:

@@ -11,7 +11,7 @@ from django.utils import timezone
 from core.jsonlimits import MAX_DEPTH, json_display
 from deployments.models import AuditEvent, Deployment, Member
 from deployments.permissions import limit_to_visible, member_reach
-from deployments.templatetags.ui import actor_words, verb_words
+from deployments.templatetags.ui import event_actor, verb_words
 from reviews.claims import QUEUES, claim_is_live, member_deployment_ids
 from reviews.models import Decision, ProposedAction
 from reviews.state import DONE_WORDS
@@ -196,11 +196,12 @@ def _status(value: str) -> str:
 def action_history(action: ProposedAction) -> list[HistoryEntry]:
     """What happened to the action, oldest first, in words: each decision once (its audit
     event repeats it), then the other audit events (proposal, execution, deliveries, …)."""
-    decisions = list(Decision.objects.filter(action=action).select_related("actor"))
+    decisions = list(Decision.objects.filter(action=action).select_related("actor", "on_behalf_of"))
     entries = [
         HistoryEntry(
             at=d.created_at,
-            who=d.actor.get_username() if d.actor else "Trustladder (automatic)",
+            who=(d.actor.get_username() if d.actor else "Trustladder (automatic)")
+            + (f" for {d.on_behalf_of.get_username()}" if d.on_behalf_of else ""),
             what=f"{DONE_WORDS.get(d.verb, d.get_verb_display())} ({_status(d.from_status)} → {_status(d.to_status)})",
             reason=d.reason,
             detail={"seconds_to_decide": round(d.seconds_to_decide, 1)} if d.seconds_to_decide is not None else {},
@@ -213,9 +214,7 @@ def action_history(action: ProposedAction) -> list[HistoryEntry]:
     if decisions:
         events = events.exclude(verb__in=DECISION_AUDIT_VERBS)
     entries += [
-        HistoryEntry(
-            at=e.created_at, who=actor_words(e.actor_label), what=verb_words(e.verb), reason=e.reason, detail=e.data
-        )
+        HistoryEntry(at=e.created_at, who=event_actor(e), what=verb_words(e.verb), reason=e.reason, detail=e.data)
         for e in events
     ]
     entries.sort(key=lambda e: e.at)

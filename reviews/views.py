@@ -32,6 +32,7 @@ from reviews.claims import (
 from reviews.execution import proposed_action_reconcile
 from reviews.humans.selectors import humans_context, sample_notice
 from reviews.models import ProposedAction
+from reviews.quorum import EDIT_REFUSED, quorum_approvers
 from reviews.services import proposed_action_audit_verdict, proposed_action_decide_and_claim_next
 from reviews.state import item_state
 
@@ -74,6 +75,8 @@ def _may_work(member: Member, queue: str | None) -> bool:
 
 
 def _queue(request: HttpRequest, queue: str) -> HttpResponse:
+    if not _may_work(request.member, queue):
+        raise PermissionDenied("only senior reviewers, or someone covering for one, may work this queue")
     deployment_id = _int_or_none(request.GET.get("deployment"))
     action_type = request.GET.get("action_type", "").strip()[:100]
     page = selectors.queue_page(
@@ -105,13 +108,14 @@ def queue(request: HttpRequest) -> HttpResponse:
     return _queue(request, "review")
 
 
-@role_required(Member.Role.SENIOR)
+# The senior and audit queues: seniors, and a reviewer a senior's delegation covers (_may_work).
+@role_required(Member.Role.REVIEWER)
 @require_GET
 def senior_queue(request: HttpRequest) -> HttpResponse:
     return _queue(request, "senior")
 
 
-@role_required(Member.Role.SENIOR)
+@role_required(Member.Role.REVIEWER)
 @require_GET
 def audit_queue(request: HttpRequest) -> HttpResponse:
     return _queue(request, "audit")
@@ -209,6 +213,7 @@ def _detail_context(request: HttpRequest, action: ProposedAction, **extra) -> di
             "children": list(action.children.order_by("pk")[:50]) if action.has_children else [],
             "held_reason": runs.blocked_reason(action) if action.status == ProposedAction.Status.HELD else "",
             "can_reconcile": member is not None and member.is_admin and action.status == ProposedAction.Status.UNKNOWN,
+            "quorum_approvers": quorum_approvers(action),  # no query unless it needs several and has some
         }
     )
     context.update(humans_context(action, request.user))
@@ -327,6 +332,9 @@ def decide(request: HttpRequest, action_id: int) -> HttpResponse:
             )
         if payload == action.payload:
             payload = None
+        elif action.approvals_required > 1:  # reviews/quorum.py: one payload, N approvals
+            error = "Nothing was changed: " + EDIT_REFUSED.format(n=action.approvals_required) + "."
+            return _render_detail(request, action, status=422, error=error, form=form)
         elif request.POST.get("confirm") != "1":
             template = "reviews/confirm_edit.html" + ("#confirm" if request.htmx else "")
             context = {
@@ -350,12 +358,14 @@ def decide(request: HttpRequest, action_id: int) -> HttpResponse:
     action = decided.action
     done = DONE[decision] + (" with your edits" if payload is not None else "")
     notice = sample_notice(action=action, queue=decided.queue) or f"{done}: #{action.pk} {action.action_type}."
+    if decision == "approve" and action.is_pending and action.quorum_label:
+        notice = f"Your approval is recorded: #{action.pk} has {action.quorum_label}; it waits for another approver."
     if not decided.in_flow:
         return _show_decided(request, action.pk, notice)
     return _show_next(request, decided.queue, decided.following, notice)
 
 
-@role_required(Member.Role.SENIOR)
+@role_required(Member.Role.REVIEWER)  # the service lets seniors, and a senior's delegate, give one
 @require_POST
 def audit_verdict(request: HttpRequest, action_id: int) -> HttpResponse:
     """POST verdict=correct|incorrect, reason: a senior's verdict on an audit sample."""

@@ -22,7 +22,9 @@ from deployments.counters import Metric
 from deployments.errors import InvalidTransition
 from deployments.models import Deployment
 from deployments.permissions import on_behalf_data
+from deployments.policy import Route
 from deployments.reviewers import reviewer_counts_add
+from deployments.rules import approvals_required, rules_for, rules_match
 from deployments.services import audit_event_record
 from reviews.canonical import payload_sha256
 from reviews.humans.common import Status, require_may_decide
@@ -65,6 +67,7 @@ def drill_place(*, template: DrillTemplate) -> ProposedAction:
         review_sample=DRILL,
         created_at=now,
         expires_at=now + deployment.review_sla,
+        approvals_required=_quorum(template),
     )
     Drill.objects.create(action=action, template=template)
     audit_event_record(
@@ -75,6 +78,25 @@ def drill_place(*, template: DrillTemplate) -> ProposedAction:
         data={"action": action.pk, "action_type": template.action_type},
     )
     return action
+
+
+def _quorum(template: DrillTemplate) -> int:
+    """The approvals its payload rules would ask of a real proposal like the template, so the
+    drill looks like its neighbours ("0 of 2 approvals"); its first approval is still a miss."""
+    rules = rules_for(template.deployment.payload_rules, template.action_type)
+    if not rules:
+        return 1
+    fields = {
+        "payload": template.payload,
+        "action_type": template.action_type,
+        "risk_score": template.risk_score,
+        "confidence": template.confidence,
+        "needs_human": False,
+        "external_id": "",
+        "model_version": "",
+        "rationale": template.rationale,
+    }
+    return approvals_required(Route.REVIEW, rules_match(rules, fields))
 
 
 def drill_decide(*, action: ProposedAction, actor: AbstractBaseUser | None, decision: str) -> Drill:
