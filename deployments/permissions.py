@@ -57,6 +57,26 @@ def role_required(minimum: Member.Role) -> Callable:
 SENIOR_QUEUES = ("senior", "audit")
 
 
+def queue_required(queue: str) -> Callable:
+    """`role_required(REVIEWER)`, and the member works `queue` somewhere: their role, or a
+    delegation in effect from a senior for the senior and audit queues (`Reach.works`); else
+    403, before any other check. Sets `request.member`."""
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def checked(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            member = request.member
+            if not member.is_senior and not member_reach(member).works(queue):
+                raise PermissionDenied(
+                    f"only senior reviewers, or someone covering for one, may work the {queue} queue"
+                )
+            return view(request, *args, **kwargs)
+
+        return role_required(Member.Role.REVIEWER)(checked)
+
+    return decorator
+
+
 @dataclass(frozen=True)
 class Delegator:
     """Whom a delegate acts for: the delegator's user id and name (audited as "X for Y")."""

@@ -20,7 +20,7 @@ from django_htmx.http import HttpResponseClientRedirect, push_url
 from core.jsonlimits import JsonProblem, json_check, json_display, json_parse
 from deployments.errors import DomainError, InvalidTransition
 from deployments.models import Member
-from deployments.permissions import member_reach, role_required
+from deployments.permissions import member_reach, queue_required, role_required
 from reviews import runs, selectors
 from reviews.claims import (
     claim_is_live,
@@ -75,8 +75,6 @@ def _may_work(member: Member, queue: str | None) -> bool:
 
 
 def _queue(request: HttpRequest, queue: str) -> HttpResponse:
-    if not _may_work(request.member, queue):
-        raise PermissionDenied("only senior reviewers, or someone covering for one, may work this queue")
     deployment_id = _int_or_none(request.GET.get("deployment"))
     action_type = request.GET.get("action_type", "").strip()[:100]
     page = selectors.queue_page(
@@ -108,14 +106,14 @@ def queue(request: HttpRequest) -> HttpResponse:
     return _queue(request, "review")
 
 
-# The senior and audit queues: seniors, and a reviewer a senior's delegation covers (_may_work).
-@role_required(Member.Role.REVIEWER)
+# The senior and audit queues: seniors, and a reviewer a senior's delegation covers.
+@queue_required("senior")
 @require_GET
 def senior_queue(request: HttpRequest) -> HttpResponse:
     return _queue(request, "senior")
 
 
-@role_required(Member.Role.REVIEWER)
+@queue_required("audit")
 @require_GET
 def audit_queue(request: HttpRequest) -> HttpResponse:
     return _queue(request, "audit")
@@ -365,7 +363,7 @@ def decide(request: HttpRequest, action_id: int) -> HttpResponse:
     return _show_next(request, decided.queue, decided.following, notice)
 
 
-@role_required(Member.Role.REVIEWER)  # the service lets seniors, and a senior's delegate, give one
+@queue_required("audit")
 @require_POST
 def audit_verdict(request: HttpRequest, action_id: int) -> HttpResponse:
     """POST verdict=correct|incorrect, reason: a senior's verdict on an audit sample."""
