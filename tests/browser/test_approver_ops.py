@@ -11,7 +11,7 @@ from deliveries.models import Delivery
 from deployments.models import Delegation, Member
 from deployments.services import member_create
 from reviews.models import Decision, ProposedAction, QuorumApproval
-from tests.browser.support import axe_violations
+from tests.browser.support import axe_violations, two_people
 from tests.browser.test_review_flow import PASSWORD, keys, sign_in
 from tests.factories import DeploymentFactory, ProposedActionFactory
 
@@ -31,11 +31,7 @@ def test_quorum_of_two_from_two_browser_contexts(live_server, browser: Browser):
         callback_url="https://agent.example/hook",
     )
     base = live_server.url
-    ann_context, ben_context = browser.new_context(), browser.new_context()
-    ann, ben = ann_context.new_page(), ben_context.new_page()
-    try:
-        sign_in(ann, base, "ann")
-        sign_in(ben, base, "ben")
+    with two_people(browser, base, ("ann", "ben"), PASSWORD) as ((ann, _), (ben, _)):
         expect(ann.locator(f'tr[data-id="{action.pk}"] [data-quorum]')).to_have_text("0 of 2 approvals")
         for page in (ann, ben):
             page.goto(f"{base}/actions/{action.pk}/")
@@ -70,9 +66,6 @@ def test_quorum_of_two_from_two_browser_contexts(live_server, browser: Browser):
         assert Delivery.objects.filter(object_id=str(action.pk), event_type="action.approved").count() == 1
         ben.goto(f"{base}/actions/{action.pk}/")
         expect(ben.locator("#quorum")).to_have_text("2 of 2 approvals")
-    finally:
-        ann_context.close()
-        ben_context.close()
 
 
 def test_away_page_and_reviewer_quality_page_have_no_axe_violations(live_server, page: Page):
