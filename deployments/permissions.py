@@ -124,8 +124,11 @@ class Reach:
         for delegator, hands_senior in self.delegated.get(deployment_id, ()):
             if hands_senior or not senior:
                 return delegator
-        if deployment_id in self.own or self.delegated.get(deployment_id):
+        if deployment_id in self.own:
             raise NotAllowed(f"only senior reviewers may work the {queue} queue")
+        if grants := self.delegated.get(deployment_id):
+            names = ", ".join(d.username for d, _ in grants)
+            raise NotAllowed(f"you cover for {names} here, who may not work the {queue} queue")
         raise NotAllowed("you are not assigned to this deployment")
 
 

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, push_url
 
 from core.jsonlimits import JsonProblem, json_check, json_display, json_parse
-from deployments.errors import DomainError, InvalidTransition
+from deployments.errors import DomainError, InvalidTransition, NotAllowed
 from deployments.models import Member
 from deployments.permissions import member_reach, queue_required, role_required
 from reviews import runs, selectors
@@ -67,6 +67,21 @@ def _may_work(member: Member, queue: str | None) -> bool:
     if queue == "review":
         return True
     return queue in selectors.SENIOR_QUEUES and (member.is_senior or member_reach(member).works(queue))
+
+
+def _may_work_item(member: Member, action: ProposedAction, queue: str | None) -> bool:
+    """Whether the member works `queue` of this item's deployment (deployments.permissions:
+    their own rights or a delegation's). No query for the reviewer queue (the item is visible,
+    so it is theirs or handed to them) nor for admins; the senior and audit queues read the reach."""
+    if queue is None or not _may_work(member, queue):
+        return False
+    if queue == "review" or member.is_admin:
+        return True
+    try:
+        member_reach(member).acting_for(action.deployment_id, queue)
+    except NotAllowed:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------
@@ -170,7 +185,7 @@ def _state_context(request: HttpRequest, action: ProposedAction) -> dict:
     """What the item's live state line needs (polled every 5 s: no neighbours, no history)."""
     member = request.member
     queue = action.queue
-    may_work = _may_work(member, queue)
+    may_work = _may_work_item(member, action, queue)
     continue_queue = _continue_queue(member, action, queue)
     live_claim = claim_is_live(action, timezone.now())
     return {

@@ -92,6 +92,8 @@ def test_never_more_than_the_delegator_had(two):
     client = Client()
     client.force_login(senior.user)
     assert client.get(reverse("deployments:reviewers", args=[ours.slug])).status_code == 404  # a seniors' page
+    item_page = client.get(reverse("reviews:action_detail", args=[pending_senior.pk])).content.decode()
+    assert 'id="approve-button"' not in item_page  # visible (the reviewer's deployment), not decidable
     assert client.get(reverse("deployments:reviewers", args=[theirs.slug])).status_code == 200
 
 

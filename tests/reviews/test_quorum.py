@@ -204,3 +204,12 @@ def test_the_browser_shows_1_of_2_and_the_decision_stays_bounded(d, people, djan
     with django_assert_max_num_queries(15):
         second.post(reverse("reviews:decide", args=[action.pk]), {"decision": "approve"})
     assert ProposedAction.objects.get(pk=action.pk).status == S.APPROVED
+
+
+def test_the_slack_message_says_how_many_approvals(d, people):
+    from integrations.slack.blocks import action_message
+
+    action = propose(d)
+    proposed_action_approve(action_id=action.pk, actor=people[0])
+    _, blocks = action_message(ProposedAction.objects.select_related("deployment").get(pk=action.pk))
+    assert {"type": "mrkdwn", "text": "*Approvals*\n1 of 2 approvals"} in blocks[1]["fields"]
