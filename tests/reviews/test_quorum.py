@@ -22,6 +22,7 @@ from reviews.representation import action_representation
 from reviews.services import proposed_action_approve, proposed_action_create, proposed_action_decide
 from tests.factories import DeploymentFactory, MemberFactory
 from tests.humans.support import evidence
+from tests.reviews.test_query_counts import DECISION_QUERIES
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 S = ProposedAction.Status
@@ -190,7 +191,7 @@ def test_the_browser_shows_1_of_2_and_the_decision_stays_bounded(d, people, djan
     first, second = Client(), Client()
     first.force_login(people[0])
     second.force_login(people[1])
-    with django_assert_max_num_queries(15):
+    with django_assert_max_num_queries(DECISION_QUERIES):
         response = first.post(reverse("reviews:decide", args=[action.pk]), {"decision": "approve"}, follow=False)
     assert response.status_code == 302
     page = first.get(reverse("reviews:action_detail", args=[action.pk])).content.decode()
@@ -201,7 +202,7 @@ def test_the_browser_shows_1_of_2_and_the_decision_stays_bounded(d, people, djan
         {"decision": "approve", "payload": '{"order": "A-1", "amount_cents": 1}'},
     )
     assert edited.status_code == 422 and "not edited" in edited.content.decode()
-    with django_assert_max_num_queries(15):
+    with django_assert_max_num_queries(DECISION_QUERIES):
         second.post(reverse("reviews:decide", args=[action.pk]), {"decision": "approve"})
     assert ProposedAction.objects.get(pk=action.pk).status == S.APPROVED
 
