@@ -247,3 +247,20 @@ def test_the_settings_preview_and_the_api_replay_candidate_rules(dep, client):
     ):
         refused = agent.get("/api/v1/deployment/simulate?" + urlencode({"payload_rules": bad}))
         assert refused.status_code == 422 and "payload_rules" in refused.json()["detail"], bad
+
+
+def test_the_settings_preview_and_a_change_request_replay_the_rules_they_add(dep, client):
+    from tests.deployments.test_settings_changes import _form
+
+    _decided_history(dep)
+    alice = MemberFactory(role=Member.Role.ADMIN).user
+    client.force_login(alice)
+    form = _form(dep, auto_max_risk="0.4", payload_rules=json.dumps(BIG), reason="")
+    page = client.post(f"/deployments/{dep.slug}/settings/", {**form, "preview": "1"}).content.decode()
+    assert 'data-testid="simulation-rules"' in page and "big refunds" in page
+    # Loosening the threshold while adding the rule waits for a second admin, with both replayed.
+    outcome = deployment_settings_change(
+        deployment_id=dep.pk, actor=alice, changes={"auto_max_risk": 0.4, "payload_rules": BIG}, reason="r"
+    )
+    frozen = SettingsChangeRequest.objects.get(pk=outcome.request.pk).simulation
+    assert frozen["rules"][0]["matched"] == 4 and frozen["overall"]["routes"]["candidate"]["senior"] == 4
