@@ -5,6 +5,7 @@ or, for htmx requests, a partial. Domain errors become a message, never a 500.
 """
 
 import json
+from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib import messages
@@ -95,22 +96,21 @@ def _queue(request: HttpRequest, queue: str) -> HttpResponse:
     return render(request, template, context)
 
 
-@role_required(Member.Role.REVIEWER)
-@require_GET
-def queue(request: HttpRequest) -> HttpResponse:
-    return _queue(request, "review")
+def _queue_page(name: str, role: str) -> Callable[[HttpRequest], HttpResponse]:
+    """The page of queue `name`, for `role` and up."""
+
+    @role_required(role)
+    @require_GET
+    def page(request: HttpRequest) -> HttpResponse:
+        return _queue(request, name)
+
+    page.__name__ = page.__qualname__ = f"{name}_queue"
+    return page
 
 
-@role_required(Member.Role.SENIOR)
-@require_GET
-def senior_queue(request: HttpRequest) -> HttpResponse:
-    return _queue(request, "senior")
-
-
-@role_required(Member.Role.SENIOR)
-@require_GET
-def audit_queue(request: HttpRequest) -> HttpResponse:
-    return _queue(request, "audit")
+queue = _queue_page("review", Member.Role.REVIEWER)
+senior_queue = _queue_page("senior", Member.Role.SENIOR)
+audit_queue = _queue_page("audit", Member.Role.SENIOR)
 
 
 @role_required(Member.Role.REVIEWER)
