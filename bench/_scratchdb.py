@@ -40,3 +40,24 @@ def scratch_drop(url: str) -> None:
     connection.close()
     with psycopg.connect(_admin_url(url), autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
+
+
+def column_defaults_in_the_database(*models: type) -> None:
+    """Give the scratch database's NOT NULL columns the models' constant defaults, so a bulk
+    INSERT ... SELECT written for these tables keeps working when a later issue adds a column
+    (Django keeps defaults in Python, not in the schema)."""
+    from django.db import connection
+    from django.db.models.fields import NOT_PROVIDED
+
+    with connection.cursor() as cursor:
+        for model in models:
+            for field in model._meta.concrete_fields:
+                if field.null or field.primary_key:
+                    continue
+                if field.default is NOT_PROVIDED and not field.empty_strings_allowed:
+                    continue
+                if field.default is not NOT_PROVIDED and callable(field.default):
+                    continue
+                value = field.get_db_prep_save(field.get_default(), connection)  # "" for text without one
+                table, column = connection.ops.quote_name(model._meta.db_table), connection.ops.quote_name(field.column)
+                cursor.execute(f"ALTER TABLE {table} ALTER COLUMN {column} SET DEFAULT %s", [value])  # noqa: S608

@@ -305,6 +305,12 @@ def main() -> None:
     from reviews.shadow.services import shadow_compare_sweep
 
     call_command("migrate", verbosity=0)
+    from _scratchdb import column_defaults_in_the_database
+
+    from reviews.models import ProposedAction
+    from reviews.shadow.models import ShadowOutcome
+
+    column_defaults_in_the_database(ProposedAction, ShadowOutcome)
     print(
         f"PostgreSQL {connection.cursor().connection.info.server_version}, {os.cpu_count()} cores, "
         f"load average {os.getloadavg()} (the machine is shared: figures move with other work)"

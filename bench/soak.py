@@ -192,8 +192,13 @@ def _deliveries_installed() -> bool:
     return apps.is_installed("deliveries")
 
 
+DECISION_EVENTS = ("action.approved", "action.rejected", "action.expired")
+RESULT_EVENTS = ("action.executed", "action.failed", "action.unknown")
+
+
 def reconcile_deliveries(conn, *, deployment_id: int, receiver, timeout: float) -> list[str]:
-    """Every decision with a callback URL is delivered (webhook ids in the outbox = received)."""
+    """Every decision and every reported result with a callback URL is delivered, once each
+    (webhook ids in the outbox = received; one outbox row per decision and per result)."""
     deadline = time.monotonic() + timeout
     while True:
         pending = conn.execute(
@@ -207,9 +212,9 @@ def reconcile_deliveries(conn, *, deployment_id: int, receiver, timeout: float) 
     if pending:
         problems.append(f"{pending} deliveries not delivered after {timeout:.0f}s")
     rows = conn.execute(
-        "SELECT webhook_id, object_id FROM deliveries_delivery WHERE deployment_id = %s", [deployment_id]
+        "SELECT webhook_id, object_id, event_type FROM deliveries_delivery WHERE deployment_id = %s", [deployment_id]
     ).fetchall()
-    outbox = {w for w, _o in rows}
+    outbox = {w for w, _o, _e in rows}
     received = set(receiver.by_webhook_id())
     if outbox != received:
         problems.append(f"outbox {len(outbox)} webhook ids != received {len(received)}")
@@ -220,8 +225,22 @@ def reconcile_deliveries(conn, *, deployment_id: int, receiver, timeout: float) 
         "WHERE a.deployment_id = %s AND d.verb IN ('approve', 'edit', 'reject', 'expire')",
         [deployment_id],
     ).fetchone()[0]
-    if decided != len(rows):
-        problems.append(f"{len(rows)} deliveries for {decided} decisions")
+    results = conn.execute(
+        "SELECT count(*) FROM reviews_proposedaction "
+        "WHERE deployment_id = %s AND status IN ('executed', 'failed', 'unknown')",
+        [deployment_id],
+    ).fetchone()[0]
+    by_kind = {"decision": 0, "result": 0, "other": 0}
+    for _w, _o, event in rows:
+        by_kind["decision" if event in DECISION_EVENTS else "result" if event in RESULT_EVENTS else "other"] += 1
+    if by_kind["decision"] != decided:
+        problems.append(f"{by_kind['decision']} decision deliveries for {decided} decisions")
+    if by_kind["result"] != results:
+        problems.append(f"{by_kind['result']} result deliveries for {results} reported results")
+    if by_kind["other"]:
+        problems.append(f"{by_kind['other']} deliveries of events the soak does not cause")
+    if len({(o, e) for _w, o, e in rows}) != len(rows):
+        problems.append("an action has two deliveries of one event")
     return problems
 
 

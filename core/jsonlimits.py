@@ -41,7 +41,8 @@ class JsonProblem(ValueError):
         self.message = message
 
 
-def _string_problem(text: str) -> str | None:
+def text_problem(text: str) -> str | None:
+    """What keeps `text` out of PostgreSQL (a NUL, a lone surrogate), or None."""
     found = _FORBIDDEN_CHARS.search(text)
     if found is None:
         return None
@@ -61,7 +62,7 @@ def json_check(value: Any, *, field: str, depth: int = 1) -> None:
 
     `depth` is the level of `value` itself (1 for a field's value)."""
     if isinstance(value, str):
-        problem = _string_problem(value)
+        problem = text_problem(value)
         if problem:
             raise JsonProblem(field, problem)
     elif isinstance(value, bool) or value is None:
@@ -80,7 +81,7 @@ def json_check(value: Any, *, field: str, depth: int = 1) -> None:
                 json_check(item, field=_child(field, i), depth=depth + 1)
             return
         for key, item in value.items():
-            problem = _string_problem(key)
+            problem = text_problem(key)
             if problem:
                 raise JsonProblem(field, f"a key {problem}")
             json_check(item, field=_child(field, key), depth=depth + 1)
@@ -94,7 +95,7 @@ def body_check(body: Any) -> None:
         prefix = f"[{index}]" if isinstance(body, list) else ""
         if isinstance(item, dict):
             for key, value in item.items():
-                problem = _string_problem(key)
+                problem = text_problem(key)
                 if problem:
                     raise JsonProblem(prefix or "body", f"a field name {problem}")
                 json_check(value, field=_child(prefix, key), depth=1)

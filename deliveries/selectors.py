@@ -10,11 +10,6 @@ from deliveries.models import Delivery, RetiredWebhookSecret
 from deployments.models import Deployment
 
 
-def delivery_due_ids(*, now: datetime | None = None, limit: int = 1000) -> list[int]:
-    """Ids of pending deliveries whose next attempt is due and that nobody holds, oldest first."""
-    return list(Delivery.objects.due(now).order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
-
-
 def delivery_list(*, deployment: Deployment | None = None, limit: int = 100) -> QuerySet[Delivery]:
     """Recent deliveries, failures first (given up, then still failing), newest first within each."""
     qs = Delivery.objects.select_related("deployment")

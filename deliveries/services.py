@@ -61,6 +61,20 @@ def delivery_enqueue(*, delivery_id: int, countdown: float | None = None, connec
 
 
 @transaction.atomic
+def deliveries_take_for_sweep(*, now: datetime | None = None, limit: int = 1000) -> list[int]:
+    """The due deliveries nobody has claimed for WEBHOOK_SWEEP_GRACE_SECONDS past their due time
+    (oldest first), each marked due again from `now` so that the next sweeps leave it alone
+    for as long while its new message waits in the queue. Returns their ids, to enqueue."""
+    now = now or timezone.now()
+    grace = timedelta(seconds=settings.WEBHOOK_SWEEP_GRACE_SECONDS)
+    stale = Delivery.objects.due(now).filter(next_attempt_at__lte=now - grace)
+    stale = stale.select_for_update(skip_locked=True).order_by("next_attempt_at")
+    ids = list(stale.values_list("pk", flat=True)[:limit])
+    Delivery.objects.filter(pk__in=ids).update(next_attempt_at=now)
+    return ids
+
+
+@transaction.atomic
 def delivery_create(
     *,
     deployment_id: int,

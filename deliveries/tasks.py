@@ -10,9 +10,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from deliveries.models import Delivery
-from deliveries.selectors import delivery_due_ids
 from deliveries.sender import delivery_send
-from deliveries.services import broker_connection, delivery_enqueue, delivery_purge_old
+from deliveries.services import broker_connection, deliveries_take_for_sweep, delivery_enqueue, delivery_purge_old
 
 # acks_late + reject_on_worker_lost: a worker killed mid-task leaves the message to be redelivered.
 TASK_OPTIONS = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result": True}
@@ -35,9 +34,10 @@ def deliver(delivery_id: int) -> str:
 
 @shared_task(name="deliveries.sweep", **TASK_OPTIONS)
 def sweep() -> int:
-    """Enqueue every delivery that is due and unclaimed: those the broker never got, retries
-    with long waits, and those whose worker died mid-attempt (their lease ran out)."""
-    ids = delivery_due_ids()
+    """Enqueue every delivery that is due and has stayed unclaimed for a grace period: those the
+    broker never got or lost, retries with long waits, and those whose worker died mid-attempt
+    (their lease ran out). Each is marked, so the next sweeps do not queue it again at once."""
+    ids = deliveries_take_for_sweep()
     with broker_connection() as connection:
         for delivery_id in ids:
             delivery_enqueue(delivery_id=delivery_id, connection=connection)

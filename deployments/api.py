@@ -12,6 +12,7 @@ from ninja.errors import HttpError
 from ninja.security import HttpBearer
 from ninja.throttling import BaseThrottle
 
+from core.jsonlimits import JsonProblem, body_check, json_parse
 from deployments.calibration import DEFAULT_DAYS as CALIBRATION_DAYS
 from deployments.calibration import MAX_DAYS as CALIBRATION_MAX_DAYS
 from deployments.calibration import calibration_evaluate
@@ -19,6 +20,7 @@ from deployments.gate import gate_evaluate
 from deployments.models import ApiKey, Deployment
 from deployments.policy import Stage, Thresholds
 from deployments.ratelimit import rate_limit_hit
+from deployments.rules import payload_rules_errors
 from deployments.scopes import Scope
 from deployments.services import api_key_authenticate, api_key_mark_used
 from deployments.simulator import DEFAULT_DAYS, MAX_DAYS, simulate
@@ -308,6 +310,22 @@ class SimulateQuery(Schema):
     auto_min_confidence: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
     review_max_risk: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
     days: int = Field(DEFAULT_DAYS, ge=1, le=MAX_DAYS)
+    payload_rules: str | None = Field(None, max_length=100_000)
+
+
+def _candidate_rules(text: str | None) -> dict[str, Any] | None:
+    """The `payload_rules` query parameter: a payload_rules document as JSON (422 if it is not one)."""
+    if text is None:
+        return None
+    try:
+        document = json_parse(text)
+        body_check(document)
+    except (ValueError, JsonProblem) as exc:
+        raise HttpError(422, f"payload_rules: {exc}") from None
+    errors = payload_rules_errors(document)
+    if errors:
+        raise HttpError(422, "payload_rules: " + "; ".join(errors))
+    return document
 
 
 @router.get(
@@ -318,7 +336,8 @@ class SimulateQuery(Schema):
     "`auto_max_risk`, `auto_min_confidence`, `review_max_risk` (each defaults to the current value), next to the "
     "current settings: per route counts, how often people changed, rejected or escalated what would newly "
     "auto-execute (count, rate, Wilson 95% upper bound), reviewer hours freed or costed; overall and per action "
-    "type. From pre-aggregated counts (README: the simulator).",
+    "type. From pre-aggregated counts (README: the simulator). `payload_rules` (a payload_rules document as JSON, "
+    "as on the settings page) replays the rules it adds or changes over the window's decided proposals.",
 )
 def deployment_simulate(request: HttpRequest, query: Query[SimulateQuery]) -> dict:
     deployment = request.auth.deployment
@@ -330,4 +349,5 @@ def deployment_simulate(request: HttpRequest, query: Query[SimulateQuery]) -> di
         else query.auto_min_confidence,
         review_max_risk=current.review_max_risk if query.review_max_risk is None else query.review_max_risk,
     )
-    return simulate(deployment=deployment, candidate=candidate, days=query.days)
+    rules = _candidate_rules(query.payload_rules)
+    return simulate(deployment=deployment, candidate=candidate, days=query.days, candidate_rules=rules)

@@ -293,21 +293,12 @@ def _execute_together(statements: Sequence[Statement]) -> None:
         cursor.execute(f"WITH {ctes} {last_sql}", [p for _, params in statements for p in params])
 
 
-def evidence_add(
-    *,
-    deployment_id: int,
-    action_type: str,
-    metric: Metric,
-    n: int = 1,
-    total: float = 0.0,
-    day: date | None = None,
-) -> None:
-    """`counters_add(evidence_deltas(...))`: add `n` (and `total`) to one evidence counter (and,
-    live, the breaker's minute), in the caller's transaction. `n` may be negative (a recompute
-    or an adjudication moves a count from one metric to another)."""
-    counters_add(
-        evidence_deltas(deployment_id=deployment_id, action_type=action_type, metric=metric, n=n, total=total, day=day)
-    )
+def evidence_add(**fields: Any) -> None:
+    """`counters_add(evidence_deltas(...))` (its fields, without `at`): add `n` (and `total`)
+    to one evidence counter (and, live, the breaker's minute), in the caller's transaction.
+    `n` may be negative (a recompute or an adjudication moves a count from one metric to
+    another)."""
+    counters_add(evidence_deltas(**fields))
 
 
 def counters_add_many(

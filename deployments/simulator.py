@@ -15,8 +15,15 @@ how many would go auto / review / senior; among those that would *newly* auto-ex
 often people changed (edited), rejected or escalated them — count, rate, Wilson 95 % upper
 bound; and the reviewer hours the candidate frees (decisions that would no longer need a
 person, at their measured time to decision) or costs (auto-executions that would need one,
-at the window's mean time to decision). Payload rules are not replayed from the cells (they
-need payloads); a candidate's rules can only raise routes, which the notes say.
+at the window's mean time to decision).
+
+Payload rules need payloads, which the cells do not hold. A candidate's rules that are not
+already in force (added, or changed) are replayed over the window's decided proposals of
+their action types, read from the actions and decisions tables (the newest RULES_REPLAY_MAX
+per type; the notes say when a window held more): each proposal a rule matches moves from its
+candidate route to the rule's stricter one (or to `refused`), and leaves the "newly auto"
+figures if it was counted there. Rules only raise routes, so this can only lower the
+candidate's auto count. Rules already in force are not replayed: they shaped the history.
 """
 
 # ruff: noqa: S608 -- table and column names are the models' own; every value is a parameter
@@ -26,12 +33,13 @@ from collections import defaultdict
 from datetime import date, timedelta
 from typing import Any
 
-from django.db import connection
+from django.db import connection, models
 from django.utils import timezone
 
 from deployments.counters import REPLAY, CounterDelta, _counters_fold, counters_add
 from deployments.models import Deployment, ReplayCount
-from deployments.policy import Thresholds
+from deployments.policy import Route, Thresholds
+from deployments.rules import Rule, route_with_rules, rules_for, rules_match, strictest_refusal
 from deployments.stats import wilson_interval
 
 RISK_BANDS = 20
@@ -41,6 +49,11 @@ MAX_DAYS = 366
 OUTCOMES = ("approve", "edit", "reject", "escalate", "expire", "auto")
 HUMAN = ("approve", "edit", "reject", "escalate", "expire")
 CHANGED = ("edit", "reject", "escalate")
+CHANGED_KEY = {"edit": "changed", "reject": "rejected", "escalate": "escalated"}
+# Decided proposals per action type a rules replay reads at most (the newest first).
+RULES_REPLAY_MAX = 20_000
+# A result reported for an auto-executed action (its replay cell is counted then).
+RESULT_STATUSES = ("executed", "failed", "unknown")
 
 
 def risk_band(risk: float) -> int:
@@ -141,11 +154,19 @@ def _routed(deployment_id: int, since: date, current: Thresholds, candidate: Thr
         return cursor.fetchall()
 
 
+def _band_route(risk: float, confidence: float, needs_human: bool, cutoffs: tuple[int, int, int]) -> str:
+    """`_route_sql` for one proposal: its route as its cell is routed."""
+    senior, auto, conf = cutoffs
+    if needs_human or risk_band(risk) >= senior:
+        return "senior"
+    return "auto" if risk_band(risk) < auto and confidence_band(confidence) >= conf else "review"
+
+
 def _empty() -> dict:
     return {
         "routes": {
-            "current": {"auto": 0, "review": 0, "senior": 0},
-            "candidate": {"auto": 0, "review": 0, "senior": 0},
+            "current": {"auto": 0, "review": 0, "senior": 0, "refused": 0},
+            "candidate": {"auto": 0, "review": 0, "senior": 0, "refused": 0},
         },
         "newly_auto": {"n": 0, "changed": 0, "rejected": 0, "escalated": 0},
         "newly_reviewed": 0,
@@ -162,17 +183,24 @@ def _finish(part: dict, mean_seconds: float) -> dict:
     newly["changed_or_rejected_or_escalated"] = bad
     newly["rate"] = bad / newly["n"] if newly["n"] else None
     newly["wilson_upper"] = upper
-    part["seconds_costed"] += part.pop("newly_reviewed") * mean_seconds
+    part["seconds_costed"] += part["newly_reviewed"] * mean_seconds  # auto-executions that would need a person
     part["reviewer_hours_freed"] = round(part.pop("seconds_freed") / 3600, 2)
     part["reviewer_hours_costed"] = round(part.pop("seconds_costed") / 3600, 2)
     return part
 
 
 def simulate(
-    *, deployment: Deployment, candidate: Thresholds, days: int = DEFAULT_DAYS, today: date | None = None
+    *,
+    deployment: Deployment,
+    candidate: Thresholds,
+    days: int = DEFAULT_DAYS,
+    today: date | None = None,
+    candidate_rules: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Replay the last `days` days of `deployment` under `candidate` next to its current
-    thresholds. Reads only ReplayCount. Returns a JSON-ready dict (frozen into change requests)."""
+    thresholds (from ReplayCount), and under `candidate_rules` (a validated payload_rules
+    document; None: the current rules) where it adds or changes rules (from the proposals).
+    Returns a JSON-ready dict (frozen into change requests)."""
     days = max(1, min(int(days), MAX_DAYS))
     today = today or timezone.now().date()
     since = today - timedelta(days=days - 1)
@@ -192,14 +220,23 @@ def simulate(
                 newly = part["newly_auto"]
                 if outcome != "escalate":
                     newly["n"] += n
-                key = {"edit": "changed", "reject": "rejected", "escalate": "escalated"}.get(outcome)
-                if key:
-                    newly[key] += n
+                if outcome in CHANGED_KEY:
+                    newly[CHANGED_KEY[outcome]] += n
                 part["seconds_freed"] += seconds
             elif outcome == "auto" and new_route != "auto":
                 part["newly_reviewed"] += n
     mean_seconds = human_seconds / human_n if human_n else 0.0
-    notes = ["Routed as stage 3 (supervised) routes; payload rules are not replayed (they can only raise routes)."]
+    notes = ["Routed as stage 3 (supervised) routes."]
+    rules = _rules_replay(
+        deployment=deployment,
+        since=since,
+        current=current,
+        candidate=candidate,
+        candidate_rules=candidate_rules,
+        overall=overall,
+        by_type=by_type,
+        notes=notes,
+    )
     for name in ("auto_max_risk", "review_max_risk"):
         if abs(getattr(candidate, name) * RISK_BANDS - round(getattr(candidate, name) * RISK_BANDS)) > 1e-9:
             notes.append(f"{name} is not a multiple of 0.05: replayed at the band it falls in.")
@@ -216,8 +253,106 @@ def simulate(
         "mean_seconds_to_decide": round(mean_seconds, 1),
         "overall": _finish(overall, mean_seconds),
         "by_action_type": {t: _finish(p, mean_seconds) for t, p in sorted(by_type.items())},
+        "rules": rules,
         "notes": notes,
     }
+
+
+def _new_rules(deployment: Deployment, candidate_rules: dict[str, Any] | None) -> dict[str, tuple[Rule, ...]]:
+    """Per action type, the candidate's rules that are not in force as they are now."""
+    if candidate_rules is None:
+        return {}
+    in_force = deployment.payload_rules or {}
+    new = {}
+    for action_type in candidate_rules:
+        now = set(rules_for(in_force, action_type))
+        added = tuple(rule for rule in rules_for(candidate_rules, action_type) if rule not in now)
+        if added:
+            new[action_type] = added
+    return new
+
+
+def _decided_proposals(deployment: Deployment, action_type: str, since: date) -> tuple[list[dict], bool]:
+    """The window's decided proposals of `action_type`, newest first, at most RULES_REPLAY_MAX:
+    one row per decision that has a replay cell, and one per auto-executed action with a
+    result. Reached through the reverse relation (this app does not import reviews). Whether
+    the window held more."""
+    fields = ("payload", "action_type", "risk_score", "confidence", "needs_human", "external_id")
+    fields += ("model_version", "rationale")
+    actions = deployment.actions.filter(action_type=action_type)
+    decided = (
+        actions.filter(decisions__verb__in=HUMAN, decisions__created_at__date__gte=since)
+        .order_by("-decisions__id")
+        .values(*fields, outcome=models.F("decisions__verb"), seconds=models.F("decisions__seconds_to_decide"))
+    )
+    auto = (
+        actions.filter(route=Route.AUTO, status__in=RESULT_STATUSES, executed_at__date__gte=since)
+        .order_by("-id")
+        .values(*fields, outcome=models.Value("auto"), seconds=models.Value(0.0))
+    )
+    rows = list(decided[: RULES_REPLAY_MAX + 1])
+    rows += list(auto[: RULES_REPLAY_MAX + 1 - min(len(rows), RULES_REPLAY_MAX)])
+    return rows[:RULES_REPLAY_MAX], len(rows) > RULES_REPLAY_MAX
+
+
+def _rules_replay(
+    *,
+    deployment: Deployment,
+    since: date,
+    current: Thresholds,
+    candidate: Thresholds,
+    candidate_rules: dict[str, Any] | None,
+    overall: dict,
+    by_type: dict[str, dict],
+    notes: list[str],
+) -> list[dict]:
+    """Move each decided proposal a new rule matches to the rule's route (see the module's
+    docstring), in `overall` and `by_type`; per rule, what it matched. Mutates the parts."""
+    now_cut, new_cut = _cutoffs(current), _cutoffs(candidate)
+    report = []
+    for action_type, rules in sorted(_new_rules(deployment, candidate_rules).items()):
+        rows, more = _decided_proposals(deployment, action_type, since)
+        if more:
+            notes.append(f"{action_type}: rules replayed over the newest {RULES_REPLAY_MAX} decided proposals only.")
+        per_rule = {rule.name: {"matched": 0, "auto_now": 0} for rule in rules}
+        for row in rows:
+            matches = rules_match(rules, row)
+            if not matches:
+                continue
+            outcome, seconds = row["outcome"], row["seconds"] or 0.0
+            for match in matches:
+                per_rule[match.name]["matched"] += 1
+                per_rule[match.name]["auto_now"] += outcome == "auto"
+            risk, confidence, human = row["risk_score"], row["confidence"], row["needs_human"]
+            now_route = "auto" if outcome == "auto" else _band_route(risk, confidence, human, now_cut)
+            by_thresholds = _band_route(risk, confidence, human, new_cut)
+            refused = strictest_refusal(matches) is not None
+            route = "refused" if refused else route_with_rules(Route(by_thresholds), matches).value
+            if route == by_thresholds:
+                continue
+            for part in (overall, by_type[action_type]):
+                _rule_moves(part, outcome, seconds, now_route, by_thresholds, route)
+        report += [{"action_type": action_type, "rule": name, **counts} for name, counts in per_rule.items()]
+    return report
+
+
+def _rule_moves(part: dict, outcome: str, seconds: float, now_route: str, by_thresholds: str, route: str) -> None:
+    """One proposal that a rule sends from `by_thresholds` (its candidate route by the
+    thresholds) to the stricter `route`: undo what `simulate` counted for it there."""
+    if outcome != "escalate":
+        part["routes"]["candidate"][by_thresholds] -= 1
+        part["routes"]["candidate"][route] += 1
+    if by_thresholds == "auto" and now_route != "auto" and outcome in HUMAN:
+        newly = part["newly_auto"]
+        if outcome != "escalate":
+            newly["n"] -= 1
+        if outcome in CHANGED_KEY:
+            newly[CHANGED_KEY[outcome]] -= 1
+        part["seconds_freed"] -= seconds
+    elif outcome == "auto" and by_thresholds == "auto" and route != "refused":
+        part["newly_reviewed"] += 1  # it executed without a person; now it needs one
+    elif outcome == "auto" and by_thresholds != "auto" and route == "refused":
+        part["newly_reviewed"] -= 1  # counted as needing a person; refused, it needs none
 
 
 def settings_simulate(*, deployment: Deployment, changes: dict[str, Any], days: int = DEFAULT_DAYS) -> dict[str, Any]:
@@ -228,4 +363,4 @@ def settings_simulate(*, deployment: Deployment, changes: dict[str, Any], days: 
         auto_min_confidence=changes.get("auto_min_confidence", current.auto_min_confidence),
         review_max_risk=changes.get("review_max_risk", current.review_max_risk),
     )
-    return simulate(deployment=deployment, candidate=candidate, days=days)
+    return simulate(deployment=deployment, candidate=candidate, days=days, candidate_rules=changes.get("payload_rules"))

@@ -9,7 +9,17 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from ninja import Field, Header, Path, Router, Schema
 from ninja.errors import AuthenticationError
-from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, StrictBool, StrictInt, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    AwareDatetime,
+    BaseModel,
+    StrictBool,
+    StrictInt,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from core.fastjson import json_bytes
 from core.tracing import traceparent_clean
@@ -39,6 +49,15 @@ def _no_nul(value: Any, path: str = "payload") -> None:
     elif isinstance(value, list):
         for i, v in enumerate(value):
             _no_nul(v, f"{path}[{i}]")
+
+
+def _nul_free(value: Any, info: ValidationInfo) -> Any:
+    _no_nul(value, info.field_name or "body")
+    return value
+
+
+# Text that PostgreSQL can store: a NUL is refused (422) naming the field.
+NulFreeText = Annotated[str, AfterValidator(_nul_free)]
 
 
 class ProposalIn(BaseModel):
@@ -82,6 +101,20 @@ class ProposalIn(BaseModel):
             raise ValueError("send expires_in or expires_at, not both")
         return self
 
+    def service_fields(self) -> dict[str, Any]:
+        """SPEC §5's fields as reviews.services takes them (the callback URL as the body spells it)."""
+        return {
+            "action_type": self.action_type,
+            "payload": self.payload,
+            "risk_score": self.risk_score,
+            "confidence": self.confidence,
+            "external_id": self.external_id,
+            "model_version": self.model_version,
+            "rationale": self.rationale,
+            "needs_human": self.needs_human,
+            "callback_url": str(self.callback_url) if self.callback_url else "",
+        }
+
     def deadline(self) -> datetime | None:
         """The deadline the proposal asks for, as a time (checked against the SLA by the service)."""
         if self.expires_in is not None:
@@ -101,14 +134,8 @@ class ProposalIn(BaseModel):
 
 
 class ActionIn(ProposalIn):
-    run_id: str = Field("", max_length=200, description="Groups the proposals of one agent run")
+    run_id: NulFreeText = Field("", max_length=200, description="Groups the proposals of one agent run")
     run_hold: StrictBool = Field(False, description="Hold the whole run while any of its actions waits for a person")
-
-    @field_validator("run_id")
-    @classmethod
-    def no_nul_in_run_id(cls, value: str) -> str:
-        _no_nul(value, "run_id")
-        return value
 
     def linked_fields(self) -> dict[str, Any]:
         """The issue-15 fields as proposed_action_create takes them ({} when none was sent)."""
@@ -187,15 +214,7 @@ def action_create(
     if idempotency_key is not None:
         fingerprint = request_fingerprint(data.model_dump(mode="json", exclude=None if linked else LINK_FIELDS))
     proposal = {
-        "action_type": data.action_type,
-        "payload": data.payload,
-        "risk_score": data.risk_score,
-        "confidence": data.confidence,
-        "external_id": data.external_id,
-        "model_version": data.model_version,
-        "rationale": data.rationale,
-        "needs_human": data.needs_human,
-        "callback_url": str(data.callback_url) if data.callback_url else "",  # as the body's JSON spells it
+        **data.service_fields(),
         "idempotency_key": idempotency_key,
         **linked,
         # W3C trace context: an invalid header is ignored, as the spec says.

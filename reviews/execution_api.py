@@ -2,15 +2,16 @@
 unknown result, cancel, and propose a list of actions of one run. Thin: validate, call one
 service of reviews.execution or reviews.runs, answer with the action's representation."""
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Field, Header, Router, Schema
-from pydantic import StrictBool, field_validator
+from pydantic import StrictBool
 
 from core.fastjson import json_bytes
 from deployments.api import ErrorOut, bearer
-from reviews.api import ERRORS, ActionId, ActionOut, ProposalIn, _no_nul
+from reviews.api import ERRORS, ActionId, ActionOut, NulFreeText, ProposalIn
 from reviews.batch import proposed_actions_create_batch
 from reviews.canonical import request_fingerprint
 from reviews.execution import (
@@ -21,6 +22,7 @@ from reviews.execution import (
     proposed_action_report_result,
 )
 from reviews.idempotency import idempotency_claim, idempotency_release
+from reviews.models import ProposedAction
 from reviews.representation import action_representation
 from reviews.runs import MAX_BATCH
 from reviews.selectors import action_get_for_deployment
@@ -42,24 +44,12 @@ class ClaimOut(ActionOut):
 class ResultIn(Schema):
     status: Literal["executed", "failed", "unknown"]
     payload_sha256: str = Sha256
-    error: str = Field("", max_length=20_000)
+    error: NulFreeText = Field("", max_length=20_000)
     claim_key: str = ClaimKey
-
-    @field_validator("error")
-    @classmethod
-    def no_nul(cls, value: str) -> str:
-        _no_nul(value, "error")
-        return value
 
 
 class CancelIn(Schema):
-    reason: str = Field("", max_length=2000)
-
-    @field_validator("reason")
-    @classmethod
-    def no_nul(cls, value: str) -> str:
-        _no_nul(value, "reason")
-        return value
+    reason: NulFreeText = Field("", max_length=2000)
 
 
 class ReconcileIn(CancelIn):
@@ -69,15 +59,9 @@ class ReconcileIn(CancelIn):
 
 
 class BatchIn(Schema):
-    run_id: str = Field("", max_length=200)
+    run_id: NulFreeText = Field("", max_length=200)
     run_hold: StrictBool = False
     actions: list[ProposalIn] = Field(min_length=1, max_length=MAX_BATCH)
-
-    @field_validator("run_id")
-    @classmethod
-    def no_nul(cls, value: str) -> str:
-        _no_nul(value, "run_id")
-        return value
 
 
 class BatchOut(Schema):
@@ -94,6 +78,12 @@ def _action(request: HttpRequest, action_id: int):
 
 def _label(request: HttpRequest) -> str:
     return f"api-key:{request.auth.prefix}"
+
+
+def _moved(request: HttpRequest, action_id: int, move: Callable[..., ProposedAction], **fields: Any) -> dict:
+    """Apply `move` (a reviews.execution service) to this key's action; its representation."""
+    action = move(action_id=_action(request, action_id).pk, actor_label=_label(request), **fields)
+    return action_representation(action, deployment_slug=request.auth.deployment.slug)
 
 
 @router.post(
@@ -122,15 +112,8 @@ def action_claim(request: HttpRequest, action_id: ActionId, data: ClaimIn | None
     "again with the claim's `claim_key`.",
 )
 def action_result(request: HttpRequest, action_id: ActionId, data: ResultIn) -> Any:
-    action = proposed_action_report_result(
-        action_id=_action(request, action_id).pk,
-        status=data.status,
-        payload_hash=data.payload_sha256,
-        error=data.error,
-        claim_key=data.claim_key,
-        actor_label=_label(request),
-    )
-    return action_representation(action, deployment_slug=request.auth.deployment.slug)
+    fields = {"status": data.status, "payload_hash": data.payload_sha256, "error": data.error}
+    return _moved(request, action_id, proposed_action_report_result, **fields, claim_key=data.claim_key)
 
 
 @router.post(
@@ -141,13 +124,7 @@ def action_result(request: HttpRequest, action_id: ActionId, data: ResultIn) -> 
     "execution claim. Only for an action whose result is `unknown`.",
 )
 def action_reconcile(request: HttpRequest, action_id: ActionId, data: ReconcileIn) -> Any:
-    action = proposed_action_reconcile(
-        action_id=_action(request, action_id).pk,
-        committed=data.committed,
-        reason=data.reason,
-        actor_label=_label(request),
-    )
-    return action_representation(action, deployment_slug=request.auth.deployment.slug)
+    return _moved(request, action_id, proposed_action_reconcile, committed=data.committed, reason=data.reason)
 
 
 @router.post(
@@ -157,10 +134,7 @@ def action_reconcile(request: HttpRequest, action_id: ActionId, data: ReconcileI
     description="It leaves the queues at once; a later decision or claim is refused. Safe to repeat.",
 )
 def action_cancel(request: HttpRequest, action_id: ActionId, data: CancelIn | None = None) -> Any:
-    action = proposed_action_cancel(
-        action_id=_action(request, action_id).pk, reason=(data or CancelIn()).reason, actor_label=_label(request)
-    )
-    return action_representation(action, deployment_slug=request.auth.deployment.slug)
+    return _moved(request, action_id, proposed_action_cancel, reason=(data or CancelIn()).reason)
 
 
 @router.post(
@@ -178,9 +152,7 @@ def actions_batch(
     key = request.auth
     proposals = []
     for item in data.actions:
-        fields = item.model_dump(include=BATCH_ITEM_FIELDS)
-        fields["callback_url"] = str(item.callback_url) if item.callback_url else ""
-        proposals.append({**fields, "parent_id": item.parent_id, "deadline": item.deadline()})
+        proposals.append({**item.service_fields(), "parent_id": item.parent_id, "deadline": item.deadline()})
     record = None
     if idempotency_key is not None:
         fingerprint = request_fingerprint({"batch": data.model_dump(mode="json")})
@@ -203,15 +175,3 @@ def actions_batch(
             idempotency_release(record=record)
         raise
     return HttpResponse(json_bytes(body), content_type="application/json", status=201)
-
-
-BATCH_ITEM_FIELDS = {
-    "action_type",
-    "payload",
-    "risk_score",
-    "confidence",
-    "external_id",
-    "model_version",
-    "rationale",
-    "needs_human",
-}

@@ -5,6 +5,7 @@ or, for htmx requests, a partial. Domain errors become a message, never a 500.
 """
 
 import json
+from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib import messages
@@ -115,23 +116,21 @@ def _queue(request: HttpRequest, queue: str) -> HttpResponse:
     return render(request, template, context)
 
 
-@role_required(Member.Role.REVIEWER)
-@require_GET
-def queue(request: HttpRequest) -> HttpResponse:
-    return _queue(request, "review")
+def _queue_page(name: str) -> Callable[[HttpRequest], HttpResponse]:
+    """The page of queue `name`: the reviewer queue for every member; the senior and audit
+    queues for seniors and a senior's delegate (deployments.permissions.queue_required)."""
+
+    @require_GET
+    def page(request: HttpRequest) -> HttpResponse:
+        return _queue(request, name)
+
+    page.__name__ = page.__qualname__ = f"{name}_queue"
+    return role_required(Member.Role.REVIEWER)(page) if name == "review" else queue_required(name)(page)
 
 
-# The senior and audit queues: seniors, and a reviewer a senior's delegation covers.
-@queue_required("senior")
-@require_GET
-def senior_queue(request: HttpRequest) -> HttpResponse:
-    return _queue(request, "senior")
-
-
-@queue_required("audit")
-@require_GET
-def audit_queue(request: HttpRequest) -> HttpResponse:
-    return _queue(request, "audit")
+queue = _queue_page("review")
+senior_queue = _queue_page("senior")
+audit_queue = _queue_page("audit")
 
 
 @role_required(Member.Role.REVIEWER)

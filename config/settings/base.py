@@ -276,6 +276,10 @@ WEBHOOK_RETRY_MAX_SECONDS = env_float("TRUSTLADDER_WEBHOOK_RETRY_MAX_SECONDS", 3
 WEBHOOK_RETRY_FOR = timedelta(hours=env_float("TRUSTLADDER_WEBHOOK_RETRY_HOURS", 24))
 # A worker's claim on a delivery; must exceed the timeout, so a slow live attempt is never doubled.
 WEBHOOK_LEASE_SECONDS = WEBHOOK_TIMEOUT_SECONDS + env_float("TRUSTLADDER_WEBHOOK_LEASE_MARGIN_SECONDS", 50)
+# The sweeper hands on a due delivery only once it has been due this long without a worker
+# claiming it (its message was lost: a broker restart, a crash between commit and send), and
+# then not again for as long: a backlog longer than one sweep is never queued twice per sweep.
+WEBHOOK_SWEEP_GRACE_SECONDS = env_float("TRUSTLADDER_WEBHOOK_SWEEP_GRACE_SECONDS", 60)
 # Waits up to this long are scheduled as a Celery countdown; longer ones are left to the sweeper
 # (kept well below the broker's visibility timeout).
 WEBHOOK_COUNTDOWN_MAX_SECONDS = 300.0

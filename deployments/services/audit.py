@@ -1,5 +1,7 @@
 """The audit log: every change is recorded by one appended event, in its own transaction."""
 
+from typing import Any
+
 from django.contrib.auth.models import AbstractBaseUser
 
 from deployments.errors import InvalidInput
@@ -8,20 +10,10 @@ from deployments.models import AuditEvent, Deployment
 SYSTEM = "system"
 
 
-def audit_event_record(
-    *,
-    verb: str,
-    actor: AbstractBaseUser | None = None,
-    actor_label: str = "",
-    deployment: Deployment | int | None = None,
-    obj: object | None = None,
-    reason: str = "",
-    data: dict | None = None,
-) -> AuditEvent:
-    """Append one audit event. Call inside the transaction of the change it records."""
-    event = audit_event_build(
-        verb=verb, actor=actor, actor_label=actor_label, deployment=deployment, obj=obj, reason=reason, data=data
-    )
+def audit_event_record(**fields: Any) -> AuditEvent:
+    """Append one audit event (the fields of `audit_event_build`). Call inside the transaction
+    of the change it records."""
+    event = audit_event_build(**fields)
     event.save()
     return event
 

@@ -246,14 +246,7 @@ def build_server() -> MCPServer:
             data = ActionIn.model_validate(arguments)
             action = proposed_action_create(
                 deployment=key.deployment,
-                action_type=data.action_type,
-                payload=data.payload,
-                risk_score=data.risk_score,
-                confidence=data.confidence,
-                external_id=data.external_id,
-                model_version=data.model_version,
-                rationale=data.rationale,
-                needs_human=data.needs_human,
+                **data.service_fields(),
                 actor_label=f"api-key:{key.prefix}",
                 traceparent=traceparent,
                 **data.linked_fields(),

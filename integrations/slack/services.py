@@ -9,7 +9,6 @@ updated to say why. A replayed request (same signed body) is recognised and chan
 """
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +22,7 @@ from django.utils import timezone
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from core.jsonlimits import json_parse, text_problem
 from core.tasks import enqueue_on_commit
 from deployments.errors import DomainError, InvalidInput, InvalidTransition
 from deployments.locks import deployment_lock
@@ -232,11 +232,24 @@ def interaction_digest(timestamp: str, body: bytes) -> str:
     return hashlib.sha256(timestamp.encode() + b":" + body).hexdigest()
 
 
+def _text(value: Any, limit: int = 255) -> str:
+    """A string field of Slack's payload, or "" if it is anything else (a number, an object,
+    text PostgreSQL cannot store) or longer than `limit`: Slack's ids are short ASCII."""
+    if not isinstance(value, str) or len(value) > limit or text_problem(value):
+        return ""
+    return value
+
+
+def _field(payload: dict[str, Any], name: str) -> dict[str, Any]:
+    """An object field of the payload, or {}."""
+    value = payload.get(name)
+    return value if isinstance(value, dict) else {}
+
+
 def _member_user(payload: dict[str, Any]) -> tuple[str, AbstractBaseUser]:
-    user = payload.get("user") if isinstance(payload.get("user"), dict) else {}
-    slack_user_id = str(user.get("id") or "")
-    team = payload.get("team") if isinstance(payload.get("team"), dict) else {}
-    team_id = str(team.get("id") or user.get("team_id") or "")
+    user = _field(payload, "user")
+    slack_user_id = _text(user.get("id"), 32)
+    team_id = _text(_field(payload, "team").get("id")) or _text(user.get("team_id"))
     if settings.TRUSTLADDER_SLACK_TEAM_ID and team_id != settings.TRUSTLADDER_SLACK_TEAM_ID:
         raise Refused("this Slack workspace is not the one linked to Trustladder")
     link = SlackUser.objects.select_related("user").filter(slack_user_id=slack_user_id).first()
@@ -251,10 +264,12 @@ def _member_user(payload: dict[str, Any]) -> tuple[str, AbstractBaseUser]:
 def _bound(raw: Any) -> tuple[int, str, str]:
     """The (action id, payload SHA-256, status) a button or modal was bound to."""
     try:
-        value = json.loads(raw) if isinstance(raw, str) else None
-        action_id, sha, status = int(value["id"]), str(value["sha"]), str(value["status"])
-    except (ValueError, TypeError, KeyError):
+        value = json_parse(raw) if isinstance(raw, str) and len(raw) <= 2000 else None
+        action_id, sha, status = value["id"], _text(value["sha"]), _text(value["status"])
+    except (ValueError, TypeError, KeyError):  # JsonProblem is a ValueError
         raise Refused("this button is not one of Trustladder's") from None
+    if not isinstance(action_id, int) or isinstance(action_id, bool) or not sha or not status:
+        raise Refused("this button is not one of Trustladder's")
     if not 0 < action_id < 2**63:
         raise Refused("this button is not one of Trustladder's")
     return action_id, sha, status
@@ -270,7 +285,7 @@ def _check_bound(action: ProposedAction, sha: str, status: str) -> None:
 
 def _tell(payload: dict[str, Any], slack_user_id: str, text: str) -> None:
     """An ephemeral message to the one user who clicked."""
-    channel = (payload.get("channel") or {}).get("id") if isinstance(payload.get("channel"), dict) else None
+    channel = _text(_field(payload, "channel").get("id"))
     if not channel or not slack_user_id:
         return
     try:
@@ -298,8 +313,7 @@ def _decide(
 def slack_interaction_handle(*, payload: dict[str, Any], digest: str) -> Reply:
     """One verified interaction: a button click (`block_actions`) or the reason modal's
     submission (`view_submission`). Never raises for anything Slack (or a person) sends."""
-    user = payload.get("user") if isinstance(payload.get("user"), dict) else {}
-    slack_user_id = str(user.get("id") or "")[:32]
+    slack_user_id = _text(_field(payload, "user").get("id"), 32)
     if not _first_seen(digest, slack_user_id):
         return Reply()  # a replay: already handled, nothing changes
     kind = payload.get("type")
@@ -313,7 +327,7 @@ def slack_interaction_handle(*, payload: dict[str, Any], digest: str) -> Reply:
 def _on_click(payload: dict[str, Any], slack_user_id: str) -> Reply:
     actions = payload.get("actions")
     click = actions[0] if isinstance(actions, list) and actions and isinstance(actions[0], dict) else {}
-    decision = blocks.DECISIONS.get(click.get("action_id"))
+    decision = blocks.DECISIONS.get(_text(click.get("action_id")))
     if decision is None:
         return Reply()
     action_id = None
@@ -330,7 +344,7 @@ def _on_click(payload: dict[str, Any], slack_user_id: str) -> Reply:
         _check_bound(action, sha, status)
         metadata = {"id": action_id, "sha": sha, "status": status, "decision": decision}
         slack_web_client().views_open(
-            trigger_id=str(payload.get("trigger_id") or ""),
+            trigger_id=_text(payload.get("trigger_id")),
             view=blocks.reason_modal(action=action, decision=decision, metadata=metadata),
         )
     except Refused as exc:
@@ -343,22 +357,20 @@ def _on_click(payload: dict[str, Any], slack_user_id: str) -> Reply:
 
 
 def _on_reason(payload: dict[str, Any], slack_user_id: str) -> Reply:
-    view = payload.get("view") if isinstance(payload.get("view"), dict) else {}
+    view = _field(payload, "view")
     if view.get("callback_id") != blocks.REASON_CALLBACK:
         return Reply()
     try:
         values = view["state"]["values"][blocks.REASON_BLOCK][blocks.REASON_INPUT]
-        reason = str(values.get("value") or "").strip()
+        reason = _text(values.get("value"), 3000).strip()  # Slack's plain_text_input holds 3000 at most
     except (KeyError, TypeError, AttributeError):
         reason = ""
     if not reason:
         return Reply({"response_action": "errors", "errors": {blocks.REASON_BLOCK: "A reason is required."}})
-    if "\x00" in reason:
-        return Reply({"response_action": "errors", "errors": {blocks.REASON_BLOCK: "The reason contains NUL."}})
     action_id = None
     try:
         action_id, sha, status = _bound(view.get("private_metadata"))
-        decision = json.loads(view["private_metadata"]).get("decision")
+        decision = json_parse(view["private_metadata"]).get("decision")
         if decision not in ("reject", "escalate"):
             raise Refused("this form is not one of Trustladder's")
         _, user = _member_user(payload)

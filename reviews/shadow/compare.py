@@ -74,6 +74,14 @@ def rules_validate(rules: Any) -> dict[str, Any]:
     return clean
 
 
+def _memo_covers(memo: dict[str, bool], paths: tuple[str, ...], path: str) -> bool:
+    """`_covers(paths, path)`, remembered in `memo`."""
+    answer = memo.get(path)
+    if answer is None:
+        answer = memo[path] = _covers(paths, path)
+    return answer
+
+
 def _covers(paths: tuple[str, ...], path: str) -> bool:
     return any(path == p or path.startswith(p + ".") for p in paths)
 
@@ -112,35 +120,13 @@ class Rules:
             object.__setattr__(self, name, {})
 
     def ignored(self, path: str) -> bool:
-        if not self.ignore:
-            return False
-        memo = self._ignored  # type: ignore[attr-defined]
-        answer = memo.get(path)
-        if answer is None:
-            answer = memo[path] = _covers(self.ignore, path)
-        return answer
+        return bool(self.ignore) and _memo_covers(self._ignored, self.ignore, path)  # type: ignore[attr-defined]
 
     def case_insensitive(self, path: str) -> bool:
-        if self.ci_all:
-            return True
-        if not self.ci_paths:
-            return False
-        memo = self._ci  # type: ignore[attr-defined]
-        answer = memo.get(path)
-        if answer is None:
-            answer = memo[path] = _covers(self.ci_paths, path)
-        return answer
+        return self.ci_all or (bool(self.ci_paths) and _memo_covers(self._ci, self.ci_paths, path))  # type: ignore[attr-defined]
 
     def as_set(self, path: str) -> bool:
-        if self.sets_all:
-            return True
-        if not self.sets_paths:
-            return False
-        memo = self._sets  # type: ignore[attr-defined]
-        answer = memo.get(path)
-        if answer is None:
-            answer = memo[path] = _covers(self.sets_paths, path)
-        return answer
+        return self.sets_all or (bool(self.sets_paths) and _memo_covers(self._sets, self.sets_paths, path))  # type: ignore[attr-defined]
 
     def tolerance_for(self, path: str) -> float:
         if not self.field_tolerances:

@@ -7,9 +7,12 @@ screenshot and the page's HTML under test-results/.
 
 import os
 import re
+import threading
+import time
 from pathlib import Path
 
 import pytest
+from django.core.signals import request_finished, request_started
 
 from tests.conftest import REQUIRE_SERVICES
 
@@ -45,9 +48,59 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     return report
 
 
+class _InFlight:
+    """Requests the live server has started and not yet finished (its thread sends the signals)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.seen = 0
+        self._lock = threading.Lock()
+
+    def started(self, **kwargs) -> None:
+        with self._lock:
+            self.count += 1
+            self.seen += 1
+
+    def finished(self, **kwargs) -> None:
+        with self._lock:
+            self.count -= 1
+
+
 @pytest.fixture(autouse=True)
-def _screenshot_on_failure(request: pytest.FixtureRequest, page):
-    """Depends on `page`, so it is torn down (and shoots) before the page closes."""
+def _server_quiet(page, live_server, transactional_db):
+    """Leave the page, then wait for the requests its leaving sends before the database is flushed.
+
+    The action page releases its claim with a beacon on `pagehide`. A test that ends on that
+    page would otherwise have its beacon arrive while pytest-django flushes the tables (the
+    flush fails on the request's lock and the next test sees this one's rows). This fixture is
+    set up after `page`, `live_server` and `transactional_db`, so it is torn down before them."""
+    flight = _InFlight()
+    request_started.connect(flight.started, dispatch_uid="browser-in-flight-start")
+    request_finished.connect(flight.finished, dispatch_uid="browser-in-flight-finish")
+    try:
+        yield
+        before = flight.seen
+        try:
+            releases = page.locator("[data-action-detail][data-release-url]").count() > 0
+            page.goto("about:blank")
+        except Exception as exc:  # a crashed page sends nothing more
+            print(f"could not leave the page: {exc}")
+            releases = False
+        start = time.monotonic()
+        # The beacon leaves the browser after the navigation; give it a moment to arrive.
+        while releases and flight.seen == before and time.monotonic() < start + 1:
+            time.sleep(0.02)
+        while flight.count > 0 and time.monotonic() < start + 5:
+            time.sleep(0.02)
+    finally:
+        request_started.disconnect(dispatch_uid="browser-in-flight-start")
+        request_finished.disconnect(dispatch_uid="browser-in-flight-finish")
+
+
+@pytest.fixture(autouse=True)
+def _screenshot_on_failure(request: pytest.FixtureRequest, page, _server_quiet):
+    """Depends on `page`, so it is torn down (and shoots) before the page closes, and before
+    `_server_quiet` leaves the page."""
     yield
     report = getattr(request.node, "report_call", None)
     if report is None or not report.failed:

@@ -243,6 +243,7 @@ class Stack:
                 "TRUSTLADDER_WEBHOOK_RETRY_BASE_SECONDS": "0.5",
                 "TRUSTLADDER_WEBHOOK_RETRY_MAX_SECONDS": "2",
                 "TRUSTLADDER_WEBHOOK_SWEEP_SECONDS": "1",
+                "TRUSTLADDER_WEBHOOK_SWEEP_GRACE_SECONDS": "2",
                 # The receivers listen on 127.0.0.1, which production settings refuse by default.
                 "TRUSTLADDER_WEBHOOK_ALLOW_PRIVATE": "true",
             }

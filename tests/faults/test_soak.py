@@ -9,18 +9,9 @@ import pytest
 
 from tests.faults.stack import ROOT
 
-# To fix first (closing note of 2026-12-01): since issue 15 every claim and result also sends a
-# webhook; these checks still expect one outbox row per decision, and were not re-verified after
-# the round's merges.
-KNOWN_DEFECT = "fault-stack expectations not updated for issue 15's webhooks (see the comment above)"
-
 pytestmark = pytest.mark.faults
 
 
-@pytest.mark.xfail(
-    reason=KNOWN_DEFECT,
-    strict=False,
-)
 def test_short_soak_has_zero_errors_and_zero_lost(stack, tmp_path):
     # `stack` only for its skip/fail rule about the binaries: the soak starts its own stack.
     out = tmp_path / "soak.json"

@@ -3,25 +3,22 @@ even when the Celery worker is SIGKILLed in the middle of sending, or Redis (the
 restarts and loses every queued message; a worker SIGKILLed in the middle of the periodic
 expiry run leaves every overdue action expired exactly once after the next run.
 
-"Exactly once in effect": each decision has exactly one outbox row with one `webhook-id`;
-the receiver gets that id at least once (a send cut short by a kill is sent again, with the
-same id and the same body, which Standard Webhooks receivers deduplicate on), and every
-delivery ends `delivered`.
+"Exactly once in effect": each decision has exactly one outbox row with one `webhook-id`
+(and so has each execution result the agents report: issue 15's `action.executed`); the
+receiver gets that id at least once (a send cut short by a kill is sent again, with the same
+id and the same body, which Standard Webhooks receivers deduplicate on), and every delivery
+ends `delivered`.
 """
 
 import json
 import os
 import time
+from collections import Counter
 
 import pytest
 
 from tests.faults.receiver import Receiver
 from tests.faults.traffic import Agents, wait_until
-
-# To fix first (closing note of 2026-12-01): since issue 15 every claim and result also sends a
-# webhook; these checks still expect one outbox row per decision, and were not re-verified after
-# the round's merges.
-KNOWN_DEFECT = "fault-stack expectations not updated for issue 15's webhooks (see the comment above)"
 
 pytestmark = pytest.mark.faults
 
@@ -29,7 +26,11 @@ pytestmark = pytest.mark.faults
 KILLS = int(os.environ.get("TRUSTLADDER_FAULT_CYCLES", "3"))
 
 
-def _propose(stack, seeded, receiver, n: int) -> None:
+DECISION_EVENTS = {"approve": "action.approved", "reject": "action.rejected", "expire": "action.expired"}
+
+
+def _propose(stack, seeded, receiver, n: int) -> set[int]:
+    """`n` proposals from two agents (half auto-executed, reported `executed`); the ids executed."""
     agents = Agents(
         base_url=stack.base_url,
         api_key=seeded["key"],
@@ -41,21 +42,36 @@ def _propose(stack, seeded, receiver, n: int) -> None:
     wait_until(lambda: agents.traffic.n_accepted >= n, timeout=60, what=f"{n} proposals")
     traffic = agents.stop()
     assert traffic.unexpected == [] and traffic.abandoned == []
+    return {a.action_id for a in traffic.accepted.values() if a.executed}
 
 
-def reconcile_deliveries(stack, seeded, receiver, decided: dict[int, str]) -> dict:
-    """Wait (bounded) until every delivery is delivered, then compare outbox and receiver."""
+def reconcile_deliveries(stack, seeded, receiver, decided: dict[int, str], executed: set[int] = frozenset()) -> dict:
+    """Wait (bounded) until every delivery is delivered, then compare outbox and receiver.
+
+    Expected: one outbox row for each decision (its event) and one for each result the agents
+    reported (`action.executed`), nothing else."""
     deployment_id = seeded["deployment_id"]
+    expected = {(pk, DECISION_EVENTS[verb]) for pk, verb in decided.items()}
+    expected |= {(pk, "action.executed") for pk in executed}
     with stack.pg.connect() as conn:
 
-        def all_delivered() -> bool:
-            rows = conn.execute(
-                "SELECT status, count(*) FROM deliveries_delivery WHERE deployment_id = %s GROUP BY status",
-                [deployment_id],
-            ).fetchall()
-            return dict(rows) == {"delivered": len(decided)}
+        def by_status() -> dict:
+            return dict(
+                conn.execute(
+                    "SELECT status, count(*) FROM deliveries_delivery WHERE deployment_id = %s GROUP BY status",
+                    [deployment_id],
+                ).fetchall()
+            )
 
-        wait_until(all_delivered, timeout=120, what="every decision to be delivered", interval=0.5)
+        try:
+            wait_until(
+                lambda: by_status() == {"delivered": len(expected)},
+                timeout=240,
+                what="every decision and result to be delivered",
+                interval=0.5,
+            )
+        except AssertionError as timed_out:
+            raise AssertionError(f"{timed_out}: outbox {by_status()}, expected {len(expected)} delivered") from None
         outbox = conn.execute(
             "SELECT webhook_id, object_id, event_type, body FROM deliveries_delivery WHERE deployment_id = %s",
             [deployment_id],
@@ -65,30 +81,25 @@ def reconcile_deliveries(stack, seeded, receiver, decided: dict[int, str]) -> di
             "WHERE d.deployment_id = %s AND t.finished_at IS NULL",
             [deployment_id],
         ).fetchone()[0]
-    # One outbox row per decision, for the right action and event.
-    assert sorted(int(o) for _w, o, _e, _b in outbox) == sorted(decided)
-    events = {"approve": "action.approved", "reject": "action.rejected", "expire": "action.expired"}
-    assert all(e == events[decided[int(o)]] for _w, o, e, _b in outbox)
+    # One outbox row per decision and per result, for the right action and event.
+    rows = sorted((int(o), e) for _w, o, e, _b in outbox)
+    assert rows == sorted(expected)
     # Every webhook id was received, nothing else was, every signature was valid ...
     received = receiver.by_webhook_id()
     assert set(received) == {w for w, _o, _e, _b in outbox}
     assert receiver.invalid() == []
-    # ... each action got exactly one webhook id (resends reuse it), with the body stored.
-    assert set(receiver.action_ids().values()) == {1}
+    # ... each row got exactly one webhook id (resends reuse it), with the body stored.
+    assert receiver.action_ids() == Counter(pk for pk, _e in expected)
     bodies = {w: b for w, _o, _e, b in outbox}
     for record in receiver.received:
         assert record["body"] == json.loads(bodies[record["webhook_id"]])
     result = {"received": received, "unfinished_attempts": unfinished}
-    print(f"decisions={len(decided)} deliveries={len(outbox)} received={sum(received.values())} {result}")
+    print(f"decisions={len(decided)} results={len(executed)} deliveries={len(outbox)} {result}")
     return result
 
 
-@pytest.mark.xfail(
-    reason=KNOWN_DEFECT,
-    strict=False,
-)
 def test_sigkill_of_the_worker_mid_delivery_delivers_every_decision_once_in_effect(live_stack, seeded, receiver, beat):
-    _propose(live_stack, seeded, receiver, max(40, KILLS * 8))
+    executed = _propose(live_stack, seeded, receiver, max(40, KILLS * 8))
     worker = live_stack.start_worker("worker-k0", concurrency=2)
     receiver.hold()
     decided = live_stack.decide_pending(deployment_id=seeded["deployment_id"], username=seeded["reviewers"][0])
@@ -103,7 +114,7 @@ def test_sigkill_of_the_worker_mid_delivery_delivers_every_decision_once_in_effe
             receiver.hold()
             worker = live_stack.start_worker(f"worker-k{k + 1}", concurrency=2)
         receiver.release()
-        result = reconcile_deliveries(live_stack, seeded, receiver, decided)
+        result = reconcile_deliveries(live_stack, seeded, receiver, decided, executed)
     finally:
         receiver.release()
         worker.kill()
@@ -112,31 +123,37 @@ def test_sigkill_of_the_worker_mid_delivery_delivers_every_decision_once_in_effe
     assert max(result["received"].values()) >= 2
 
 
-@pytest.mark.xfail(
-    reason=KNOWN_DEFECT,
-    strict=False,
-)
 def test_redis_restart_while_decisions_are_made_delays_deliveries_and_loses_none(live_stack, seeded, receiver, beat):
     worker = live_stack.start_worker("worker-r", concurrency=2)
     try:
-        _propose(live_stack, seeded, receiver, 30)
+        executed = _propose(live_stack, seeded, receiver, 30)
+        # The results' webhooks go out while the broker is up.
+        with live_stack.pg.connect() as conn:
+
+            def results_delivered() -> bool:
+                return conn.execute(
+                    "SELECT count(*) FROM deliveries_delivery WHERE deployment_id = %s AND status = 'delivered'",
+                    [seeded["deployment_id"]],
+                ).fetchone()[0] == len(executed)
+
+            wait_until(results_delivered, timeout=120, what="the results' webhooks", interval=0.2)
         live_stack.redis.stop()
         # Decisions succeed with the broker down: the outbox rows commit with them.
         decided = live_stack.decide_pending(deployment_id=seeded["deployment_id"], username=seeded["reviewers"][0])
         assert decided
         with live_stack.pg.connect() as conn:
             pending = conn.execute(
-                "SELECT count(*) FROM deliveries_delivery WHERE deployment_id = %s AND status = 'pending'",
+                "SELECT object_id, event_type FROM deliveries_delivery WHERE deployment_id = %s AND status = 'pending'",
                 [seeded["deployment_id"]],
-            ).fetchone()[0]
-        assert pending == len(decided)
-        assert receiver.received == []
+            ).fetchall()
+        assert sorted((int(o), e) for o, e in pending) == sorted((pk, DECISION_EVENTS[v]) for pk, v in decided.items())
+        assert {r["body"]["id"] for r in receiver.received} == executed
         # The broker comes back empty (no persistence): the sweeper finds the due deliveries.
         live_stack.redis.start()
-        result = reconcile_deliveries(live_stack, seeded, receiver, decided)
+        result = reconcile_deliveries(live_stack, seeded, receiver, decided, executed)
     finally:
         worker.kill()
-    assert sum(result["received"].values()) >= len(decided)
+    assert sum(result["received"].values()) >= len(decided) + len(executed)
 
 
 @pytest.fixture

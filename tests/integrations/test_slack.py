@@ -372,3 +372,69 @@ def test_slack_channel_command_sets_and_clears_audited(db):
         call_command("slack_channel", deployment.slug, "#general")
     with pytest.raises(CommandError, match="no deployment"):
         call_command("slack_channel", "nope", "C0AAAABBBB")
+
+
+BOUND_HOSTILE = [
+    '{"id": Infinity, "sha": "s", "status": "pending_review"}',
+    '{"id": 1e400, "sha": "s", "status": "pending_review"}',
+    '{"id": NaN, "sha": "s", "status": "pending_review"}',
+    '{"id": 99999999999999999999999, "sha": "s", "status": "pending_review"}',
+    '{"id": "1\\u0000", "sha": "s", "status": "pending_review"}',
+    '{"id": 1, "sha": "\\ud800", "status": "\\u0000"}',
+    "[" * 5000 + "]" * 5000,
+    12,
+    None,
+    {"id": 1},
+]
+TEXT_HOSTILE = ["U\x00", "\ud800", "x" * 20_000, 12, None, {"a": 1}, ["x"]]
+
+
+def _with(payload: dict, path: tuple, value) -> dict:
+    changed = json.loads(json.dumps(payload))
+    target = changed
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+    return changed
+
+
+def test_signed_payloads_with_hostile_values_anywhere_are_never_a_500_and_change_nothing(
+    world, slack, capture, settings
+):
+    """Slack's signature proves who sent a request, not that its values are sane: every field
+    the handler reads, with hostile values, inside correctly signed requests. Each request is
+    one a sane value would make a decision of (or open the reason modal), so nothing may change."""
+    settings.TRUSTLADDER_SLACK_TEAM_ID = "T1"  # a hostile team id is then refused, not ignored
+    deployment, _, _ = world
+    with capture(execute=True):
+        action = propose(deployment)
+    call = slack.of("chat.postMessage")[0]
+    approve, reject = (click(call, name, "UREVIEWER1") for name in ("tl_approve", "tl_reject"))
+    view = {
+        "callback_id": "tl_reason",
+        "private_metadata": json.dumps(
+            {"id": action.pk, "sha": action.proposal_sha256, "status": action.status, "decision": "reject"}
+        ),
+    }
+    reasoned = submission(view, "UREVIEWER1", "a reason")
+    cases = []
+    for base in (approve, reject):
+        cases += [_with(base, ("actions", 0, "value"), v) for v in BOUND_HOSTILE]
+        cases += [_with(base, ("actions", 0, "action_id"), v) for v in TEXT_HOSTILE]
+        cases += [_with(base, ("user", "id"), v) for v in TEXT_HOSTILE]
+        # The workspace: team.id, or the user's team_id when there is none; both hostile.
+        cases += [_with(_with(base, ("team", "id"), v), ("user", "team_id"), v) for v in TEXT_HOSTILE]
+    # The modal's trigger and the channel (for the refusal notice): only the reject click reads them.
+    for path in (("trigger_id",), ("channel", "id")):
+        cases += [_with(reject, path, v) for v in TEXT_HOSTILE]
+    cases += [_with(reasoned, ("view", "private_metadata"), v) for v in BOUND_HOSTILE]
+    cases += [_with(reasoned, ("view", "state", "values", "reason", "reason_input", "value"), v) for v in TEXT_HOSTILE]
+    cases += [_with(reasoned, ("view", "state"), v) for v in TEXT_HOSTILE]
+    cases += [_with(reasoned, ("user", "id"), v) for v in TEXT_HOSTILE]
+    for payload in cases:
+        response = send(payload, capture=capture)
+        assert response.status_code < 500, (payload, response.content[:300])
+    assert len(cases) > 80
+    assert not Decision.objects.exists()
+    action.refresh_from_db()
+    assert action.status == "pending_review"

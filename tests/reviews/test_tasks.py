@@ -7,6 +7,7 @@ from celery import current_app
 from django.utils import timezone
 
 from deliveries.models import Delivery
+from deliveries.services import deliveries_take_for_sweep
 from deliveries.tasks import deliver, purge, sweep
 from deployments.models import AuditEvent
 from reviews.models import IdempotencyRecord, ProposedAction
@@ -82,12 +83,30 @@ def test_deliver_twice_sends_once(deployment):
 @pytest.mark.usefixtures("eager_celery")
 def test_sweep_twice_sends_each_due_delivery_once(deployment):
     with http_receiver() as receiver:
-        due = DeliveryFactory.create_batch(2, deployment=deployment, url=receiver.url)
+        # Due for longer than the sweep's grace: their messages were lost.
+        long_ago = timezone.now() - timedelta(minutes=5)
+        due = DeliveryFactory.create_batch(2, deployment=deployment, url=receiver.url, next_attempt_at=long_ago)
         DeliveryFactory(deployment=deployment, url=receiver.url, next_attempt_at=timezone.now() + timedelta(hours=1))
         DeliveryFactory(deployment=deployment, url=receiver.url, status=Delivery.Status.DELIVERED)
         assert sweep() == 2
         assert sweep() == 0
         assert sorted(r.headers["webhook-id"] for r in receiver.all()) == sorted(d.webhook_id for d in due)
+
+
+def test_the_sweep_hands_on_a_delivery_once_per_grace_period_while_nobody_claims_it(deployment, settings):
+    """A backlog longer than one sweep is not queued again by every sweep: a delivery the
+    sweeper took waits a grace period for a worker before it is taken again (its message lost)."""
+    now = timezone.now()
+    grace = timedelta(seconds=settings.WEBHOOK_SWEEP_GRACE_SECONDS)
+    lost = DeliveryFactory(deployment=deployment, next_attempt_at=now - grace - timedelta(seconds=1))
+    on_its_way = DeliveryFactory(deployment=deployment, next_attempt_at=now - grace / 2)  # enqueued on commit
+    assert deliveries_take_for_sweep(now=now) == [lost.pk]
+    assert deliveries_take_for_sweep(now=now + timedelta(seconds=1)) == []
+    later = now + grace + timedelta(seconds=1)
+    assert sorted(deliveries_take_for_sweep(now=later)) == sorted([lost.pk, on_its_way.pk])
+    assert deliveries_take_for_sweep(now=later) == []
+    leased = DeliveryFactory(deployment=deployment, next_attempt_at=now - 2 * grace, lease_until=later + 3 * grace)
+    assert leased.pk not in deliveries_take_for_sweep(now=later + grace)
 
 
 def test_purge_deletes_only_old_finished_deliveries(settings):
