@@ -266,6 +266,48 @@ class Member(models.Model):
         return self.role in {self.Role.SENIOR, self.Role.ADMIN}
 
 
+class Delegation(models.Model):
+    """Out-of-office: `delegator` hands their queues to `delegate` from `starts_at` until
+    `ends_at` (deployments.delegations). While in effect the delegate works the delegator's
+    assigned deployments, the senior and audit queues only if the delegator is a senior, and
+    every decision they take there is audited "delegate for delegator"
+    (deployments.permissions.member_reach). Cancelled, never deleted."""
+
+    delegator = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="delegations_out")
+    delegate = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="delegations_in")
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    note = models.CharField(max_length=500, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["starts_at", "id"]
+        constraints = [
+            models.CheckConstraint(condition=~models.Q(delegator=models.F("delegate")), name="delegation_not_to_self"),
+            models.CheckConstraint(
+                condition=models.Q(ends_at__gt=models.F("starts_at")), name="delegation_ends_after_start"
+            ),
+        ]
+        indexes = [
+            # The reach of a member: the delegations to them that are not cancelled.
+            models.Index(
+                fields=["delegate", "ends_at"], condition=models.Q(cancelled_at__isnull=True), name="delegation_to"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.delegator} → {self.delegate} ({self.starts_at:%Y-%m-%d}–{self.ends_at:%Y-%m-%d})"
+
+    def in_effect(self, now=None) -> bool:
+        now = now or timezone.now()
+        return self.cancelled_at is None and self.starts_at <= now < self.ends_at
+
+
 class EvidenceCount(models.Model):
     """Evidence counters: how many times `metric` happened, per deployment, day and action type.
 

@@ -21,7 +21,7 @@ def reviewer_quality(request: HttpRequest, slug: str) -> HttpResponse:
     """Per reviewer over the last `days` (7, 30, 90 or 365; default 30): decisions, time to
     decide, the share decided quickly, the longest approve streak, edit and reject rates,
     agreement with double-review partners and with the AI on blind answers, and flags."""
-    deployment = selectors.deployment_get_visible(member=request.member, slug=slug)
+    deployment = selectors.deployment_get_visible(member=request.member, slug=slug, queue="senior")
     if deployment is None:
         raise Http404("no such deployment among yours")
     try:

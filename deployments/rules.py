@@ -19,6 +19,12 @@ crate), not `cel-python` (pure Python): on this machine one evaluation took ~50 
 per process into ONE program that returns the list of their results, so the proposal is
 converted into CEL values once whatever the number of rules (bench/rules.py).
 
+A rule may also ask for a quorum: `"approvals_required": 2` (2–5) on a `review` or `senior`
+rule means that an action it matches needs that many different people to approve it
+(reviews/quorum.py); the highest of the matching rules' counts is recorded on the action at
+ingest. Adding a quorum, or raising one, raises oversight; lowering or removing one lowers it
+(`rules_change_raises_only`).
+
 Rules live on the deployment's row, so the agent API's key cache (which verifies the row's
 version in the ingest statement) can never route with rules older than the row's.
 """
@@ -88,6 +94,9 @@ KNOWN_FUNCTIONS = frozenset(
 MAX_RULES_PER_TYPE = 50
 MAX_EXPRESSION = 2000
 MAX_NAME = 100
+MAX_APPROVALS = 5
+RULE_KEYS = frozenset({"name", "expression", "effect"})
+OPTIONAL_KEYS = frozenset({"approvals_required"})
 _MACRO_VARIABLE = re.compile(r"\.\s*(?:exists_one|exists|all|map|filter)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,")
 ACTION_TYPE = re.compile(r"^[A-Za-z0-9_.:\-/]{1,100}$")
 _EFFECT_ROUTE = {Effect.REVIEW: Route.REVIEW, Effect.SENIOR: Route.SENIOR}
@@ -111,6 +120,7 @@ class Rule:
     name: str
     expression: str
     effect: Effect
+    approvals_required: int = 1
 
 
 @dataclass(frozen=True)
@@ -121,9 +131,15 @@ class Match:
     name: str
     effect: Effect
     error: str = ""
+    approvals_required: int = 1
 
-    def as_dict(self) -> dict[str, str]:
-        return {"name": self.name, "effect": self.effect.value, **({"error": self.error} if self.error else {})}
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "effect": self.effect.value,
+            **({"approvals_required": self.approvals_required} if self.approvals_required > 1 else {}),
+            **({"error": self.error} if self.error else {}),
+        }
 
 
 def stricter(route: Route, effect: Effect) -> Route:
@@ -154,8 +170,11 @@ def payload_rules_errors(value: Any) -> list[str]:
         names = set()
         for i, rule in enumerate(rules):
             where = f"{action_type}[{i}]"
-            if not isinstance(rule, Mapping) or set(rule) != {"name", "expression", "effect"}:
-                errors.append(f"{where}: a rule is an object with exactly name, expression and effect")
+            if not isinstance(rule, Mapping) or not RULE_KEYS <= set(rule) <= RULE_KEYS | OPTIONAL_KEYS:
+                errors.append(
+                    f"{where}: a rule is an object with exactly name, expression and effect "
+                    "(and optionally approvals_required)"
+                )
                 continue
             name, expression, effect = rule["name"], rule["expression"], rule["effect"]
             if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
@@ -167,12 +186,28 @@ def payload_rules_errors(value: Any) -> list[str]:
                 where = f"{action_type} rule {name!r}"
             if effect not in {e.value for e in Effect}:
                 errors.append(f"{where}: effect must be review, senior or refuse")
+            if "approvals_required" in rule and (error := _approvals_error(rule["approvals_required"], effect)):
+                errors.append(f"{where}: {error}")
             if not isinstance(expression, str) or not expression.strip() or len(expression) > MAX_EXPRESSION:
                 errors.append(f"{where}: expression must be 1–{MAX_EXPRESSION} characters")
                 continue
             if error := expression_error(expression):
                 errors.append(f"{where}: {error}")
     return errors
+
+
+def _approvals_error(value: Any, effect: Any) -> str:
+    """Why `value` cannot be a rule's approvals_required ('' if it can)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= MAX_APPROVALS:
+        return f"approvals_required must be a whole number from 2 to {MAX_APPROVALS}"
+    if effect == Effect.REFUSE:
+        return "approvals_required needs effect review or senior (a refused proposal is never approved)"
+    return ""
+
+
+def approvals_of(rule: Mapping[str, Any]) -> int:
+    """How many approvals a (validated) rule asks for: 1 unless it sets approvals_required."""
+    return int(rule.get("approvals_required", 1))
 
 
 def expression_error(expression: str) -> str:
@@ -211,7 +246,10 @@ def _first_line(exc: BaseException) -> str:
 def rules_for(document: Mapping[str, Any] | None, action_type: str) -> tuple[Rule, ...]:
     """The rules of `action_type` in a (validated) payload_rules document."""
     rules = (document or {}).get(action_type) or ()
-    return tuple(Rule(name=r["name"], expression=r["expression"], effect=Effect(r["effect"])) for r in rules)
+    return tuple(
+        Rule(name=r["name"], expression=r["expression"], effect=Effect(r["effect"]), approvals_required=approvals_of(r))
+        for r in rules
+    )
 
 
 @dataclass(frozen=True)
@@ -243,19 +281,31 @@ def rules_match(rules: Sequence[Rule], proposal: Mapping[str, Any]) -> list[Matc
     except Exception:  # noqa: BLE001 -- any failure of one rule: find which, below
         results = None
     if isinstance(results, list) and len(results) == len(rules) and all(isinstance(r, bool) for r in results):
-        return [Match(name=rule.name, effect=rule.effect) for rule, hit in zip(rules, results, strict=True) if hit]
+        return [_match(rule) for rule, hit in zip(rules, results, strict=True) if hit]
     matches = []
     for rule, program in zip(rules, compiled.each, strict=True):
         try:
             result = program.execute(context)
         except Exception as exc:  # noqa: BLE001 -- a rule that cannot be evaluated fails closed
-            matches.append(Match(name=rule.name, effect=rule.effect, error=_first_line(exc)))
+            matches.append(_match(rule, error=_first_line(exc)))
             continue
         if result is True:
-            matches.append(Match(name=rule.name, effect=rule.effect))
+            matches.append(_match(rule))
         elif not isinstance(result, bool):
-            matches.append(Match(name=rule.name, effect=rule.effect, error=f"not true or false: {result!r}"[:300]))
+            matches.append(_match(rule, error=f"not true or false: {result!r}"[:300]))
     return matches
+
+
+def _match(rule: Rule, error: str = "") -> Match:
+    return Match(name=rule.name, effect=rule.effect, error=error, approvals_required=rule.approvals_required)
+
+
+def approvals_required(route: Route, matches: Sequence[Match]) -> int:
+    """How many different people must approve a proposal routed to `route`: the highest
+    approvals_required of the matching rules when a person decides it (review, senior), else 1."""
+    if route not in (Route.REVIEW, Route.SENIOR):
+        return 1
+    return max((m.approvals_required for m in matches), default=1)
 
 
 def strictest_refusal(matches: Sequence[Match]) -> Match | None:
@@ -274,7 +324,8 @@ def rules_change_raises_only(before: Mapping[str, Any] | None, after: Mapping[st
     """True when going from `before` to `after` can only raise oversight: every rule of
     before is still there, unchanged or with a stricter effect (review < senior < refuse)
     on the same expression; new rules are fine. Anything else (a rule removed, its
-    expression or name changed, its effect softened) may lower oversight."""
+    expression or name changed, its effect softened, its approvals_required lowered or
+    removed) may lower oversight."""
     after_rules = {(t, r["name"]): r for t, rules in (after or {}).items() for r in rules}
     for action_type, rules in (before or {}).items():
         for rule in rules:
@@ -283,6 +334,8 @@ def rules_change_raises_only(before: Mapping[str, Any] | None, after: Mapping[st
                 return False
             if _STRICTNESS[Effect(new["effect"])] < _STRICTNESS[Effect(rule["effect"])]:
                 return False
+            if approvals_of(new) < approvals_of(rule) and new["effect"] != Effect.REFUSE:
+                return False  # a quorum lowered (refusing outright is stricter than any quorum)
     return True
 
 
@@ -340,7 +393,8 @@ def route_why(
         why.append({"kind": "threshold", "text": " and ".join(failed) + ": review"})
     for match in matches:
         note = f" (could not be evaluated: {match.error}; counted as matching)" if match.error else ""
-        why.append({"kind": "rule", "text": f"payload rule {match.name!r}: {match.effect.value}{note}"})
+        quorum = f", {match.approvals_required} approvals required" if match.approvals_required > 1 else ""
+        why.append({"kind": "rule", "text": f"payload rule {match.name!r}: {match.effect.value}{quorum}{note}"})
     if limited:
         why.append({"kind": "blast_radius", "text": f"blast radius: {limited}; a person decides"})
     return why

@@ -14,8 +14,9 @@ from deployments.permissions import deployments_visible_to, limit_to_visible
 from deployments.stats import wilson_interval
 
 
-def deployment_get_visible(*, member: Member, slug: str) -> Deployment | None:
-    return deployments_visible_to(member).filter(slug=slug).first()
+def deployment_get_visible(*, member: Member, slug: str, queue: str = "any") -> Deployment | None:
+    """The deployment if the member works on it (`queue="senior"`: with a senior's rights)."""
+    return deployments_visible_to(member, queue).filter(slug=slug).first()
 
 
 # The actions table belongs to `reviews`; reached through the reverse relation so that this
@@ -186,7 +187,9 @@ def audit_events(member: Member, filters: AuditFilter) -> QuerySet[AuditEvent]:
     anywhere, ignoring case ("stage" finds promoted and demoted, "approved" every approval;
     "admin" finds admin and admin2).
     """
-    qs = limit_to_visible(AuditEvent.objects.select_related("deployment").order_by("-created_at", "-id"), member)
+    # A seniors' page: only where the member has a senior's rights (deployments.permissions).
+    events = AuditEvent.objects.select_related("deployment").order_by("-created_at", "-id")
+    qs = limit_to_visible(events, member, queue="senior")
     if filters.deployment:
         qs = qs.filter(deployment__slug=filters.deployment)
     if filters.actor:

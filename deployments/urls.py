@@ -1,6 +1,6 @@
 from django.urls import path
 
-from deployments import calibration_views, reviewer_views, settings_views, views
+from deployments import calibration_views, delegation_views, reviewer_views, settings_views, views
 
 app_name = "deployments"
 
@@ -34,4 +34,6 @@ urlpatterns = [
         name="change_reject",
     ),
     path("audit/", views.audit_log, name="audit_log"),
+    path("account/away/", delegation_views.away, name="away"),
+    path("account/away/<int:delegation_id>/cancel", delegation_views.away_cancel, name="away_cancel"),
 ]

@@ -180,6 +180,10 @@ class ActionOut(Schema):
     run_id: str | None = None
     parent_id: int | None = None
     execution_claims: int = Field(0, description="Execution claims granted (one per approval)")
+    approvals_required: int = Field(
+        1, description="Different people who must approve it (a payload rule's quorum; 1 for most actions)"
+    )
+    approvals: int = Field(0, description="Approvals given so far: `1` of `approvals_required` 2 leaves it pending")
 
 
 LINK_FIELDS = {"run_id", "run_hold", "parent_id", "expires_in", "expires_at"}

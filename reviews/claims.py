@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from deployments.errors import Conflict, InvalidInput, InvalidTransition, NotAllowed
 from deployments.models import Member
-from deployments.permissions import member_of, visible_deployment_ids
+from deployments.permissions import Delegator, member_of, member_reach
 from reviews.models import ProposedAction
 
 QUEUES = ("review", "senior", "audit")
@@ -74,23 +74,18 @@ def member_for(user: AbstractBaseUser | None, member: Member | None) -> Member |
     return member_of(user)
 
 
-def member_deployment_ids(member: Member) -> list[int] | None:
-    """Ids of the deployments the member works on; None means all of them (admins). Read once
-    per Member instance (a request's member): a decision and the next claim share it."""
-    if member.is_admin:
-        return None
-    ids = getattr(member, "_reviews_deployment_ids", None)
-    if ids is None:
-        ids = member._reviews_deployment_ids = visible_deployment_ids(member)
-    return ids
+def member_deployment_ids(member: Member, queue: str = "review") -> list[int] | None:
+    """Ids of the deployments whose `queue` the member works (their own and those a delegation
+    in effect hands them: deployments.permissions.member_reach); None means all of them
+    (admins). Read once per Member instance (a request's member): a decision and the next
+    claim share it."""
+    return member_reach(member).ids(queue)
 
 
-def member_require_assigned(member: Member, deployment_id: int) -> None:
-    """NotAllowed unless `member` works on the deployment (admins work on all): the rule of
-    deployments.permissions.require_assigned, over the ids read once per request."""
-    ids = member_deployment_ids(member)
-    if ids is not None and deployment_id not in ids:
-        raise NotAllowed("you are not assigned to this deployment")
+def member_require_assigned(member: Member, deployment_id: int, queue: str = "review") -> Delegator | None:
+    """NotAllowed unless `member` works `queue` of the deployment (deployments.permissions'
+    rule, over the reach read once per request); whom they act for there (None: themselves)."""
+    return member_reach(member).acting_for(deployment_id, queue)
 
 
 def _require_can_work_queue(member: Member | None, queue: str) -> Member:
@@ -98,7 +93,7 @@ def _require_can_work_queue(member: Member | None, queue: str) -> Member:
         raise NotAllowed("only members may work the queues")
     if queue not in QUEUES:
         raise InvalidInput(f"unknown queue {queue!r}")
-    if queue != "review" and not member.is_senior:
+    if not member_reach(member).works(queue):
         raise NotAllowed(f"only senior reviewers may work the {queue} queue")
     return member
 
@@ -146,11 +141,14 @@ def claim_next_in_transaction(
     member = _require_can_work_queue(member_for(actor, member), queue)
     now = timezone.now()
     candidates = ProposedAction.objects.queue_items(
-        queue, deployment_ids=member_deployment_ids(member), deployment_id=deployment_id, action_type=action_type
+        queue, deployment_ids=member_deployment_ids(member, queue), deployment_id=deployment_id, action_type=action_type
     )
     if queue == "review":
         # A double-review sample this person already decided waits for someone else (reviews/humans/double.py).
         candidates = candidates.exclude(double_votes__actor=actor)
+    if queue != "audit":
+        # A quorum item this person already approved waits for another approver (reviews/quorum.py).
+        candidates = candidates.exclude(quorum_approvals__actor=actor)
     held = claims_live(candidates.filter(claimed_by=actor), now).exclude(pk__in=list(skip_ids)).first()
     if held is not None:
         return held
@@ -183,7 +181,7 @@ def proposed_action_claim(*, action_id: int, actor: AbstractBaseUser, member: Me
     if queue is None:
         raise InvalidTransition(f"action {action.pk} is {action.status}; it is in no queue")
     member = _require_can_work_queue(member_for(actor, member), queue)
-    member_require_assigned(member, action.deployment_id)
+    member_require_assigned(member, action.deployment_id, queue)
     now = timezone.now()
     claim_refuse_if_held_by_other(action, actor, now)
     ProposedAction.objects.filter(claimed_by=actor).exclude(pk=action.pk).update(claimed_by=None, claimed_at=None)

@@ -125,6 +125,11 @@ class ProposedAction(models.Model):
 
     review_sample = models.CharField(max_length=8, choices=Sample.choices, blank=True, default="")
 
+    # Quorum (reviews/quorum.py): how many different people must approve (a matching payload
+    # rule's `approvals_required`, set at ingest; 1 for most actions), and how many have.
+    approvals_required = models.PositiveSmallIntegerField(default=1)
+    approvals_given = models.PositiveSmallIntegerField(default=0)
+
     objects = ProposedActionQuerySet.as_manager()
 
     class Meta:
@@ -217,6 +222,13 @@ class ProposedAction(models.Model):
         return self.status in self.PENDING_STATUSES
 
     @property
+    def quorum_label(self) -> str:
+        """The words "1 of 2 approvals" for an action that needs several (reviews/quorum.py), else ''."""
+        if self.approvals_required <= 1:
+            return ""
+        return f"{self.approvals_given} of {self.approvals_required} approvals"
+
+    @property
     def is_terminal(self) -> bool:
         return self.status in self.TERMINAL_STATUSES
 
@@ -305,6 +317,10 @@ class Decision(models.Model):
     payload_after = models.JSONField(null=True, blank=True, decoder=NumbersAsDoubles)
     claimed_at = models.DateTimeField(null=True, blank=True)
     seconds_to_decide = models.FloatField(null=True, blank=True)  # from claim (or creation) to decision
+    # Taken under an out-of-office delegation: the person the actor decided for ("X for Y").
+    on_behalf_of = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
@@ -353,6 +369,37 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} ({'in flight' if self.in_flight else self.response_status})"
+
+
+class QuorumApproval(models.Model):
+    """One person's approval of an action that needs several (reviews/quorum.py): one per
+    person and action, a database fact. The last one carries the action out (its Decision);
+    the earlier ones leave it pending. Never changed."""
+
+    action = models.ForeignKey(ProposedAction, on_delete=models.PROTECT, related_name="quorum_approvals")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    on_behalf_of = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    number = models.PositiveSmallIntegerField()  # 1 for the first approval, … approvals_required for the last
+    reason = models.TextField(blank=True)
+    seconds_to_decide = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["action_id", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["action", "actor"], name="quorum_one_approval_per_person"),
+            models.UniqueConstraint(fields=["action", "number"], name="quorum_one_approval_per_number"),
+        ]
+
+    def __str__(self) -> str:
+        return f"approval {self.number} of #{self.action_id}"
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise ValueError("Quorum approvals are immutable.")
+        super().save(*args, **kwargs)
 
 
 # Shadow-mode models live in their own module; imported here so the app registry finds them.

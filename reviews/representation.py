@@ -40,5 +40,8 @@ def action_representation(action: ProposedAction, *, deployment_slug: str | None
         "run_id": action.run.key if action.run_id is not None else None,
         "parent_id": action.parent_id,
         "execution_claims": action.execution_claims,
+        # Quorum (reviews/quorum.py): "1 of 2 approvals" is approvals 1, approvals_required 2.
+        "approvals_required": action.approvals_required,
+        "approvals": action.approvals_given,
     }
     return data

@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from core.jsonlimits import MAX_DEPTH, json_display
 from deployments.models import AuditEvent, Deployment, Member
-from deployments.permissions import deployments_visible_to, limit_to_visible
-from deployments.templatetags.ui import actor_words, verb_words
+from deployments.permissions import limit_to_visible, member_reach
+from deployments.templatetags.ui import event_actor, verb_words
 from reviews.claims import QUEUES, claim_is_live, member_deployment_ids
 from reviews.models import Decision, ProposedAction
 from reviews.state import DONE_WORDS
@@ -92,8 +92,13 @@ def queue_page(
     No OFFSET and no COUNT: the page reads `limit + 1` rows to know whether there is a next one.
     """
     limit = limit or PAGE_SIZE
-    deployments = list(deployments_visible_to(member).only("id", "slug", "name"))
-    deployment_ids = None if member.is_admin else [d.pk for d in deployments]
+    reach = member_reach(member)  # their own deployments and a delegation's (deployments.permissions)
+    deployment_ids = reach.ids(queue)
+    if deployment_ids is None:
+        deployments = list(Deployment.objects.only("id", "slug", "name"))
+    else:  # the picker's names came with the reach: no query
+        named = sorted((reach.names[i][0], i, reach.names[i][1]) for i in deployment_ids)
+        deployments = [Deployment(pk=i, slug=slug, name=name) for slug, i, name in named]
     qs = ProposedAction.objects.queue_items(
         queue, deployment_ids=deployment_ids, deployment_id=deployment_id, action_type=action_type
     )
@@ -129,11 +134,10 @@ def queue_page(
 def queue_counts(*, member: Member, cap: int = COUNT_CAP) -> dict[str, int]:
     """Items per queue the member may work, each count bounded by `cap` (read over the
     queue's partial index, LIMIT cap). Reviewers get only the reviewer queue."""
-    deployment_ids = member_deployment_ids(member)
-    queues = QUEUES if member.is_senior else ("review",)
+    reach = member_reach(member)
     counts = {}
-    for queue in queues:
-        qs = ProposedAction.objects.queue_items(queue, deployment_ids=deployment_ids).order_by()
+    for queue in (q for q in QUEUES if reach.works(q)):
+        qs = ProposedAction.objects.queue_items(queue, deployment_ids=reach.ids(queue)).order_by()
         counts[queue] = qs.values("id")[:cap].count()
     return counts
 
@@ -152,7 +156,7 @@ def action_neighbours(
     *, action: ProposedAction, member: Member, queue: str
 ) -> tuple[ProposedAction | None, ProposedAction | None]:
     """The items before and after `action` in its queue (for j/k on the detail page)."""
-    qs = ProposedAction.objects.queue_items(queue, deployment_ids=member_deployment_ids(member)).only("id")
+    qs = ProposedAction.objects.queue_items(queue, deployment_ids=member_deployment_ids(member, queue)).only("id")
     following = _later_in_queue(qs, queue, action.created_at, action.pk).first()
     if queue in NEWEST_FIRST:
         previous = qs.after(action.created_at, action.pk).order_by("created_at", "id").first()
@@ -192,11 +196,12 @@ def _status(value: str) -> str:
 def action_history(action: ProposedAction) -> list[HistoryEntry]:
     """What happened to the action, oldest first, in words: each decision once (its audit
     event repeats it), then the other audit events (proposal, execution, deliveries, …)."""
-    decisions = list(Decision.objects.filter(action=action).select_related("actor"))
+    decisions = list(Decision.objects.filter(action=action).select_related("actor", "on_behalf_of"))
     entries = [
         HistoryEntry(
             at=d.created_at,
-            who=d.actor.get_username() if d.actor else "Trustladder (automatic)",
+            who=(d.actor.get_username() if d.actor else "Trustladder (automatic)")
+            + (f" for {d.on_behalf_of.get_username()}" if d.on_behalf_of else ""),
             what=f"{DONE_WORDS.get(d.verb, d.get_verb_display())} ({_status(d.from_status)} → {_status(d.to_status)})",
             reason=d.reason,
             detail={"seconds_to_decide": round(d.seconds_to_decide, 1)} if d.seconds_to_decide is not None else {},
@@ -209,9 +214,7 @@ def action_history(action: ProposedAction) -> list[HistoryEntry]:
     if decisions:
         events = events.exclude(verb__in=DECISION_AUDIT_VERBS)
     entries += [
-        HistoryEntry(
-            at=e.created_at, who=actor_words(e.actor_label), what=verb_words(e.verb), reason=e.reason, detail=e.data
-        )
+        HistoryEntry(at=e.created_at, who=event_actor(e), what=verb_words(e.verb), reason=e.reason, detail=e.data)
         for e in events
     ]
     entries.sort(key=lambda e: e.at)

@@ -25,9 +25,18 @@ from deployments.calibration import calibration_deltas
 from deployments.counters import CounterDelta, Metric, counters_add
 from deployments.errors import ApiKeyChanged, Conflict, InvalidInput, InvalidTransition, NotAllowed, RefusedByRule
 from deployments.models import ApiKey, Deployment, KeyCheck, Member
+from deployments.permissions import Delegator, member_reach, on_behalf_data
 from deployments.policy import Route, Stage, route_for
 from deployments.reviewers import reviewer_decision_counters
-from deployments.rules import Match, route_why, route_with_rules, rules_for, rules_match, strictest_refusal
+from deployments.rules import (
+    Match,
+    approvals_required,
+    route_why,
+    route_with_rules,
+    rules_for,
+    rules_match,
+    strictest_refusal,
+)
 from deployments.services import (
     api_key_confirm,
     audit_event_build,
@@ -55,6 +64,7 @@ from reviews.humans.sampling import review_sample_for
 from reviews.idempotency import IdempotencyKeyTaken, idempotency_claim, idempotency_release
 from reviews.ingest import NewProposal, Outcome, proposal_insert
 from reviews.models import Decision, IdempotencyRecord, ProposedAction
+from reviews.quorum import quorum_approval_record, quorum_refuse_edit
 from reviews.representation import action_representation
 from reviews.shadow.services import shadow_action_logged
 
@@ -88,13 +98,14 @@ WEBHOOK_EVENTS = {
 }
 
 
-def _require_can_decide(action: ProposedAction, member: Member | None) -> None:
-    """Reviewers decide the reviewer queue of their deployments; seniors also the senior queue."""
+def _require_can_decide(action: ProposedAction, member: Member | None) -> Delegator | None:
+    """Reviewers decide the reviewer queue of their deployments; seniors also the senior queue;
+    a delegate those a delegation in effect hands them (deployments.permissions). Returns whom
+    the member decides for (None: on their own rights)."""
     if member is None:
         raise NotAllowed("only members may decide actions")
-    member_require_assigned(member, action.deployment_id)
-    if action.status == Status.PENDING_SENIOR and not member.is_senior:
-        raise NotAllowed("only senior reviewers may decide the senior queue")
+    queue = "senior" if action.status == Status.PENDING_SENIOR else "review"
+    return member_require_assigned(member, action.deployment_id, queue)
 
 
 def proposed_action_create(
@@ -321,7 +332,9 @@ def proposal_build(
         action.expires_at = runs.capped(now + deployment.review_sla, links.deadline)
     elif route is Route.SENIOR:
         action.expires_at = runs.capped(now + deployment.senior_sla, links.deadline)
-    action.review_sample = review_sample_for(deployment=deployment, stage=stage, route=route)
+    action.approvals_required = approvals_required(route, matches)  # reviews/quorum.py
+    if action.approvals_required == 1:  # a quorum item is never a blind or double sample
+        action.review_sample = review_sample_for(deployment=deployment, stage=stage, route=route)
     verb = "reviews.action.auto_approved" if route is Route.AUTO else "reviews.action.proposed"
     extra: dict[str, Any] = {"limited": limited} if limited else {}
     if links.run is not None or links.parent is not None:
@@ -451,6 +464,7 @@ def _decision_create(
     payload_after: Any = None,
     metric: Metric | None = None,
     final: bool = False,
+    on_behalf_of: Delegator | None = None,
 ) -> tuple[Decision, float]:
     """The Decision row of a move (to `action.status`, already set) and its counters, all in
     one statement on PostgreSQL: `metric` (by default `decision.<verb>`) with the seconds it
@@ -470,6 +484,7 @@ def _decision_create(
         payload_after=payload_after,
         claimed_at=started,
         seconds_to_decide=seconds,
+        on_behalf_of_id=on_behalf_of.user_id if on_behalf_of is not None else None,
     )
     metric = metric or Metric.of("decision", verb)
     ids = {"deployment_id": action.deployment_id, "action_type": action.action_type, "metric": metric}
@@ -535,17 +550,21 @@ def _record_final(
     reason: str,
     now: datetime,
     seconds: float,
+    on_behalf_of: Delegator | None = None,
 ) -> None:
     """What a final decision (approve, edit, reject, expire) adds to its Decision row (whose
     counters `_decision_create` wrote): the audit event and the agent's webhook."""
     deployment_id = action.deployment_id
+    data = {"from": from_status, "to": action.status, "seconds_to_decide": round(seconds, 3)}
+    if action.approvals_required > 1:
+        data["approvals"] = f"{action.approvals_given} of {action.approvals_required}"
     audit_event_record(
         verb=AUDIT_VERBS[verb],
         actor=actor,
         deployment=deployment_id,
         obj=action,
         reason=reason,
-        data={"from": from_status, "to": action.status, "seconds_to_decide": round(seconds, 3)},
+        data=data | on_behalf_data(on_behalf_of),
     )
     # The outbox row commits (or rolls back) with the decision: the agent learns every one.
     runs.action_notify(action=action, event=WEBHOOK_EVENTS[verb])
@@ -564,6 +583,7 @@ def _move(
     payload_after: Any = None,
     audit_verb: str = "",
     metric: Metric | None = None,
+    on_behalf_of: Delegator | None = None,
 ) -> ProposedAction:
     """The one shape of a person's (or the clock's) move on a pending action: set its status
     and reason, write the Decision with its evidence and audit event, clear the claim, save.
@@ -571,29 +591,25 @@ def _move(
     Precondition: the caller holds the row lock and has checked that the move is allowed. A
     `final` move (approve, edit, reject, expire) is decided at `now` and tells the agent (see
     `_record_final`); escalation is not final: only its Decision row, its counter and
-    its audit event are written, and the agent keeps waiting.
+    its audit event are written, and the agent keeps waiting. `on_behalf_of`: the person a
+    delegate decides for (the Decision and the audit event name both).
     """
     from_status = action.status
     action.status = to
     action.reason = reason
     if final:
         action.decided_at = now
+    move = {"action": action, "verb": verb, "actor": actor, "from_status": from_status, "reason": reason, "now": now}
     _, seconds = _decision_create(
-        action=action,
-        verb=verb,
-        actor=actor,
-        from_status=from_status,
-        reason=reason,
-        now=now,
+        **move,
         payload_before=payload_before,
         payload_after=payload_after,
         metric=metric,
         final=final,
+        on_behalf_of=on_behalf_of,
     )
     if final:
-        _record_final(
-            action=action, verb=verb, actor=actor, from_status=from_status, reason=reason, now=now, seconds=seconds
-        )
+        _record_final(**move, seconds=seconds, on_behalf_of=on_behalf_of)
     else:
         audit_event_record(
             verb=audit_verb or AUDIT_VERBS[verb],
@@ -602,7 +618,7 @@ def _move(
             deployment=action.deployment_id,
             obj=action,
             reason=reason,
-            data={"from": from_status, "to": to},
+            data={"from": from_status, "to": to} | on_behalf_data(on_behalf_of),
         )
     action.claimed_by, action.claimed_at = None, None
     action.save()
@@ -627,7 +643,7 @@ def _approve(
 ) -> ProposedAction:
     """Caller holds the row lock."""
     _require_pending(action, "approved")
-    _require_can_decide(action, member)
+    on_behalf_of = _require_can_decide(action, member)
     humans_decision_check(action, actor)
     if payload is not None and not isinstance(payload, dict):
         raise InvalidInput("the edited payload must be a JSON object")
@@ -641,6 +657,13 @@ def _approve(
     except JsonProblem as problem:
         raise InvalidInput(f"the edited payload is refused: {problem}") from None
     edited = payload is not None and payload_sha256(payload) != action.proposal_sha256
+    now = timezone.now()
+    if action.approvals_required > 1:  # a quorum (reviews/quorum.py): only the last approval carries it out
+        if edited:
+            quorum_refuse_edit(action)
+        if not quorum_approval_record(action=action, actor=actor, on_behalf_of=on_behalf_of, reason=reason, now=now):
+            _slack_sync(action)
+            return action
     final = payload if edited else action.payload
     action.final_payload = final
     action.payload_sha256 = payload_sha256(final)
@@ -651,19 +674,26 @@ def _approve(
         verb=Decision.Verb.EDIT if edited else Decision.Verb.APPROVE,
         actor=actor,
         reason=reason,
-        now=timezone.now(),
+        now=now,
         payload_before=action.payload if edited else None,
         payload_after=final if edited else None,
+        on_behalf_of=on_behalf_of,
     )
 
 
 def _reject(action: ProposedAction, *, actor: AbstractBaseUser, member: Member | None, reason: str) -> ProposedAction:
     """Caller holds the row lock; `reason` is stripped and not empty."""
     _require_pending(action, "rejected")
-    _require_can_decide(action, member)
+    on_behalf_of = _require_can_decide(action, member)
     humans_decision_check(action, actor)
     return _move(
-        action=action, to=Status.REJECTED, verb=Decision.Verb.REJECT, actor=actor, reason=reason, now=timezone.now()
+        action=action,
+        to=Status.REJECTED,
+        verb=Decision.Verb.REJECT,
+        actor=actor,
+        reason=reason,
+        now=timezone.now(),
+        on_behalf_of=on_behalf_of,
     )
 
 
@@ -673,9 +703,9 @@ def _escalate(action: ProposedAction, *, actor: AbstractBaseUser, member: Member
         raise InvalidTransition(
             f"action {action.pk} is {action.status}; only actions in the reviewer queue can be escalated"
         )
-    _require_can_decide(action, member)
+    on_behalf_of = _require_can_decide(action, member)
     humans_decision_check(action, actor, escalating=True)
-    return _to_senior(action, actor=actor, reason=reason, now=timezone.now())
+    return _to_senior(action, actor=actor, reason=reason, now=timezone.now(), on_behalf_of=on_behalf_of)
 
 
 def _to_senior(
@@ -893,9 +923,9 @@ def proposed_action_audit_verdict(
         raise InvalidInput("a reason is required for an 'incorrect' verdict")
     action = ProposedAction.objects.locked(action_id)
     member = member_for(actor, member)
-    if member is None or not member.is_senior:
+    if member is None or not member_reach(member).works("audit"):
         raise NotAllowed("only senior reviewers may give audit verdicts")
-    member_require_assigned(member, action.deployment_id)
+    on_behalf_of = member_require_assigned(member, action.deployment_id, "audit")
     if not action.audit_sample:
         raise InvalidTransition(f"action {action.pk} is not an audit sample")
     if action.audit_verdict:
@@ -909,6 +939,7 @@ def proposed_action_audit_verdict(
         reason=reason,
         now=timezone.now(),
         metric=Metric.of("audit", verdict),
+        on_behalf_of=on_behalf_of,
     )
     action.audit_verdict = verdict
     action.claimed_by, action.claimed_at = None, None
@@ -919,6 +950,6 @@ def proposed_action_audit_verdict(
         deployment=action.deployment_id,
         obj=action,
         reason=reason,
-        data={"verdict": verdict, "status": action.status, "route": action.route},
+        data={"verdict": verdict, "status": action.status, "route": action.route} | on_behalf_data(on_behalf_of),
     )
     return action

@@ -19,9 +19,9 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, push_url
 
 from core.jsonlimits import JsonProblem, json_check, json_display, json_parse
-from deployments.errors import DomainError, InvalidTransition
+from deployments.errors import DomainError, InvalidTransition, NotAllowed
 from deployments.models import Member
-from deployments.permissions import role_required
+from deployments.permissions import member_reach, queue_required, role_required
 from reviews import runs, selectors
 from reviews.claims import (
     claim_is_live,
@@ -33,6 +33,7 @@ from reviews.claims import (
 from reviews.execution import proposed_action_reconcile
 from reviews.humans.selectors import humans_context, sample_notice
 from reviews.models import ProposedAction
+from reviews.quorum import EDIT_REFUSED, quorum_approvers
 from reviews.services import proposed_action_audit_verdict, proposed_action_decide_and_claim_next
 from reviews.state import item_state
 
@@ -62,7 +63,26 @@ def _int_or_none(raw: str | None) -> int | None:
 
 
 def _may_work(member: Member, queue: str | None) -> bool:
-    return queue == "review" or (queue in selectors.SENIOR_QUEUES and member.is_senior)
+    """Whether the member works `queue` (somewhere): the reviewer queue always; the senior and
+    audit queues as a senior, or through a delegation from one (read only for a reviewer)."""
+    if queue == "review":
+        return True
+    return queue in selectors.SENIOR_QUEUES and (member.is_senior or member_reach(member).works(queue))
+
+
+def _may_work_item(member: Member, action: ProposedAction, queue: str | None) -> bool:
+    """Whether the member works `queue` of this item's deployment (deployments.permissions:
+    their own rights or a delegation's). No query for the reviewer queue (the item is visible,
+    so it is theirs or handed to them) nor for admins; the senior and audit queues read the reach."""
+    if queue is None or not _may_work(member, queue):
+        return False
+    if queue == "review" or member.is_admin:
+        return True
+    try:
+        member_reach(member).acting_for(action.deployment_id, queue)
+    except NotAllowed:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------
@@ -96,21 +116,21 @@ def _queue(request: HttpRequest, queue: str) -> HttpResponse:
     return render(request, template, context)
 
 
-def _queue_page(name: str, role: str) -> Callable[[HttpRequest], HttpResponse]:
-    """The page of queue `name`, for `role` and up."""
+def _queue_page(name: str) -> Callable[[HttpRequest], HttpResponse]:
+    """The page of queue `name`: the reviewer queue for every member; the senior and audit
+    queues for seniors and a senior's delegate (deployments.permissions.queue_required)."""
 
-    @role_required(role)
     @require_GET
     def page(request: HttpRequest) -> HttpResponse:
         return _queue(request, name)
 
     page.__name__ = page.__qualname__ = f"{name}_queue"
-    return page
+    return role_required(Member.Role.REVIEWER)(page) if name == "review" else queue_required(name)(page)
 
 
-queue = _queue_page("review", Member.Role.REVIEWER)
-senior_queue = _queue_page("senior", Member.Role.SENIOR)
-audit_queue = _queue_page("audit", Member.Role.SENIOR)
+queue = _queue_page("review")
+senior_queue = _queue_page("senior")
+audit_queue = _queue_page("audit")
 
 
 @role_required(Member.Role.REVIEWER)
@@ -164,7 +184,7 @@ def _state_context(request: HttpRequest, action: ProposedAction) -> dict:
     """What the item's live state line needs (polled every 5 s: no neighbours, no history)."""
     member = request.member
     queue = action.queue
-    may_work = _may_work(member, queue)
+    may_work = _may_work_item(member, action, queue)
     continue_queue = _continue_queue(member, action, queue)
     live_claim = claim_is_live(action, timezone.now())
     return {
@@ -205,6 +225,7 @@ def _detail_context(request: HttpRequest, action: ProposedAction, **extra) -> di
             "children": list(action.children.order_by("pk")[:50]) if action.has_children else [],
             "held_reason": runs.blocked_reason(action) if action.status == ProposedAction.Status.HELD else "",
             "can_reconcile": member is not None and member.is_admin and action.status == ProposedAction.Status.UNKNOWN,
+            "quorum_approvers": quorum_approvers(action),  # no query unless it needs several and has some
         }
     )
     context.update(humans_context(action, request.user))
@@ -323,6 +344,9 @@ def decide(request: HttpRequest, action_id: int) -> HttpResponse:
             )
         if payload == action.payload:
             payload = None
+        elif action.approvals_required > 1:  # reviews/quorum.py: one payload, N approvals
+            error = "Nothing was changed: " + EDIT_REFUSED.format(n=action.approvals_required) + "."
+            return _render_detail(request, action, status=422, error=error, form=form)
         elif request.POST.get("confirm") != "1":
             template = "reviews/confirm_edit.html" + ("#confirm" if request.htmx else "")
             context = {
@@ -346,12 +370,14 @@ def decide(request: HttpRequest, action_id: int) -> HttpResponse:
     action = decided.action
     done = DONE[decision] + (" with your edits" if payload is not None else "")
     notice = sample_notice(action=action, queue=decided.queue) or f"{done}: #{action.pk} {action.action_type}."
+    if decision == "approve" and action.is_pending and action.quorum_label:
+        notice = f"Your approval is recorded: #{action.pk} has {action.quorum_label}; it waits for another approver."
     if not decided.in_flow:
         return _show_decided(request, action.pk, notice)
     return _show_next(request, decided.queue, decided.following, notice)
 
 
-@role_required(Member.Role.SENIOR)
+@queue_required("audit")
 @require_POST
 def audit_verdict(request: HttpRequest, action_id: int) -> HttpResponse:
     """POST verdict=correct|incorrect, reason: a senior's verdict on an audit sample."""

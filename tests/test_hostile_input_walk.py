@@ -16,6 +16,7 @@ Every request runs in a savepoint that is rolled back, so each starts from the s
 import contextlib
 import copy
 import json
+from datetime import timedelta
 from html.parser import HTMLParser
 from urllib.parse import urlencode, urlsplit
 
@@ -26,10 +27,11 @@ from django.db import transaction
 from django.http import QueryDict
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
+from django.utils import timezone
 
 from config.api import api as ninja_api
 from deliveries.models import Delivery
-from deployments.models import Deployment, Member, PromotionRequest, SettingsChangeRequest
+from deployments.models import Delegation, Deployment, Member, PromotionRequest, SettingsChangeRequest
 from deployments.services import api_key_create
 from reviews.canonical import payload_sha256
 from reviews.models import ProposedAction
@@ -109,6 +111,18 @@ PAGES: dict[str, dict[str, dict[str, str]]] = {
     "deployments:audit_log": {
         "GET": {"deployment": "{slug}", "actor": "", "verb": "", "format": "", "before": ""},
     },
+    # Out of office (deployments.delegations): a member for themselves; `delegator` is an admin's.
+    "deployments:away": {
+        "GET": {},
+        "POST": {
+            "delegator": "",
+            "delegate": "{delegate}",
+            "starts_at": "2030-01-01T09:00",
+            "ends_at": "2030-01-05T09:00",
+            "note": "conference",
+        },
+    },
+    "deployments:away_cancel": {"POST": {}},
     "deliveries:list": {"GET": {"deployment": "{slug}"}},
     "deliveries:detail": {"GET": {}},
     "deliveries:redeliver": {"POST": {"next": "detail", "deployment": "{slug}"}},
@@ -158,6 +172,7 @@ KWARG_OBJECTS = {
     "recompute_id": "recompute",
     "change_id": "change",
     "name": "doc",
+    "delegation_id": "delegation",
 }
 KWARG_OVERRIDES = {
     ("reviews:audit_verdict", "action_id"): "audit_sample",
@@ -271,6 +286,14 @@ def world():
         request_reason="more auto",
     )
     delivery = DeliveryFactory(deployment=deployment)
+    now = timezone.now()
+    delegation = Delegation.objects.create(
+        delegator=people[Member.Role.SENIOR],
+        delegate=other_admin,
+        starts_at=now + timedelta(days=10),
+        ends_at=now + timedelta(days=12),
+        created_by=people[Member.Role.SENIOR].user,
+    )
     _, key = api_key_create(deployment=deployment)
     objects = {
         "pending": pending.pk,
@@ -280,6 +303,7 @@ def world():
         "recompute": recompute.pk,
         "change": change.pk,
         "delivery": delivery.pk,
+        "delegation": delegation.pk,
         "slug": deployment.slug,
         "doc": "gate",
     }
@@ -288,6 +312,7 @@ def world():
         "slug": deployment.slug,
         "sha": audit_sample.payload_sha256,
         "pending": str(pending.pk),
+        "delegate": str(other_admin.pk),
     }
     return {"people": people, "objects": objects, "fill": fill, "key": key, "pending": pending}
 

@@ -110,6 +110,8 @@ VERB_WORDS = {
     "rotated": "rotated",
     "redelivered": "redelivered",
     "revoked": "revoked",
+    "quorum_approval": "approved; more approvals needed (quorum)",
+    "cancelled": "cancelled",
 }
 
 
@@ -162,6 +164,15 @@ def actor_words(label: str) -> str:
     if label.startswith("api-key:"):
         return f"agent (key {label.removeprefix('api-key:')}…)"
     return label
+
+
+@register.filter
+def event_actor(event) -> str:
+    """Who did an audit event, in words: `actor_words`, and "X for Y" for a decision taken
+    under an out-of-office delegation (its data's `on_behalf_of`)."""
+    who = actor_words(event.actor_label)
+    for_whom = (event.data or {}).get("on_behalf_of") if isinstance(event.data, dict) else None
+    return f"{who} for {for_whom}" if isinstance(for_whom, str) and for_whom else who
 
 
 # object_type → (URL name, how the id goes in, words). By name: no app imports another here.

@@ -78,6 +78,10 @@ def action_message(action: ProposedAction, notice: str = "") -> tuple[str, list[
             ],
         },
         {"type": "section", "text": plain(payload_summary(action.payload, width=900))},
+    ]
+    if action.quorum_label:  # reviews/quorum.py: several people must approve
+        blocks[1]["fields"].append({"type": "mrkdwn", "text": f"*Approvals*\n{action.quorum_label}"})
+    blocks += [
         {"type": "context", "elements": [plain("Rationale: " + (action.rationale or "(none given)"), 1500)]},
         {
             "type": "context",

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from deployments.counters import Metric
 from deployments.errors import InvalidInput, InvalidTransition
+from deployments.permissions import on_behalf_data
 from deployments.reviewers import reviewer_counts_add
 from deployments.services import audit_event_record, evidence_add
 from reviews.humans.common import action_lock, answers_compare, require_may_decide, seconds_since_start
@@ -79,7 +80,7 @@ def blind_answer_record(
     if not action.is_pending:
         raise InvalidTransition(f"action {action.pk} is {action.status}; blind answers are for pending samples")
     now = timezone.now()
-    require_may_decide(action, actor, now)
+    on_behalf_of = require_may_decide(action, actor, now)
     if BlindAnswer.objects.filter(action=action).exists():
         raise InvalidTransition(f"action {action.pk} already has its blind answer; it cannot be changed")
     result = answers_compare(action, action.payload, payload)
@@ -112,7 +113,8 @@ def blind_answer_record(
         deployment=action.deployment_id,
         obj=action,
         reason=reason,
-        data={"decision": decision, "agree": answer.agree, "differences": len(answer.diff)},
+        data={"decision": decision, "agree": answer.agree, "differences": len(answer.diff)}
+        | on_behalf_data(on_behalf_of),
     )
     return answer
 

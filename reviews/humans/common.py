@@ -6,8 +6,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 
 from deployments.errors import NotAllowed
-from deployments.models import Member
-from deployments.permissions import member_of, require_assigned
+from deployments.permissions import Delegator, acting_for, member_of
 from reviews.claims import claim_refuse_if_held_by_other
 from reviews.models import ProposedAction
 from reviews.shadow.compare import Rules, compare
@@ -20,14 +19,17 @@ def action_lock(action_id: int) -> ProposedAction:
     return ProposedAction.objects.locked(action_id)
 
 
-def require_may_decide(action: ProposedAction, actor: AbstractBaseUser, now: datetime) -> Member:
-    """`actor` may decide `action` as it is now (assigned; a senior for the senior queue), and
-    nobody else holds a live claim on it. Caller holds the row lock."""
-    member = require_assigned(member_of(actor), action.deployment_id, who="only members may decide actions")
-    if action.status == Status.PENDING_SENIOR and not member.is_senior:
-        raise NotAllowed("only senior reviewers may decide the senior queue")
+def require_may_decide(action: ProposedAction, actor: AbstractBaseUser, now: datetime) -> Delegator | None:
+    """`actor` may decide `action` as it is now (assigned, or by a delegation in effect; a
+    senior's rights for the senior queue), and nobody else holds a live claim on it. Returns
+    whom the actor decides for (None: on their own rights). Caller holds the row lock."""
+    member = member_of(actor)
+    if member is None:
+        raise NotAllowed("only members may decide actions")
+    queue = "senior" if action.status == Status.PENDING_SENIOR else "review"
+    on_behalf_of = acting_for(member, action.deployment_id, queue)
     claim_refuse_if_held_by_other(action, actor, now)
-    return member
+    return on_behalf_of
 
 
 def answers_compare(action: ProposedAction, first: dict[str, Any] | None, second: dict[str, Any] | None) -> dict:

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from deployments.counters import CounterDelta, Metric, counters_add, evidence_deltas
 from deployments.errors import Conflict, InvalidInput, InvalidTransition, NotAllowed
+from deployments.permissions import on_behalf_data
 from deployments.policy import Route, Stage, route_for
 from deployments.reviewers import reviewer_counts_add
 from deployments.services import audit_event_record
@@ -109,7 +110,7 @@ def double_vote_record(
     if not double_votes_open(action):
         raise InvalidTransition(f"action {action.pk} is {action.status}; its double-review votes are closed")
     now = timezone.now()
-    require_may_decide(action, actor, now)
+    on_behalf_of = require_may_decide(action, actor, now)
     votes = _votes(action)
     if any(v.actor_id == actor.pk for v in votes):
         raise Conflict("you already decided this item; a second person decides it independently")
@@ -133,7 +134,7 @@ def double_vote_record(
         deployment=action.deployment_id,
         obj=vote,  # on the vote, not the action: the action's history must not show it to the second reviewer
         reason=reason,
-        data={"action": action.pk, "round": vote.round, "verb": verb},
+        data={"action": action.pk, "round": vote.round, "verb": verb} | on_behalf_data(on_behalf_of),
     )
     if first is None:
         action.claimed_by, action.claimed_at = None, None

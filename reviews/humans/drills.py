@@ -21,7 +21,10 @@ from django.utils import timezone
 from deployments.counters import Metric
 from deployments.errors import InvalidTransition
 from deployments.models import Deployment
+from deployments.permissions import on_behalf_data
+from deployments.policy import Route
 from deployments.reviewers import reviewer_counts_add
+from deployments.rules import approvals_required, rules_for, rules_match
 from deployments.services import audit_event_record
 from reviews.canonical import payload_sha256
 from reviews.humans.common import Status, require_may_decide
@@ -64,6 +67,7 @@ def drill_place(*, template: DrillTemplate) -> ProposedAction:
         review_sample=DRILL,
         created_at=now,
         expires_at=now + deployment.review_sla,
+        approvals_required=_quorum(template),
     )
     Drill.objects.create(action=action, template=template)
     audit_event_record(
@@ -76,6 +80,25 @@ def drill_place(*, template: DrillTemplate) -> ProposedAction:
     return action
 
 
+def _quorum(template: DrillTemplate) -> int:
+    """The approvals its payload rules would ask of a real proposal like the template, so the
+    drill looks like its neighbours ("0 of 2 approvals"); its first approval is still a miss."""
+    rules = rules_for(template.deployment.payload_rules, template.action_type)
+    if not rules:
+        return 1
+    fields = {
+        "payload": template.payload,
+        "action_type": template.action_type,
+        "risk_score": template.risk_score,
+        "confidence": template.confidence,
+        "needs_human": False,
+        "external_id": "",
+        "model_version": "",
+        "rationale": template.rationale,
+    }
+    return approvals_required(Route.REVIEW, rules_match(rules, fields))
+
+
 def drill_decide(*, action: ProposedAction, actor: AbstractBaseUser | None, decision: str) -> Drill:
     """Close a pending drill on `decision` (approve: missed; reject or escalate: caught; expire:
     neither, by the clock, `actor` None). Caller holds the row lock; `actor` may decide it
@@ -83,8 +106,7 @@ def drill_decide(*, action: ProposedAction, actor: AbstractBaseUser | None, deci
     if action.review_sample != DRILL or not action.is_pending:
         raise InvalidTransition(f"action {action.pk} is no pending drill")
     now = timezone.now()
-    if actor is not None:
-        require_may_decide(action, actor, now)
+    on_behalf_of = require_may_decide(action, actor, now) if actor is not None else None
     drill = Drill.objects.select_related("template").get(action=action)
     caught = decision in ("reject", "escalate")
     drill.actor, drill.decision, drill.decided_at = actor, decision, now
@@ -108,7 +130,7 @@ def drill_decide(*, action: ProposedAction, actor: AbstractBaseUser | None, deci
         actor_label="" if actor else "system",
         deployment=action.deployment_id,
         obj=action,
-        data={"decision": decision},
+        data={"decision": decision} | on_behalf_data(on_behalf_of),
     )
     return drill
 

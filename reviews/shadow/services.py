@@ -25,8 +25,8 @@ from core.tasks import enqueue_on_commit
 from deployments.counters import CounterDelta, Metric, counters_add, counters_add_many, evidence_add, evidence_deltas
 from deployments.errors import Conflict, InvalidInput, InvalidTransition
 from deployments.locks import deployment_lock
-from deployments.models import ApiKey, Deployment, Member
-from deployments.permissions import member_of, require_assigned
+from deployments.models import ApiKey, Deployment
+from deployments.permissions import Delegator, acting_for, member_of, on_behalf_data, require_assigned
 from deployments.policy import Route
 from deployments.services import audit_event_record
 from reviews.models import ProposedAction
@@ -279,8 +279,9 @@ def shadow_compare_sweep(*, deployment_id: int, batch_size: int = COMPARE_BATCH)
 # ---------------------------------------------------------------------------------------
 # Adjudication
 # ---------------------------------------------------------------------------------------
-def _require_member_of(deployment_id: int, actor: AbstractBaseUser) -> Member:
-    return require_assigned(member_of(actor), deployment_id)
+def _require_member_of(deployment_id: int, actor: AbstractBaseUser) -> Delegator | None:
+    """NotAllowed unless `actor` works on the deployment; whom they act for there (None: themselves)."""
+    return acting_for(require_assigned(member_of(actor), deployment_id), deployment_id)
 
 
 @transaction.atomic
@@ -297,7 +298,7 @@ def shadow_adjudicate(
     deployment_id = ProposedAction.objects.filter(pk=action_id).values_list("deployment_id", flat=True).first()
     if deployment_id is None:
         raise InvalidInput(f"action {action_id} does not exist")
-    _require_member_of(deployment_id, actor)
+    on_behalf_of = _require_member_of(deployment_id, actor)
     comparison_rules_hold([deployment_id])
     action = ProposedAction.objects.select_for_update(no_key=True).get(pk=action_id)
     if action.status != Status.COMPARED or not action.comparison:
@@ -325,7 +326,8 @@ def shadow_adjudicate(
         deployment=action.deployment_id,
         obj=action,
         reason=adjudication.reason,
-        data={"verdict": verdict.value, "counts_as_agreement": adjudication.counts_as_agreement},
+        data={"verdict": verdict.value, "counts_as_agreement": adjudication.counts_as_agreement}
+        | on_behalf_data(on_behalf_of),
     )
     return adjudication
 

@@ -1,7 +1,10 @@
 """Helpers of the browser tests: sign in, press keys once the page listens, run axe-core."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Page
+from playwright.sync_api import Browser, BrowserContext, Page
 
 from deployments.models import Member
 from deployments.services import member_create
@@ -38,6 +41,21 @@ def axe_violations(page: Page) -> list[str]:
         targets = ", ".join(" ".join(n["target"]) for n in v["nodes"][:4])
         lines.append(f"{page.url}: {v['id']} ({v['impact']}) {v['help']} — {targets}")
     return lines
+
+
+@contextmanager
+def two_people(browser: Browser, base: str, names: tuple[str, str], password: str) -> Iterator[list]:
+    """Two people signed in at once, each in a browser context of their own: yields
+    [(page, context), (page, context)]; the contexts are closed afterwards."""
+    contexts: list[BrowserContext] = [browser.new_context(), browser.new_context()]
+    try:
+        pairs = [(context.new_page(), context) for context in contexts]
+        for (page, _), name in zip(pairs, names, strict=True):
+            sign_in(page, base, name, password)
+        yield pairs
+    finally:
+        for context in contexts:
+            context.close()
 
 
 def open_for_keys(page: Page, url: str) -> None:

@@ -193,6 +193,26 @@ def test_adjudication_needs_an_assigned_member(deployment, compared):
     assert not ShadowAdjudication.objects.exists()
 
 
+def test_a_delegate_adjudicates_for_the_delegator(deployment, compared):
+    from django.utils import timezone
+
+    from deployments.delegations import delegation_create
+
+    owner = MemberFactory(role=Member.Role.REVIEWER, deployments=[deployment])
+    stand_in = MemberFactory(role=Member.Role.REVIEWER)
+    now = timezone.now()
+    delegation_create(
+        actor=owner.user,
+        delegator_id=owner.pk,
+        delegate_id=stand_in.pk,
+        starts_at=now,
+        ends_at=now + timezone.timedelta(days=1),
+    )
+    services.shadow_adjudicate(action_id=compared["E-1"].pk, verdict="ai_right", actor=stand_in.user, reason="ok")
+    event = AuditEvent.objects.get(verb="reviews.shadow.adjudicated.ai_right")
+    assert event.actor == stand_in.user and event.data["on_behalf_of"] == owner.user.username
+
+
 def test_logged_actions_cannot_be_adjudicated(deployment, reviewer):
     reviewer.deployments.add(deployment)
     a = shadow_action(deployment, "L", {"x": 1})
