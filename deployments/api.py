@@ -310,7 +310,11 @@ class SimulateQuery(Schema):
     auto_min_confidence: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
     review_max_risk: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
     days: int = Field(DEFAULT_DAYS, ge=1, le=MAX_DAYS)
-    payload_rules: str | None = Field(None, max_length=100_000)
+    payload_rules: str | None = Field(
+        None,
+        max_length=100_000,
+        description="A payload_rules document as JSON (as on the settings page): the candidate rules to replay",
+    )
 
 
 def _candidate_rules(text: str | None) -> dict[str, Any] | None:
