@@ -109,3 +109,23 @@ def test_the_installed_worker_finds_every_task(installed):
     from django.conf import settings
 
     assert names == set(settings.WORKER_TASKS)
+
+
+def test_the_installed_app_serves_its_pages_and_collects_its_static_files(installed):
+    """Templates and static files are package data (core/templates, core/static): the wheel
+    renders the sign-in page, with its stylesheet and script collected, from outside the tree."""
+    python, workdir = installed
+    env = _app_env(workdir) | {"DJANGO_STATIC_ROOT": str(workdir / "collected")}
+    _run([python, "-m", "django", "migrate", "--noinput", "-v", "0"], cwd=workdir, env=env)
+    _run([python, "-m", "django", "collectstatic", "--noinput", "-v", "0"], cwd=workdir, env=env)
+    assert (workdir / "collected" / "js" / "app.js").exists()
+    code = (
+        "import django; django.setup()\n"
+        "from django.test import Client\n"
+        "r = Client().get('/accounts/login/', secure=True, HTTP_HOST='localhost')\n"
+        "print(r.status_code); print(r.content.decode())\n"
+    )
+    out = _run([python, "-c", code], cwd=workdir, env=env)
+    status, page = out.split("\n", 1)
+    assert status == "200", out[-2000:]
+    assert "Sign in" in page and "/static/js/app." in page

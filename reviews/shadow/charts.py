@@ -1,6 +1,6 @@
 """Server-rendered SVG charts for the shadow report: plain geometry, no JavaScript, no CDN.
 
-Each function turns evidence rows into coordinates; templates/shadow/_*.svg.html draw them.
+Each function turns evidence rows into coordinates; core/templates/shadow/_*.svg.html draw them.
 """
 
 from datetime import date
