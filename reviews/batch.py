@@ -21,7 +21,7 @@ from reviews.idempotency import idempotency_complete
 from reviews.ingest import REPLAY_STATUS
 from reviews.models import IdempotencyRecord, ProposedAction
 from reviews.representation import action_representation
-from reviews.services import proposal_build
+from reviews.services import Proposal, proposal_build
 from reviews.shadow.services import shadow_action_logged
 
 Status = ProposedAction.Status
@@ -65,9 +65,13 @@ def proposed_actions_create_batch(
 
     news = []
     for item in proposals:
-        fields = {k: v for k, v in item.items() if k not in ("deadline", "parent_id")}
+        fields = {k: v for k, v in item.items() if k not in ("deadline", "parent_id", "idempotency_key")}
         links = runs.ProposalLinks(deadline=item.get("deadline"), parent=parents.get(item.get("parent_id")))
-        news.append(proposal_build(deployment=deployment, actor_label=actor_label, now=now, links=links, **fields))
+        news.append(
+            proposal_build(
+                deployment=deployment, proposal=Proposal(**fields), actor_label=actor_label, now=now, links=links
+            )
+        )
     if run is not None:
         pending = any(n.action.is_pending for n in news) or runs.run_has_pending(run.pk)
         for new in news:

@@ -148,17 +148,18 @@ def proposed_action_create(
     now = timezone.now()
     runs.deadline_check(deployment=deployment, deadline=deadline, now=now)
     linked = bool(run_id) or parent_id is not None
-    fields = _rule_fields(
+    proposal = Proposal(
         action_type=action_type,
         payload=payload,
         risk_score=risk_score,
         confidence=confidence,
-        needs_human=needs_human,
         external_id=external_id,
         model_version=model_version,
         rationale=rationale,
+        needs_human=needs_human,
+        callback_url=callback_url,
     )
-    routed = _route(deployment, fields, actor_label=actor_label)
+    routed = _route(deployment, proposal.rule_fields(), actor_label=actor_label)
     route = routed[1]
     reserve = route is Route.AUTO and deployment.has_blast_limits
     with transaction.atomic() if linked or reserve else nullcontext():
@@ -169,8 +170,7 @@ def proposed_action_create(
             )
         new = proposal_build(
             deployment=deployment,
-            **fields,
-            callback_url=callback_url,
+            proposal=proposal,
             idempotency_key=idempotency_key,
             actor_label=actor_label,
             now=now,
@@ -219,11 +219,25 @@ def _apply_rules(
     return route_with_rules(route, matches), matches
 
 
-def _rule_fields(**fields: Any) -> dict[str, Any]:
-    """The proposal's fields a payload rule may read (deployments.rules), by name:
-    payload, action_type, risk_score, confidence, needs_human, external_id, model_version,
-    rationale."""
-    return fields
+@dataclass(frozen=True)
+class Proposal:
+    """What an agent proposes (SPEC §5's fields), as `proposal_build` stores it."""
+
+    action_type: str
+    payload: dict[str, Any]
+    risk_score: float
+    confidence: float
+    external_id: str = ""
+    model_version: str = ""
+    rationale: str = ""
+    needs_human: bool = False
+    callback_url: str = ""
+
+    def rule_fields(self) -> dict[str, Any]:
+        """The fields a payload rule may read (deployments.rules.FIELDS), by name."""
+        fields = dict(self.__dict__)
+        del fields["callback_url"]
+        return fields
 
 
 def _slack_sync(action: ProposedAction) -> None:
@@ -236,7 +250,7 @@ def _slack_sync(action: ProposedAction) -> None:
 def _route(
     deployment: Deployment, fields: dict[str, Any], *, actor_label: str = ""
 ) -> tuple[Stage, Route, tuple[Match, ...]]:
-    """The effective stage and the route of a proposal (its `_rule_fields`; before any
+    """The effective stage and the route of a proposal (its `Proposal.rule_fields`; before any
     blast-radius limit), raised by the deployment's payload rules for its type, and the rules
     that matched. A matching `refuse` rule refuses it (RefusedByRule, 422; _apply_rules)."""
     action_type = fields["action_type"]
@@ -260,15 +274,7 @@ def _route(
 def proposal_build(
     *,
     deployment: Deployment,
-    action_type: str,
-    payload: dict[str, Any],
-    risk_score: float,
-    confidence: float,
-    external_id: str = "",
-    model_version: str = "",
-    rationale: str = "",
-    needs_human: bool = False,
-    callback_url: str = "",
+    proposal: Proposal,
     idempotency_key: str | None = None,
     actor_label: str = "",
     now: datetime,
@@ -281,21 +287,9 @@ def proposal_build(
     answer when the caller has it.
     Reserves from the blast-radius budget: call inside the transaction that stores the rows
     when the deployment has limits."""
+    payload = proposal.payload
     proposal_hash = payload_sha256(payload)
-    stage, route, matches = routed or _route(
-        deployment,
-        _rule_fields(
-            action_type=action_type,
-            payload=payload,
-            risk_score=risk_score,
-            confidence=confidence,
-            needs_human=needs_human,
-            external_id=external_id,
-            model_version=model_version,
-            rationale=rationale,
-        ),
-        actor_label=actor_label,
-    )
+    stage, route, matches = routed or _route(deployment, proposal.rule_fields(), actor_label=actor_label)
     limited = ""
     if route is Route.AUTO and deployment.has_blast_limits:
         allowed, limited = blast_radius_reserve(deployment=deployment, payload=payload, now=now)
@@ -303,17 +297,9 @@ def proposal_build(
             route = Route.REVIEW  # past a blast-radius limit (or failed closed meanwhile): a person decides
     action = ProposedAction(
         deployment=deployment,
-        action_type=action_type,
-        external_id=external_id,
+        **proposal.__dict__,
         idempotency_key=idempotency_key,
-        payload=payload,
         proposal_sha256=proposal_hash,
-        risk_score=risk_score,
-        confidence=confidence,
-        model_version=model_version,
-        rationale=rationale,
-        needs_human=needs_human,
-        callback_url=callback_url,
         stage=stage.value,
         route=route.value,
         status=ROUTE_STATUS[route],
@@ -348,11 +334,11 @@ def proposal_build(
         obj=action,
         reason=action.reason,
         data={
-            "action_type": action_type,
+            "action_type": proposal.action_type,
             "route": route.value,
             "stage": stage.value,
-            "risk_score": risk_score,
-            "confidence": confidence,
+            "risk_score": proposal.risk_score,
+            "confidence": proposal.confidence,
             "fail_closed": deployment.fail_closed,
             **extra,
             **({"rules": [m.as_dict() for m in matches]} if matches else {}),
@@ -360,9 +346,9 @@ def proposal_build(
                 deployment_stage=deployment.stage,
                 stage=stage.value,
                 thresholds=deployment.thresholds,
-                risk=risk_score,
-                confidence=confidence,
-                needs_human=needs_human,
+                risk=proposal.risk_score,
+                confidence=proposal.confidence,
+                needs_human=proposal.needs_human,
                 paused=deployment.paused,
                 breaker_reason=deployment.breaker_reason if deployment.breaker_tripped else None,
                 matches=matches,
@@ -374,9 +360,9 @@ def proposal_build(
         action=action,
         audit=audit,
         counters=evidence_deltas(
-            deployment_id=deployment.pk, action_type=action_type, metric=Metric.of("proposed", route), at=now
+            deployment_id=deployment.pk, action_type=proposal.action_type, metric=Metric.of("proposed", route), at=now
         ),
-        unless_rejected=bool(external_id),
+        unless_rejected=bool(proposal.external_id),
     )
 
 
