@@ -52,11 +52,9 @@ def column_defaults_in_the_database(*models: type) -> None:
     with connection.cursor() as cursor:
         for model in models:
             for field in model._meta.concrete_fields:
-                if field.null or field.primary_key:
-                    continue
-                if field.default is NOT_PROVIDED and not field.empty_strings_allowed:
-                    continue
-                if field.default is not NOT_PROVIDED and callable(field.default):
+                constant = field.default is not NOT_PROVIDED and not callable(field.default)
+                text = field.default is NOT_PROVIDED and field.empty_strings_allowed
+                if field.null or field.primary_key or not (constant or text):
                     continue
                 value = field.get_db_prep_save(field.get_default(), connection)  # "" for text without one
                 table, column = connection.ops.quote_name(model._meta.db_table), connection.ops.quote_name(field.column)

@@ -162,6 +162,24 @@ def _band_route(risk: float, confidence: float, needs_human: bool, cutoffs: tupl
     return "auto" if risk_band(risk) < auto and confidence_band(confidence) >= conf else "review"
 
 
+def _count_candidate(part: dict, outcome: str, now_route: str, new_route: str, n: int, seconds: float) -> None:
+    """Count `n` decided proposals of `outcome` (taking `seconds` to decide) at the candidate's
+    route `new_route`: its route total, the newly-auto figures, the auto-executions that would
+    need a person. A negative `n` (and `seconds`) takes them back out, as a rule replay does
+    for what a rule moves elsewhere."""
+    if outcome != "escalate":  # an escalation is followed by the senior's own decision
+        part["routes"]["candidate"][new_route] += n
+    if new_route == "auto" and now_route != "auto" and outcome in HUMAN:
+        newly = part["newly_auto"]
+        if outcome != "escalate":
+            newly["n"] += n
+        if outcome in CHANGED_KEY:
+            newly[CHANGED_KEY[outcome]] += n
+        part["seconds_freed"] += seconds
+    elif outcome == "auto" and new_route not in ("auto", "refused"):  # refused: nobody reviews it
+        part["newly_reviewed"] += n
+
+
 def _empty() -> dict:
     return {
         "routes": {
@@ -215,16 +233,7 @@ def simulate(
         for part in (overall, by_type[action_type]):
             if outcome != "escalate":  # an escalation is followed by the senior's own decision
                 part["routes"]["current"][now_route] += n
-                part["routes"]["candidate"][new_route] += n
-            if new_route == "auto" and now_route != "auto" and outcome in HUMAN:
-                newly = part["newly_auto"]
-                if outcome != "escalate":
-                    newly["n"] += n
-                if outcome in CHANGED_KEY:
-                    newly[CHANGED_KEY[outcome]] += n
-                part["seconds_freed"] += seconds
-            elif outcome == "auto" and new_route != "auto":
-                part["newly_reviewed"] += n
+            _count_candidate(part, outcome, now_route, new_route, n, seconds)
     mean_seconds = human_seconds / human_n if human_n else 0.0
     notes = ["Routed as stage 3 (supervised) routes."]
     rules = _rules_replay(
@@ -291,7 +300,7 @@ def _decided_proposals(deployment: Deployment, action_type: str, since: date) ->
         .values(*fields, outcome=models.Value("auto"), seconds=models.Value(0.0))
     )
     rows = list(decided[: RULES_REPLAY_MAX + 1])
-    rows += list(auto[: RULES_REPLAY_MAX + 1 - min(len(rows), RULES_REPLAY_MAX)])
+    rows += list(auto[: RULES_REPLAY_MAX + 1 - len(rows)])
     return rows[:RULES_REPLAY_MAX], len(rows) > RULES_REPLAY_MAX
 
 
@@ -306,8 +315,9 @@ def _rules_replay(
     by_type: dict[str, dict],
     notes: list[str],
 ) -> list[dict]:
-    """Move each decided proposal a new rule matches to the rule's route (see the module's
-    docstring), in `overall` and `by_type`; per rule, what it matched. Mutates the parts."""
+    """Move each decided proposal a new rule matches from its candidate route to the rule's
+    (see the module's docstring), in `overall` and `by_type`; per rule, what it matched.
+    Mutates the parts."""
     now_cut, new_cut = _cutoffs(current), _cutoffs(candidate)
     report = []
     for action_type, rules in sorted(_new_rules(deployment, candidate_rules).items()):
@@ -331,28 +341,10 @@ def _rules_replay(
             if route == by_thresholds:
                 continue
             for part in (overall, by_type[action_type]):
-                _rule_moves(part, outcome, seconds, now_route, by_thresholds, route)
+                _count_candidate(part, outcome, now_route, by_thresholds, -1, -seconds)
+                _count_candidate(part, outcome, now_route, route, 1, seconds)
         report += [{"action_type": action_type, "rule": name, **counts} for name, counts in per_rule.items()]
     return report
-
-
-def _rule_moves(part: dict, outcome: str, seconds: float, now_route: str, by_thresholds: str, route: str) -> None:
-    """One proposal that a rule sends from `by_thresholds` (its candidate route by the
-    thresholds) to the stricter `route`: undo what `simulate` counted for it there."""
-    if outcome != "escalate":
-        part["routes"]["candidate"][by_thresholds] -= 1
-        part["routes"]["candidate"][route] += 1
-    if by_thresholds == "auto" and now_route != "auto" and outcome in HUMAN:
-        newly = part["newly_auto"]
-        if outcome != "escalate":
-            newly["n"] -= 1
-        if outcome in CHANGED_KEY:
-            newly[CHANGED_KEY[outcome]] -= 1
-        part["seconds_freed"] -= seconds
-    elif outcome == "auto" and by_thresholds == "auto" and route != "refused":
-        part["newly_reviewed"] += 1  # it executed without a person; now it needs one
-    elif outcome == "auto" and by_thresholds != "auto" and route == "refused":
-        part["newly_reviewed"] -= 1  # counted as needing a person; refused, it needs none
 
 
 def settings_simulate(*, deployment: Deployment, changes: dict[str, Any], days: int = DEFAULT_DAYS) -> dict[str, Any]:

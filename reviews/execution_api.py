@@ -112,8 +112,15 @@ def action_claim(request: HttpRequest, action_id: ActionId, data: ClaimIn | None
     "again with the claim's `claim_key`.",
 )
 def action_result(request: HttpRequest, action_id: ActionId, data: ResultIn) -> Any:
-    fields = {"status": data.status, "payload_hash": data.payload_sha256, "error": data.error}
-    return _moved(request, action_id, proposed_action_report_result, **fields, claim_key=data.claim_key)
+    return _moved(
+        request,
+        action_id,
+        proposed_action_report_result,
+        status=data.status,
+        payload_hash=data.payload_sha256,
+        error=data.error,
+        claim_key=data.claim_key,
+    )
 
 
 @router.post(

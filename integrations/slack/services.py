@@ -261,18 +261,17 @@ def _member_user(payload: dict[str, Any]) -> tuple[str, AbstractBaseUser]:
     return slack_user_id, link.user
 
 
-def _bound(raw: Any) -> tuple[int, str, str]:
-    """The (action id, payload SHA-256, status) a button or modal was bound to."""
+def _bound(raw: Any) -> tuple[int, str, str, dict[str, Any]]:
+    """The (action id, payload SHA-256, status) a button or modal was bound to, and the whole
+    bound value (the modal's also names its decision)."""
     try:
         value = json_parse(raw) if isinstance(raw, str) and len(raw) <= 2000 else None
         action_id, sha, status = value["id"], _text(value["sha"]), _text(value["status"])
     except (ValueError, TypeError, KeyError):  # JsonProblem is a ValueError
         raise Refused("this button is not one of Trustladder's") from None
-    if not isinstance(action_id, int) or isinstance(action_id, bool) or not sha or not status:
+    if type(action_id) is not int or not 0 < action_id < 2**63 or not sha or not status:  # not bool either
         raise Refused("this button is not one of Trustladder's")
-    if not 0 < action_id < 2**63:
-        raise Refused("this button is not one of Trustladder's")
-    return action_id, sha, status
+    return action_id, sha, status, value
 
 
 def _check_bound(action: ProposedAction, sha: str, status: str) -> None:
@@ -332,7 +331,7 @@ def _on_click(payload: dict[str, Any], slack_user_id: str) -> Reply:
         return Reply()
     action_id = None
     try:
-        action_id, sha, status = _bound(click.get("value"))
+        action_id, sha, status, _ = _bound(click.get("value"))
         _, user = _member_user(payload)
         if decision == "approve":
             _decide(user=user, action_id=action_id, sha=sha, status=status, decision="approve")
@@ -369,8 +368,8 @@ def _on_reason(payload: dict[str, Any], slack_user_id: str) -> Reply:
         return Reply({"response_action": "errors", "errors": {blocks.REASON_BLOCK: "A reason is required."}})
     action_id = None
     try:
-        action_id, sha, status = _bound(view.get("private_metadata"))
-        decision = json_parse(view["private_metadata"]).get("decision")
+        action_id, sha, status, bound = _bound(view.get("private_metadata"))
+        decision = bound.get("decision")
         if decision not in ("reject", "escalate"):
             raise Refused("this form is not one of Trustladder's")
         _, user = _member_user(payload)
