@@ -239,11 +239,19 @@ def test_the_settings_preview_and_the_api_replay_candidate_rules(dep, client):
     )
     assert r.status_code == 200, r.content
     assert r.json()["overall"]["routes"]["candidate"]["senior"] == 4
+    rule = '{{"refund.issue": [{{"name": {name}, "expression": "true", "effect": "senior"{extra}}}]}}'
     for bad in (
         "{",
         "[1]",
         '{"refund.issue": [{"name": "x", "expression": "payload.(", "effect": "senior"}]}',
         "1e400",
+        '{"x": NaN}',
+        '{"x": 1e400}',
+        '{"d": ' + "[" * 900 + "]" * 900 + "}",
+        rule.format(name='"\\ud800"', extra=""),
+        rule.format(name='"a\\u0000b"', extra=""),
+        rule.format(name='"x"', extra=', "approvals_required": "2"'),  # a string where a number belongs
+        rule.format(name="12", extra=""),
     ):
         refused = agent.get("/api/v1/deployment/simulate?" + urlencode({"payload_rules": bad}))
         assert refused.status_code == 422 and "payload_rules" in refused.json()["detail"], bad
