@@ -22,6 +22,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from core.tasks import task_get
+from core.updates import model_update
 from deliveries.models import Delivery, DeliveryAttempt, RetiredWebhookSecret
 from deployments.errors import InvalidInput
 from deployments.locks import deployment_lock
@@ -151,12 +152,14 @@ def delivery_attempt_finish(
     """
     now = now or timezone.now()
     delivery = Delivery.objects.select_for_update().get(pk=attempt.delivery_id)
-    attempt.finished_at = now
-    attempt.status_code = status_code
-    attempt.latency_ms = latency_ms
-    attempt.error = error[:2000]
-    attempt.response_excerpt = response_excerpt[:500]
-    attempt.save(update_fields=["finished_at", "status_code", "latency_ms", "error", "response_excerpt"])
+    model_update(
+        attempt,
+        finished_at=now,
+        status_code=status_code,
+        latency_ms=latency_ms,
+        error=error[:2000],
+        response_excerpt=response_excerpt[:500],
+    )
     if delivery.status != Delivery.Status.PENDING or delivery.attempts != attempt.number:
         return delivery
     delivery.last_status_code = status_code
@@ -193,14 +196,12 @@ def delivery_redeliver(*, delivery_id: int, actor: AbstractBaseUser) -> Delivery
         raise InvalidInput(f"delivery {delivery_id} does not exist") from None
     now = timezone.now()
     previous = delivery.status
-    delivery.status = Delivery.Status.PENDING
-    delivery.next_attempt_at = now
-    delivery.give_up_at = now + settings.WEBHOOK_RETRY_FOR
-    delivery.save(update_fields=["status", "next_attempt_at", "give_up_at"])
+    model_update(
+        delivery, status=Delivery.Status.PENDING, next_attempt_at=now, give_up_at=now + settings.WEBHOOK_RETRY_FOR
+    )
     audit_event_record(
         verb="deliveries.delivery.redelivered",
         actor=actor,
-        deployment=delivery.deployment_id,
         obj=delivery,
         data={"webhook_id": delivery.webhook_id, "previous_status": previous, "attempts": delivery.attempts},
     )
@@ -235,13 +236,11 @@ def deployment_webhook_secret_rotate(
     if deployment.webhook_secret:
         RetiredWebhookSecret.objects.create(deployment=deployment, secret=deployment.webhook_secret, retired_at=now)
     secret = new_webhook_secret()
-    deployment.webhook_secret = secret
-    deployment.save(update_fields=["webhook_secret"])
+    model_update(deployment, webhook_secret=secret)
     audit_event_record(
         verb="deployments.webhook_secret.rotated",
         actor=actor,
         actor_label=actor_label,
-        deployment=deployment,
         obj=deployment,
         data={"grace_hours": settings.WEBHOOK_SECRET_ROTATION_GRACE.total_seconds() / 3600},
     )

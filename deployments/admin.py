@@ -49,7 +49,6 @@ class DeploymentAdmin(admin.ModelAdmin):
             audit_event_record(
                 verb="deployments.deployment.changed",
                 actor=request.user,
-                deployment=obj,
                 obj=obj,
                 data={
                     name: {"from": str(before.get(name)), "to": str(getattr(obj, name))} for name in form.changed_data

@@ -290,13 +290,13 @@ class EvidenceQuery(Schema):
     "/deployment/evidence",
     response=EvidenceOut,
     summary="The gate to the next stage, evaluated now",
-    description="Each criterion with its measured value, 95% Wilson interval and sample size; the same "
-    "numbers as the gate page. `by_action_type.agreement` is how often people agreed with the AI in this "
-    "stage (shadow: AI–human agreement). `calibration`: confidence in bands 0.05 wide against observed "
-    "outcomes over the last `calibration_days` days, with ECE, Brier score and a candidate "
-    "`auto_min_confidence` (docs/gate.md, Calibration).",
 )
 def deployment_evidence(request: HttpRequest, query: Query[EvidenceQuery]) -> dict:
+    """Each criterion with its measured value, 95% Wilson interval and sample size; the same numbers as
+    the gate page. `by_action_type.agreement` is how often people agreed with the AI in this stage
+    (shadow: AI–human agreement). `calibration`: confidence in bands 0.05 wide against observed
+    outcomes over the last `calibration_days` days, with ECE, Brier score and a candidate
+    `auto_min_confidence` (docs/gate.md, Calibration)."""
     deployment = request.auth.deployment
     evidence = gate_evaluate(deployment=deployment, action_type=query.action_type).as_dict()
     evidence["calibration"] = calibration_evaluate(
@@ -336,14 +336,15 @@ def _candidate_rules(text: str | None) -> dict[str, Any] | None:
     "/deployment/simulate",
     response={200: dict[str, Any], **AUTH_ERRORS},
     summary="Replay recent decisions under candidate thresholds",
-    description="The human-decided actions of the last `days` days (default 30) replayed under the candidate "
-    "`auto_max_risk`, `auto_min_confidence`, `review_max_risk` (each defaults to the current value), next to the "
-    "current settings: per route counts, how often people changed, rejected or escalated what would newly "
-    "auto-execute (count, rate, Wilson 95% upper bound), reviewer hours freed or costed; overall and per action "
-    "type. From pre-aggregated counts (README: the simulator). `payload_rules` (a payload_rules document as JSON, "
-    "as on the settings page) replays the rules it adds or changes over the window's decided proposals.",
 )
 def deployment_simulate(request: HttpRequest, query: Query[SimulateQuery]) -> dict:
+    """The human-decided actions of the last `days` days (default 30) replayed under the candidate
+    `auto_max_risk`, `auto_min_confidence`, `review_max_risk` (each defaults to the current value),
+    next to the current settings: per route counts, how often people changed, rejected or escalated
+    what would newly auto-execute (count, rate, Wilson 95% upper bound), reviewer hours freed or
+    costed; overall and per action type. From pre-aggregated counts (README: the simulator).
+    `payload_rules` (a payload_rules document as JSON, as on the settings page) replays the rules it
+    adds or changes over the window's decided proposals."""
     deployment = request.auth.deployment
     current = deployment.thresholds
     candidate = Thresholds(

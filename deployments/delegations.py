@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from core.updates import model_update
 from deployments.errors import InvalidInput, InvalidTransition, NotAllowed
 from deployments.models import Delegation, Member
 from deployments.permissions import member_of
@@ -135,8 +136,7 @@ def delegation_cancel(*, actor: AbstractBaseUser, delegation_id: int) -> Delegat
         raise InvalidTransition("this delegation is already cancelled")
     if delegation.ends_at <= now:
         raise InvalidTransition("this delegation is over already")
-    delegation.cancelled_at, delegation.cancelled_by = now, actor
-    delegation.save(update_fields=["cancelled_at", "cancelled_by"])
+    model_update(delegation, cancelled_at=now, cancelled_by=actor)
     audit_event_record(
         verb="deployments.delegation.cancelled",
         actor=actor,

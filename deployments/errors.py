@@ -2,43 +2,41 @@
 
 
 class DomainError(Exception):
-    """Base of every error a service raises on purpose. `code` is the API's `error` field."""
+    """Base of every error a service raises on purpose. `code` is the API's `error` field and
+    `http_status` its status, both declared in the class line of each kind:
+    `class Conflict(DomainError, code="conflict")`."""
 
     code = "domain_error"
     http_status = 409
+
+    def __init_subclass__(cls, *, code: str = "", http_status: int = 0, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.code = code or cls.code
+        cls.http_status = http_status or cls.http_status
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
 
 
-class InvalidTransition(DomainError):
+class InvalidTransition(DomainError, code="invalid_transition"):
     """The action (or deployment) is not in a state that allows this move."""
 
-    code = "invalid_transition"
+
+class Conflict(DomainError, code="conflict"):
+    """Someone or something else got there first (a claim, a concurrent change)."""
 
 
-class Conflict(DomainError):
-    code = "conflict"
-
-
-class NotAllowed(DomainError):
+class NotAllowed(DomainError, code="forbidden", http_status=403):
     """The actor may not do this (four-eyes, role)."""
 
-    code = "forbidden"
-    http_status = 403
+
+class InvalidInput(DomainError, code="invalid", http_status=422):
+    """What was sent cannot be used: the message says why."""
 
 
-class InvalidInput(DomainError):
-    code = "invalid"
-    http_status = 422
-
-
-class RefusedByRule(DomainError):
+class RefusedByRule(DomainError, code="refused_by_rule", http_status=422):
     """A payload rule with effect `refuse` matched the proposal (deployments.rules)."""
-
-    code = "refused_by_rule"
-    http_status = 422
 
 
 class ApiKeyChanged(Exception):  # noqa: N818 -- an outcome its caller handles, not an error for the user

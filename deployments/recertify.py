@@ -25,6 +25,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.tasks import enqueue_on_commit
+from core.updates import model_update
 from deployments.counters import DEPLOYMENT_WIDE, Counts, Metric, counters_sum
 from deployments.gate import FAILED, _Counts, criteria_for, gate_criteria_into
 from deployments.locks import deployment_lock
@@ -118,7 +119,6 @@ def deployment_recertify(*, deployment_id: int, now: datetime | None = None) -> 
         reason = _reason(result)
         event = audit_event_record(
             verb="deployments.recertification.failed",
-            deployment=deployment,
             obj=deployment,
             reason=reason,
             data={"recertification": result, "demotes": deployment.recertify_demotes},
@@ -131,6 +131,5 @@ def deployment_recertify(*, deployment_id: int, now: datetime | None = None) -> 
                 deployment=deployment, to_stage=lower, reason=reason, data={"recertification": result}
             )
             result["demoted_to"] = lower.value
-    deployment.recertification = result
-    deployment.save(update_fields=["recertification"])
+    model_update(deployment, recertification=result)
     return result

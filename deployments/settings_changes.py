@@ -24,6 +24,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from core.updates import model_update
 from deployments.errors import InvalidInput, InvalidTransition, NotAllowed
 from deployments.locks import deployment_lock
 from deployments.models import Deployment, SettingsChangeRequest
@@ -250,7 +251,6 @@ def deployment_settings_change(
         audit_event_record(
             verb="deployments.settings.changed",
             actor=actor,
-            deployment=deployment,
             obj=deployment,
             reason=reason,
             data={"before": before, "after": after, "raises_oversight_only": True},
@@ -303,9 +303,8 @@ def _decide(*, request_id: int, actor: AbstractBaseUser, reason: str, approve: b
         changes = {f: from_json(f, v) for f, v in request.after.items()}
         _validated(deployment, changes)
         _apply(deployment, changes)
-    request.status = SettingsChangeRequest.Status.APPROVED if approve else SettingsChangeRequest.Status.REJECTED
-    request.decided_by, request.decided_at, request.decision_reason = actor, timezone.now(), reason
-    request.save(update_fields=["status", "decided_by", "decided_at", "decision_reason"])
+    status = SettingsChangeRequest.Status.APPROVED if approve else SettingsChangeRequest.Status.REJECTED
+    model_update(request, status=status, decided_by=actor, decided_at=timezone.now(), decision_reason=reason)
     audit_event_record(
         verb=f"deployments.settings.change_{request.status}",
         actor=actor,

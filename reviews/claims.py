@@ -17,12 +17,15 @@ from django.db import connection, transaction
 from django.db.models import Case, Q, QuerySet, Value, When
 from django.utils import timezone
 
+from core.updates import model_update
 from deployments.errors import Conflict, InvalidInput, InvalidTransition, NotAllowed
 from deployments.models import Member
 from deployments.permissions import Delegator, member_of, member_reach
 from reviews.models import ProposedAction
 
 QUEUES = ("review", "senior", "audit")
+# The claim fields of an item nobody holds: `model_update(action, **CLAIM_CLEARED)`, `.update(**CLAIM_CLEARED)`.
+CLAIM_CLEARED = {"claimed_by": None, "claimed_at": None}
 
 # ---------------------------------------------------------------------------------------
 # The rule
@@ -158,7 +161,7 @@ def claim_next_in_transaction(
     action = qs.first()
     mine = ProposedAction.objects.filter(claimed_by=actor)
     if action is None:
-        mine.update(claimed_by=None, claimed_at=None)
+        mine.update(**CLAIM_CLEARED)
         return None
     # One statement releases the actor's other claims and takes this one.
     taken = Q(pk=action.pk)
@@ -184,9 +187,8 @@ def proposed_action_claim(*, action_id: int, actor: AbstractBaseUser, member: Me
     member_require_assigned(member, action.deployment_id, queue)
     now = timezone.now()
     claim_refuse_if_held_by_other(action, actor, now)
-    ProposedAction.objects.filter(claimed_by=actor).exclude(pk=action.pk).update(claimed_by=None, claimed_at=None)
-    action.claimed_by, action.claimed_at = actor, now
-    action.save(update_fields=["claimed_by", "claimed_at"])
+    ProposedAction.objects.filter(claimed_by=actor).exclude(pk=action.pk).update(**CLAIM_CLEARED)
+    model_update(action, claimed_by=actor, claimed_at=now)
     return action
 
 
@@ -195,8 +197,7 @@ def proposed_action_release(*, action_id: int, actor: AbstractBaseUser) -> Propo
     """Give back `actor`'s claim on an item. Safe to repeat; someone else's claim is left alone."""
     action = ProposedAction.objects.locked(action_id)
     if action.claimed_by_id == actor.pk:
-        action.claimed_by, action.claimed_at = None, None
-        action.save(update_fields=["claimed_by", "claimed_at"])
+        model_update(action, **CLAIM_CLEARED)
     return action
 
 
@@ -207,4 +208,4 @@ def proposed_action_claims_release_stale(*, now: datetime | None = None) -> int:
     released by mistake. Safe to repeat. Not audited: a claim is not a decision.
     """
     cutoff = claim_cutoff(now or timezone.now())
-    return ProposedAction.objects.pending().filter(claimed_at__lt=cutoff).update(claimed_by=None, claimed_at=None)
+    return ProposedAction.objects.pending().filter(claimed_at__lt=cutoff).update(**CLAIM_CLEARED)

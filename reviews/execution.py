@@ -36,30 +36,24 @@ Status = ProposedAction.Status
 RESULTS = (Status.EXECUTED, Status.FAILED, Status.UNKNOWN)
 
 
-class AlreadyClaimed(Conflict):
+class AlreadyClaimed(Conflict, code="already_claimed"):
     """The execution of this approval was claimed already: do not run it."""
 
-    code = "already_claimed"
 
-
-class NotClaimed(Conflict):
+class NotClaimed(Conflict, code="not_claimed"):
     """A result for an action whose execution nobody claimed."""
 
-    code = "not_claimed"
 
-
-class AlreadyReported(Conflict):
+class AlreadyReported(Conflict, code="already_reported"):
     """A second result for one claim: refused, so the audit never shows one execution for two."""
 
-    code = "already_reported"
+
+class ActionExpired(Conflict, code="expired"):
+    """The approval's deadline passed before its execution was claimed."""
 
 
-class ActionExpired(Conflict):
-    code = "expired"
-
-
-class ActionCancelled(Conflict):
-    code = "cancelled"
+class ActionCancelled(Conflict, code="cancelled"):
+    """The agent cancelled the action: it will not run."""
 
 
 def _agent_move(
@@ -95,7 +89,6 @@ def _agent_move(
         verb=verb,
         actor=actor,
         actor_label=actor_label if actor is None else "",
-        deployment=action.deployment_id,
         obj=action,
         reason=reason,
         data={"from": from_status, "to": to, **(data or {})},

@@ -90,11 +90,11 @@ def _moved(request: HttpRequest, action_id: int, move: Callable[..., ProposedAct
     "/actions/{action_id}/claim",
     response={200: ClaimOut, **CONFLICTS},
     summary="Claim the execution of an approved action",
-    description="Granted once per approval: run the action only after a 200. Any other claim (a replayed "
-    "proposal, a retry after a crash, a second process) is refused with 409 `already_claimed`; the same "
-    "`claim_key` sent again while executing is answered again. 409 `expired` past the deadline.",
 )
 def action_claim(request: HttpRequest, action_id: ActionId, data: ClaimIn | None = None) -> Any:
+    """Granted once per approval: run the action only after a 200. Any other claim (a replayed
+    proposal, a retry after a crash, a second process) is refused with 409 `already_claimed`; the
+    same `claim_key` sent again while executing is answered again. 409 `expired` past the deadline."""
     data = data or ClaimIn()
     action = proposed_action_expire_if_due(action=_action(request, action_id))
     action, _ = proposed_action_execution_claim(
@@ -107,11 +107,11 @@ def action_claim(request: HttpRequest, action_id: ActionId, data: ClaimIn | None
     "/actions/{action_id}/result",
     response={200: ActionOut, **CONFLICTS},
     summary="Report the execution result",
-    description="After the claim: `executed`, `failed` or `unknown` (you cannot tell), with the SHA-256 of "
-    "the final payload. A second result is refused (409 `already_reported`) unless it is the same one sent "
-    "again with the claim's `claim_key`.",
 )
 def action_result(request: HttpRequest, action_id: ActionId, data: ResultIn) -> Any:
+    """After the claim: `executed`, `failed` or `unknown` (you cannot tell), with the SHA-256 of the
+    final payload. A second result is refused (409 `already_reported`) unless it is the same one
+    sent again with the claim's `claim_key`."""
     return _moved(
         request,
         action_id,
@@ -127,10 +127,10 @@ def action_result(request: HttpRequest, action_id: ActionId, data: ResultIn) -> 
     "/actions/{action_id}/reconcile",
     response={200: ActionOut, **CONFLICTS},
     summary="Reconcile an unknown result",
-    description="`committed: true` records the execution; `false` re-opens the action for exactly one more "
-    "execution claim. Only for an action whose result is `unknown`.",
 )
 def action_reconcile(request: HttpRequest, action_id: ActionId, data: ReconcileIn) -> Any:
+    """`committed: true` records the execution; `false` re-opens the action for exactly one more
+    execution claim. Only for an action whose result is `unknown`."""
     return _moved(request, action_id, proposed_action_reconcile, committed=data.committed, reason=data.reason)
 
 
@@ -138,9 +138,9 @@ def action_reconcile(request: HttpRequest, action_id: ActionId, data: ReconcileI
     "/actions/{action_id}/cancel",
     response={200: ActionOut, **CONFLICTS},
     summary="Cancel a pending or approved action not yet claimed",
-    description="It leaves the queues at once; a later decision or claim is refused. Safe to repeat.",
 )
 def action_cancel(request: HttpRequest, action_id: ActionId, data: CancelIn | None = None) -> Any:
+    """It leaves the queues at once; a later decision or claim is refused. Safe to repeat."""
     return _moved(request, action_id, proposed_action_cancel, reason=(data or CancelIn()).reason)
 
 

@@ -24,13 +24,12 @@ from deployments.sql import prepared_cursor
 from reviews.models import IdempotencyRecord
 
 
-class IdempotencyKeyReused(DomainError):
-    code = "idempotency_key_reused"
-    http_status = 422
+class IdempotencyKeyReused(DomainError, code="idempotency_key_reused", http_status=422):
+    """The Idempotency-Key was used before with another request body."""
 
 
-class IdempotencyKeyInFlight(Conflict):
-    code = "idempotency_key_in_flight"
+class IdempotencyKeyInFlight(Conflict, code="idempotency_key_in_flight"):
+    """The first request with this Idempotency-Key is still being answered."""
 
 
 class IdempotencyKeyTaken(Exception):  # noqa: N818 -- an outcome its caller handles

@@ -11,6 +11,21 @@ from deployments.policy import Route, Stage
 from reviews.querysets import ProposedActionQuerySet
 
 
+class Immutable(models.Model):
+    """A row written once and never changed or deleted (decisions, approvals, votes)."""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise ValueError(f"{type(self).__name__} rows are immutable.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError(f"{type(self).__name__} rows are immutable.")
+
+
 class ProposedAction(models.Model):
     """An action an agent wants to take. Status changes only through reviews.services."""
 
@@ -292,7 +307,7 @@ class ActionRun(models.Model):
         return f"run {self.key}{' (hold)' if self.hold else ''}"
 
 
-class Decision(models.Model):
+class Decision(Immutable):
     """One decision on an action, by a person, by policy or by the clock. Never changed."""
 
     class Verb(models.TextChoices):
@@ -333,11 +348,6 @@ class Decision(models.Model):
     def __str__(self) -> str:
         return f"{self.verb} #{self.action_id}"
 
-    def save(self, *args, **kwargs) -> None:
-        if not self._state.adding:
-            raise ValueError("Decisions are immutable.")
-        super().save(*args, **kwargs)
-
 
 _UPDATABLE = [f.name for f in ProposedAction._meta.concrete_fields if not f.primary_key and f.name != "payload"]
 
@@ -371,7 +381,7 @@ class IdempotencyRecord(models.Model):
         return f"{self.key} ({'in flight' if self.in_flight else self.response_status})"
 
 
-class QuorumApproval(models.Model):
+class QuorumApproval(Immutable):
     """One person's approval of an action that needs several (reviews/quorum.py): one per
     person and action, a database fact. The last one carries the action out (its Decision);
     the earlier ones leave it pending. Never changed."""
@@ -395,11 +405,6 @@ class QuorumApproval(models.Model):
 
     def __str__(self) -> str:
         return f"approval {self.number} of #{self.action_id}"
-
-    def save(self, *args, **kwargs) -> None:
-        if not self._state.adding:
-            raise ValueError("Quorum approvals are immutable.")
-        super().save(*args, **kwargs)
 
 
 # Shadow-mode models live in their own module; imported here so the app registry finds them.

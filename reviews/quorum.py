@@ -24,11 +24,13 @@ from datetime import datetime
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q
 
+from core.updates import model_update
 from deployments.counters import counters_add
 from deployments.errors import Conflict, InvalidInput
 from deployments.permissions import Delegator, on_behalf_data
 from deployments.reviewers import reviewer_decision_counters
 from deployments.services import audit_event_record
+from reviews.claims import CLAIM_CLEARED
 from reviews.models import ProposedAction, QuorumApproval
 
 EDIT_REFUSED = (
@@ -86,13 +88,11 @@ def quorum_approval_record(
     audit_event_record(
         verb="reviews.action.quorum_approval",
         actor=actor,
-        deployment=action.deployment_id,
         obj=action,
         reason=reason,
         data={"approval": number, "of": action.approvals_required, **on_behalf_data(on_behalf_of)},
     )
-    action.claimed_by, action.claimed_at = None, None
-    action.save(update_fields=["approvals_given", "claimed_by", "claimed_at"])
+    model_update(action, approvals_given=number, **CLAIM_CLEARED)
     return False
 
 

@@ -30,7 +30,9 @@ from deliveries.services import delivery_create
 from deployments.errors import InvalidInput
 from deployments.models import Deployment
 from deployments.services import audit_event_record
+from reviews.claims import CLAIM_CLEARED
 from reviews.models import ActionRun, ProposedAction
+from reviews.moves import action_system_move
 from reviews.representation import action_representation
 
 Status = ProposedAction.Status
@@ -265,33 +267,19 @@ def _run_release(run_id: int) -> list[ProposedAction]:
 
 
 def _move(action: ProposedAction, status: str, *, verb: str, data: dict[str, Any]) -> None:
-    from_status = action.status
-    action.status = status
-    action.save(update_fields=["status"])
-    audit_event_record(
-        verb=verb,
-        actor_label="system",
-        deployment=action.deployment_id,
-        obj=action,
-        data={"from": from_status, "to": status, **data},
-    )
+    action_system_move(action, to=status, verb=verb, data=data)
     if status == Status.APPROVED:
         action_notify(action=action, event="action.released")
 
 
 def _refuse(child: ProposedAction, *, parent: ProposedAction) -> None:
-    from_status = child.status
-    child.status = Status.REJECTED
-    child.reason = f"its parent #{parent.pk} is {parent.status}"
-    child.decided_at = child.decided_at or timezone.now()
-    child.claimed_by, child.claimed_at = None, None
-    child.save(update_fields=["status", "reason", "decided_at", "claimed_by", "claimed_at"])
-    audit_event_record(
+    action_system_move(
+        child,
+        to=Status.REJECTED,
         verb="reviews.action.refused_by_parent",
-        actor_label="system",
-        deployment=child.deployment_id,
-        obj=child,
-        reason=child.reason,
-        data={"from": from_status, "to": child.status, "parent": parent.pk, "parent_status": parent.status},
+        data={"parent": parent.pk, "parent_status": parent.status},
+        reason=f"its parent #{parent.pk} is {parent.status}",
+        decided_at=child.decided_at or timezone.now(),
+        **CLAIM_CLEARED,
     )
     action_notify(action=child, event="action.rejected")

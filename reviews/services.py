@@ -13,7 +13,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from core.jsonlimits import JsonProblem, json_check
 from core.tasks import enqueue_on_commit
+from core.updates import model_update
 from deployments.calibration import calibration_deltas
 from deployments.counters import CounterDelta, Metric, counters_add
 from deployments.errors import ApiKeyChanged, Conflict, InvalidInput, InvalidTransition, NotAllowed, RefusedByRule
@@ -49,6 +50,7 @@ from deployments.simulator import replay_deltas
 from reviews import runs
 from reviews.canonical import payload_sha256
 from reviews.claims import (
+    CLAIM_CLEARED,
     claim_is_live,
     claim_next_in_transaction,
     claim_refuse_if_held_by_other,
@@ -601,7 +603,6 @@ def _move(
             verb=audit_verb or AUDIT_VERBS[verb],
             actor=actor,
             actor_label="" if actor is not None else "system",
-            deployment=action.deployment_id,
             obj=action,
             reason=reason,
             data={"from": from_status, "to": to} | on_behalf_data(on_behalf_of),
@@ -800,46 +801,41 @@ class Decided:
 DECISIONS = ("approve", "reject", "escalate")
 
 
+class DecideOptions(TypedDict, total=False):
+    """A browser decision: `decision` (approve, reject or escalate), its `reason` (required to
+    reject or escalate), an edited `payload` (approve), and the actor's `member` row if the
+    caller has it loaded."""
+
+    decision: Required[str]
+    reason: str
+    payload: dict[str, Any] | None
+    member: Member | None
+
+
 @transaction.atomic
 def proposed_action_decide(
-    *,
-    action_id: int,
-    actor: AbstractBaseUser,
-    decision: str,
-    reason: str = "",
-    payload: dict[str, Any] | None = None,
-    member: Member | None = None,
+    *, action_id: int, actor: AbstractBaseUser, **options: Unpack[DecideOptions]
 ) -> ProposedAction:
     """A person's decision from the browser: approve (optionally with an edited payload),
     reject or escalate. Refuses (Conflict) while someone else holds a live claim on the item.
 
     Locks the row once and passes the locked action to the transition (the state check, the
     Decision row, evidence and audit are the transition's, as in proposed_action_approve /
-    _reject / _escalate). `member` is the actor's Member row, if the caller has it.
+    _reject / _escalate).
     """
-    return _decide(action_id=action_id, actor=actor, decision=decision, reason=reason, payload=payload, member=member)[
-        0
-    ]
+    return _decide(action_id=action_id, actor=actor, **options)[0]
 
 
 @transaction.atomic
 def proposed_action_decide_and_claim_next(
-    *,
-    action_id: int,
-    actor: AbstractBaseUser,
-    decision: str,
-    reason: str = "",
-    payload: dict[str, Any] | None = None,
-    member: Member | None = None,
+    *, action_id: int, actor: AbstractBaseUser, **options: Unpack[DecideOptions]
 ) -> Decided:
     """`proposed_action_decide`, then, if the actor was working through the queue (they held
     the live claim on this item: only "Review next" claims), claim the next item of that queue
     in the same transaction (the browser's "decide and go on"). A decision on an item reached
     any other way (a direct link) claims nothing. `member` (the actor's Member row, loaded once
     per request) serves both steps."""
-    action, queue, member, in_flow = _decide(
-        action_id=action_id, actor=actor, decision=decision, reason=reason, payload=payload, member=member
-    )
+    action, queue, member, in_flow = _decide(action_id=action_id, actor=actor, **options)
     if not in_flow:
         return Decided(action=action, queue=queue, following=None, in_flow=False)
     following = claim_next_in_transaction(actor=actor, queue=queue, member=member)
@@ -851,9 +847,9 @@ def _decide(
     action_id: int,
     actor: AbstractBaseUser,
     decision: str,
-    reason: str,
-    payload: dict[str, Any] | None,
-    member: Member | None,
+    reason: str = "",
+    payload: dict[str, Any] | None = None,
+    member: Member | None = None,
 ) -> tuple[ProposedAction, str, Member | None, bool]:
     """The decision, in the caller's transaction: the action, the queue it was in, the member,
     and whether `actor` held the live claim on it (read before the decision clears it)."""
@@ -927,13 +923,10 @@ def proposed_action_audit_verdict(
         metric=Metric.of("audit", verdict),
         on_behalf_of=on_behalf_of,
     )
-    action.audit_verdict = verdict
-    action.claimed_by, action.claimed_at = None, None
-    action.save(update_fields=["audit_verdict", "claimed_by", "claimed_at"])
+    model_update(action, audit_verdict=verdict, **CLAIM_CLEARED)
     audit_event_record(
         verb="reviews.action.audit_verdict",
         actor=actor,
-        deployment=action.deployment_id,
         obj=action,
         reason=reason,
         data={"verdict": verdict, "status": action.status, "route": action.route} | on_behalf_data(on_behalf_of),

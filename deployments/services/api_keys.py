@@ -10,6 +10,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 from django.utils import timezone
 
+from core.updates import model_update
 from deployments import scopes as scopes_mod
 from deployments.errors import InvalidInput
 from deployments.models import ROW_VERSION_SQL, ApiKey, Deployment, KeyCheck, hash_api_key
@@ -56,8 +57,7 @@ def api_key_revoke(*, key_id: int, actor: AbstractBaseUser | None = None) -> Api
     """Revoke a key. Safe to repeat: revoking a revoked key changes nothing."""
     key = ApiKey.objects.select_for_update().get(pk=key_id)
     if key.revoked_at is None:
-        key.revoked_at = timezone.now()
-        key.save(update_fields=["revoked_at"])
+        model_update(key, revoked_at=timezone.now())
         audit_event_record(verb="deployments.api_key.revoked", actor=actor, deployment=key.deployment_id, obj=key)
     return key
 

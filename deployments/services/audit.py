@@ -29,7 +29,12 @@ def audit_event_build(
     data: dict | None = None,
 ) -> AuditEvent:
     """The audit event `audit_event_record` appends, unsaved, for a caller that writes it
-    with other rows in one statement (`reviews.ingest`). An unsaved `obj` gets its id there."""
+    with other rows in one statement (`reviews.ingest`). An unsaved `obj` gets its id there.
+
+    Without `deployment`, the event belongs to `obj`'s deployment: `obj` itself when it is
+    one, else its `deployment_id` (none for objects outside a deployment, such as members)."""
+    if deployment is None and obj is not None:
+        deployment = obj if isinstance(obj, Deployment) else getattr(obj, "deployment_id", None)
     deployment_id = deployment.pk if isinstance(deployment, Deployment) else deployment
     return AuditEvent(
         verb=verb,

@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.tasks import enqueue_on_commit
+from core.updates import model_update
 from deployments.breakers import breaker_reading
 from deployments.counters import DEPLOYMENT_WIDE, Metric, evidence_add
 from deployments.errors import InvalidTransition
@@ -28,9 +29,7 @@ def breaker_trip(*, deployment_id: int, reason: str, data: dict | None = None, n
     if deployment.breaker_tripped:
         return False
     now = now or timezone.now()
-    deployment.breaker_tripped_at = now
-    deployment.breaker_reason = reason[:500]
-    deployment.save(update_fields=["breaker_tripped_at", "breaker_reason"])
+    model_update(deployment, breaker_tripped_at=now, breaker_reason=reason[:500])
     evidence_add(deployment_id=deployment.pk, action_type=DEPLOYMENT_WIDE, metric=Metric.BREAKER_TRIPPED)
     event = audit_event_record(
         verb="deployments.breaker.tripped", deployment=deployment, obj=deployment, reason=reason, data=data or {}
@@ -67,14 +66,10 @@ def breaker_reset(*, deployment_id: int, actor: AbstractBaseUser, reason: str) -
     if not deployment.breaker_tripped:
         raise InvalidTransition("the breaker is not tripped")
     tripped_at, tripped_reason = deployment.breaker_tripped_at, deployment.breaker_reason
-    deployment.breaker_tripped_at = None
-    deployment.breaker_reason = ""
-    deployment.breaker_reset_at = timezone.now()
-    deployment.save(update_fields=["breaker_tripped_at", "breaker_reason", "breaker_reset_at"])
+    model_update(deployment, breaker_tripped_at=None, breaker_reason="", breaker_reset_at=timezone.now())
     audit_event_record(
         verb="deployments.breaker.reset",
         actor=actor,
-        deployment=deployment,
         obj=deployment,
         reason=reason,
         data={"tripped_at": tripped_at.isoformat(), "tripped_reason": tripped_reason},

@@ -6,6 +6,7 @@ import secrets
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
+from core.updates import model_update
 from deployments.errors import InvalidInput
 from deployments.locks import deployment_lock
 from deployments.models import Deployment
@@ -42,7 +43,6 @@ def deployment_create(
         verb="deployments.deployment.created",
         actor=actor,
         actor_label=actor_label,
-        deployment=deployment,
         obj=deployment,
         data={"stage": stage.value, "started_above_shadow": stage is not Stage.SHADOW},
     )
@@ -55,8 +55,7 @@ def _set_paused(*, deployment_id: int, actor: AbstractBaseUser, reason: str, pau
     reason = reason_required(reason, verb)
     deployment = deployment_lock(deployment_id)
     if deployment.paused != paused:
-        deployment.paused = paused
-        deployment.save(update_fields=["paused"])
+        model_update(deployment, paused=paused)
         audit_event_record(
             verb=f"deployments.deployment.{verb}d", actor=actor, deployment=deployment, obj=deployment, reason=reason
         )

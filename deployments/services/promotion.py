@@ -7,6 +7,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from core.updates import model_update
 from deployments.errors import InvalidInput, InvalidTransition, NotAllowed
 from deployments.gate import current_stage_for, gate_evaluate
 from deployments.locks import deployment_lock
@@ -32,16 +33,12 @@ def _set_stage(deployment: Deployment, action_type: str, stage: Stage, now: date
         else:
             caps[action_type] = stage.value
             entered[action_type] = now.isoformat()
-        deployment.stage_caps, deployment.stage_caps_entered_at = caps, entered
-        deployment.save(update_fields=["stage_caps", "stage_caps_entered_at"])
+        model_update(deployment, stage_caps=caps, stage_caps_entered_at=entered)
         return
-    deployment.stage = stage.value
-    deployment.stage_entered_at = now
     # A cap at or above the new stage no longer caps anything.
     caps = {t: c for t, c in (deployment.stage_caps or {}).items() if Stage(c).rank < stage.rank}
     entered = {t: v for t, v in (deployment.stage_caps_entered_at or {}).items() if t in caps}
-    deployment.stage_caps, deployment.stage_caps_entered_at = caps, entered
-    deployment.save(update_fields=["stage", "stage_entered_at", "stage_caps", "stage_caps_entered_at"])
+    model_update(deployment, stage=stage.value, stage_entered_at=now, stage_caps=caps, stage_caps_entered_at=entered)
 
 
 def _cancel_open_requests(deployment: Deployment, action_type: str | None, actor: AbstractBaseUser, why: str) -> None:
@@ -50,10 +47,7 @@ def _cancel_open_requests(deployment: Deployment, action_type: str | None, actor
     if action_type is not None:
         qs = qs.filter(action_type=action_type)
     for request in qs:
-        request.status = PromotionRequest.Status.CANCELLED
-        request.decided_at = timezone.now()
-        request.decision_reason = why
-        request.save(update_fields=["status", "decided_at", "decision_reason"])
+        model_update(request, status=PromotionRequest.Status.CANCELLED, decided_at=timezone.now(), decision_reason=why)
         audit_event_record(
             verb="deployments.promotion.cancelled", actor=actor, deployment=deployment, obj=request, reason=why
         )
@@ -181,7 +175,6 @@ def deployment_promotion_approve(*, request_id: int, actor: AbstractBaseUser, re
     audit_event_record(
         verb="deployments.stage.promoted",
         actor=actor,
-        deployment=deployment,
         obj=deployment,
         reason=reason,
         data={
@@ -203,11 +196,13 @@ def deployment_promotion_reject(*, request_id: int, actor: AbstractBaseUser, rea
     request, deployment, reason = _lock_request_to_decide(
         request_id=request_id, actor=actor, reason=reason, verb="reject", done="rejected", own="decide"
     )
-    request.status = PromotionRequest.Status.REJECTED
-    request.decided_by = actor
-    request.decided_at = timezone.now()
-    request.decision_reason = reason
-    request.save(update_fields=["status", "decided_by", "decided_at", "decision_reason"])
+    model_update(
+        request,
+        status=PromotionRequest.Status.REJECTED,
+        decided_by=actor,
+        decided_at=timezone.now(),
+        decision_reason=reason,
+    )
     audit_event_record(
         verb="deployments.promotion.rejected", actor=actor, deployment=deployment, obj=request, reason=reason
     )
@@ -262,7 +257,6 @@ def deployment_demote_locked(
     audit_event_record(
         verb="deployments.stage.demoted",
         actor=actor,
-        deployment=deployment,
         obj=deployment,
         reason=reason,
         data={"from": current.value, "to": to_stage.value, "action_type": action_type, **data},

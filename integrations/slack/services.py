@@ -24,6 +24,7 @@ from slack_sdk.errors import SlackApiError
 
 from core.jsonlimits import json_parse, text_problem
 from core.tasks import enqueue_on_commit
+from core.updates import model_update
 from deployments.errors import DomainError, InvalidInput, InvalidTransition
 from deployments.locks import deployment_lock
 from deployments.models import AuditEvent, Deployment
@@ -86,13 +87,11 @@ def deployment_slack_channel_set(*, slug: str, channel: str, actor: AbstractBase
         raise InvalidInput(f"no deployment {slug!r}")
     deployment = deployment_lock(found)
     before = deployment.slack_channel
-    deployment.slack_channel = channel
-    deployment.save(update_fields=["slack_channel"])
+    model_update(deployment, slack_channel=channel)
     audit_event_record(
         verb="integrations.slack.channel_set",
         actor=actor,
         actor_label="" if actor else "manage.py",
-        deployment=deployment,
         obj=deployment,
         data={"before": before, "after": channel},
     )

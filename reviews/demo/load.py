@@ -50,7 +50,6 @@ def load_history(
         created = audit_event_build(
             verb="deployments.deployment.created",
             actor_label="load_demo",
-            deployment=deployment,
             obj=deployment,
             data={"stage": story.timeline[0][1].value, "started_above_shadow": False},
         )

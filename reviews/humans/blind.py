@@ -110,7 +110,6 @@ def blind_answer_record(
     audit_event_record(
         verb="reviews.action.blind_answered",
         actor=actor,
-        deployment=action.deployment_id,
         obj=action,
         reason=reason,
         data={"decision": decision, "agree": answer.agree, "differences": len(answer.diff)}

@@ -24,15 +24,18 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from core.updates import model_update
 from deployments.counters import CounterDelta, Metric, counters_add, evidence_deltas
 from deployments.errors import Conflict, InvalidInput, InvalidTransition, NotAllowed
 from deployments.permissions import on_behalf_data
 from deployments.policy import Route, Stage, route_for
 from deployments.reviewers import reviewer_counts_add
 from deployments.services import audit_event_record
+from reviews.claims import CLAIM_CLEARED
 from reviews.humans.common import Status, action_lock, answers_compare, require_may_decide, seconds_since_start
 from reviews.humans.models import DoubleVote
 from reviews.models import ProposedAction
+from reviews.moves import action_system_move
 
 DOUBLE = ProposedAction.Sample.DOUBLE
 
@@ -137,8 +140,7 @@ def double_vote_record(
         data={"action": action.pk, "round": vote.round, "verb": verb} | on_behalf_data(on_behalf_of),
     )
     if first is None:
-        action.claimed_by, action.claimed_at = None, None
-        action.save(update_fields=["claimed_by", "claimed_at"])
+        model_update(action, **CLAIM_CLEARED)
         return DoubleOutcome(action=action, vote=vote)
     counters_add(_baseline_deltas(action, first, vote))
     for voter in (first.actor_id, vote.actor_id):  # each person's agreement with their partner
@@ -150,18 +152,14 @@ def double_vote_record(
         )
     if vote.matches_first:
         return DoubleOutcome(action=action, vote=vote, carry_out=True)
-    action.status = Status.PENDING_SENIOR
-    action.expires_at = now + action.deployment.senior_sla
-    action.reason = "double review: the two reviewers disagree"
-    action.claimed_by, action.claimed_at = None, None
-    action.save(update_fields=["status", "expires_at", "reason", "claimed_by", "claimed_at"])
-    audit_event_record(
+    action_system_move(
+        action,
+        to=Status.PENDING_SENIOR,
         verb="reviews.action.double_review_disagreed",
-        actor_label="system",
-        deployment=action.deployment_id,
-        obj=action,
-        reason=action.reason,
-        data={"from": Status.PENDING_REVIEW, "to": Status.PENDING_SENIOR, "votes": [first.verb, vote.verb]},
+        data={"votes": [first.verb, vote.verb]},
+        expires_at=now + action.deployment.senior_sla,
+        reason="double review: the two reviewers disagree",
+        **CLAIM_CLEARED,
     )
     return DoubleOutcome(action=action, vote=vote)
 

@@ -18,6 +18,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from core.updates import model_update
 from deployments.counters import Metric
 from deployments.errors import InvalidTransition
 from deployments.models import Deployment
@@ -27,6 +28,7 @@ from deployments.reviewers import reviewer_counts_add
 from deployments.rules import approvals_required, rules_for, rules_match
 from deployments.services import audit_event_record
 from reviews.canonical import payload_sha256
+from reviews.claims import CLAIM_CLEARED
 from reviews.humans.common import Status, require_may_decide
 from reviews.humans.models import Drill, DrillTemplate
 from reviews.models import ProposedAction
@@ -109,14 +111,9 @@ def drill_decide(*, action: ProposedAction, actor: AbstractBaseUser | None, deci
     on_behalf_of = require_may_decide(action, actor, now) if actor is not None else None
     drill = Drill.objects.select_related("template").get(action=action)
     caught = decision in ("reject", "escalate")
-    drill.actor, drill.decision, drill.decided_at = actor, decision, now
-    drill.caught = caught if actor is not None else None
-    drill.save(update_fields=["actor", "decision", "decided_at", "caught"])
-    action.status = Status.EXPIRED if actor is None else Status.REJECTED
-    action.reason = CLOSED_REASON
-    action.decided_at = now
-    action.claimed_by, action.claimed_at = None, None
-    action.save(update_fields=["status", "reason", "decided_at", "claimed_by", "claimed_at"])
+    model_update(drill, actor=actor, decision=decision, decided_at=now, caught=caught if actor is not None else None)
+    status = Status.EXPIRED if actor is None else Status.REJECTED
+    model_update(action, status=status, reason=CLOSED_REASON, decided_at=now, **CLAIM_CLEARED)
     if actor is not None:
         reviewer_counts_add(
             deployment_id=action.deployment_id,
@@ -128,7 +125,6 @@ def drill_decide(*, action: ProposedAction, actor: AbstractBaseUser | None, deci
         verb="reviews.drill.expired" if actor is None else "reviews.drill.caught" if caught else "reviews.drill.missed",
         actor=actor,
         actor_label="" if actor else "system",
-        deployment=action.deployment_id,
         obj=action,
         data={"decision": decision} | on_behalf_data(on_behalf_of),
     )

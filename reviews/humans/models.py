@@ -3,23 +3,22 @@
 from django.conf import settings
 from django.db import models
 
-from reviews.models import ProposedAction
+from reviews.models import Immutable, ProposedAction
 
 
-class _Immutable(models.Model):
+class Answer(Immutable):
+    """What one person answered on an action, before or beside its decision: written once."""
+
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    payload = models.JSONField(null=True, blank=True)  # the payload they would send (None: reject)
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
     class Meta:
         abstract = True
 
-    def save(self, *args, **kwargs) -> None:
-        if not self._state.adding:
-            raise ValueError(f"{type(self).__name__} rows are immutable.")
-        super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):
-        raise ValueError(f"{type(self).__name__} rows are immutable.")
-
-
-class BlindAnswer(_Immutable):
+class BlindAnswer(Answer):
     """What a reviewer would do for a blind sample, recorded before its proposal is shown.
 
     `decision` is "approve" (with the payload they would send) or "reject". `agree` and
@@ -32,23 +31,16 @@ class BlindAnswer(_Immutable):
         REJECT = "reject"
 
     action = models.OneToOneField(ProposedAction, on_delete=models.PROTECT, related_name="blind_answer")
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     decision = models.CharField(max_length=8, choices=Decision.choices)
-    payload = models.JSONField(null=True, blank=True)
-    reason = models.TextField(blank=True)
     agree = models.BooleanField()
     diff = models.JSONField(default=list, blank=True)
     seconds_to_answer = models.FloatField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        app_label = "reviews"
 
     def __str__(self) -> str:
         return f"blind {self.decision} #{self.action_id} ({'agree' if self.agree else 'disagree'})"
 
 
-class DoubleVote(_Immutable):
+class DoubleVote(Answer):
     """One of the two independent decisions on a double-review sample (`round` 1 or 2).
 
     The first vote leaves the action pending; the second settles it: the two agree and the
@@ -62,19 +54,14 @@ class DoubleVote(_Immutable):
 
     action = models.ForeignKey(ProposedAction, on_delete=models.PROTECT, related_name="double_votes")
     round = models.PositiveSmallIntegerField()
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     verb = models.CharField(max_length=8, choices=Verb.choices)
-    payload = models.JSONField(null=True, blank=True)  # the payload they approve (None: reject)
-    reason = models.TextField(blank=True)
     # This vote against the AI's proposal under the deployment's comparison rules.
     agrees_with_ai = models.BooleanField()
     # The second vote against the first (None on the first): the pair's human–human agreement.
     matches_first = models.BooleanField(null=True, blank=True)
     seconds_to_decide = models.FloatField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        app_label = "reviews"
         ordering = ["action_id", "round"]
         constraints = [
             models.UniqueConstraint(fields=["action", "round"], name="double_vote_one_per_round"),
@@ -102,7 +89,6 @@ class DrillTemplate(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        app_label = "reviews"
         indexes = [models.Index(fields=["deployment", "action_type"], name="drill_template_by_type")]
 
     def __str__(self) -> str:
@@ -123,9 +109,6 @@ class Drill(models.Model):
     decision = models.CharField(max_length=16, blank=True)  # approve, reject, escalate, expire
     caught = models.BooleanField(null=True, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        app_label = "reviews"
 
     def __str__(self) -> str:
         return f"drill #{self.action_id} {self.decision or 'open'}"

@@ -93,12 +93,6 @@ def _validate(body: Any) -> list[OutcomeIn]:
     "/outcomes",
     response={200: OutcomesOut, 400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 413: ErrorOut, 422: ErrorOut},
     summary="Report what humans did (shadow mode)",
-    description="Needs a key with the `outcomes` scope (403 otherwise). "
-    "One outcome object, or a list of up to 1000: `external_id`, `action_type`, `payload`, optional "
-    "`decided_by`, `decided_at`. Idempotent per external_id: the first outcome stored wins; a repeat answers "
-    "`duplicate`, a different outcome for a known external_id answers `conflict` and changes nothing. Each "
-    "outcome is paired with the shadow action of the same external_id, whichever arrives first, and compared "
-    "by a worker.",
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -116,6 +110,12 @@ def _validate(body: Any) -> list[OutcomeIn]:
     },
 )
 def outcomes_create(request: HttpRequest) -> Any:
+    """Needs a key with the `outcomes` scope (403 otherwise). One outcome object, or a list of up to
+    1000: `external_id`, `action_type`, `payload`, optional `decided_by`, `decided_at`. Idempotent
+    per external_id: the first outcome stored wins; a repeat answers `duplicate`, a different
+    outcome for a known external_id answers `conflict` and changes nothing. Each outcome is paired
+    with the shadow action of the same external_id, whichever arrives first, and compared by a
+    worker."""
     outcomes = _validate(strict_json.parse_body(request))
     key = request.auth
     results = shadow_outcomes_record(

@@ -32,7 +32,6 @@ class ShadowOutcome(models.Model):
     api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
-        app_label = "reviews"
         constraints = [
             models.UniqueConstraint(fields=["deployment", "external_id"], name="shadow_outcome_unique_external_id")
         ]
@@ -61,9 +60,6 @@ class ShadowAdjudication(models.Model):
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     reason = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        app_label = "reviews"
 
     def __str__(self) -> str:
         return f"{self.verdict} #{self.action_id}"
@@ -95,7 +91,6 @@ class ShadowTally(models.Model):
     disagree = models.BigIntegerField(default=0)
 
     class Meta:
-        app_label = "reviews"
         constraints = [
             models.UniqueConstraint(
                 fields=["deployment", "day", "action_type", "human_action_type", "model_version", "shard"],
@@ -134,7 +129,6 @@ class ShadowRecompute(models.Model):
     error = models.TextField(blank=True)
 
     class Meta:
-        app_label = "reviews"
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(

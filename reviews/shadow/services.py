@@ -22,6 +22,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.tasks import enqueue_on_commit
+from core.updates import model_update
 from deployments.counters import CounterDelta, Metric, counters_add, counters_add_many, evidence_add, evidence_deltas
 from deployments.errors import Conflict, InvalidInput, InvalidTransition
 from deployments.locks import deployment_lock
@@ -323,7 +324,6 @@ def shadow_adjudicate(
     audit_event_record(
         verb=f"reviews.shadow.adjudicated.{verdict.value}",
         actor=actor,
-        deployment=action.deployment_id,
         obj=action,
         reason=adjudication.reason,
         data={"verdict": verdict.value, "counts_as_agreement": adjudication.counts_as_agreement}
@@ -383,12 +383,10 @@ def comparison_rules_set(
     if clean == (deployment.comparison_rules or {}):
         return deployment, None
     before = deployment.comparison_rules
-    deployment.comparison_rules = clean
-    deployment.save(update_fields=["comparison_rules"])
+    model_update(deployment, comparison_rules=clean)
     audit_event_record(
         verb="reviews.shadow.rules_changed",
         actor=actor,
-        deployment=deployment,
         obj=deployment,
         data={"before": before, "after": clean},
     )
@@ -461,7 +459,6 @@ def shadow_recompute_step(*, recompute_id: int, batch_size: int = RECOMPUTE_BATC
         recompute.total = max(recompute.total, recompute.processed)
         audit_event_record(
             verb="reviews.shadow.recompute_finished",
-            deployment=recompute.deployment_id,
             obj=recompute,
             data={"processed": recompute.processed, "changed": recompute.changed},
         )
@@ -476,10 +473,7 @@ def shadow_recompute_fail(*, recompute_id: int, error: str) -> None:
     recompute = ShadowRecompute.objects.select_for_update(no_key=True).filter(pk=recompute_id).first()
     if recompute is None or recompute.status != ShadowRecompute.Status.RUNNING:
         return
-    recompute.status = ShadowRecompute.Status.FAILED
-    recompute.finished_at = timezone.now()
-    recompute.error = error[:2000]
-    recompute.save(update_fields=["status", "finished_at", "error"])
+    model_update(recompute, status=ShadowRecompute.Status.FAILED, finished_at=timezone.now(), error=error[:2000])
     audit_event_record(
         verb="reviews.shadow.recompute_failed", deployment=recompute.deployment_id, obj=recompute, data={"error": error}
     )
