@@ -66,14 +66,6 @@ def confidence_band(confidence: float) -> int:
     return min(CONFIDENCE_BANDS - 1, max(0, math.ceil(confidence * CONFIDENCE_BANDS) - 1))
 
 
-def _cell(
-    *, deployment_id: int, action_type: str, risk: float, confidence: float, needs_human: bool, outcome: str, day: date
-) -> tuple:
-    if outcome not in OUTCOMES:
-        raise ValueError(f"unknown outcome {outcome!r}")
-    return (deployment_id, day, action_type, risk_band(risk), confidence_band(confidence), bool(needs_human), outcome)
-
-
 def replay_deltas(
     *,
     deployment_id: int,
@@ -89,15 +81,10 @@ def replay_deltas(
     deltas of the same decision, in its transaction: on PostgreSQL they are all ONE statement,
     so the simulator's cell costs the decision no extra round trip (the decision's query
     budget: tests/reviews/test_query_counts.py)."""
-    key = _cell(
-        deployment_id=deployment_id,
-        action_type=action_type,
-        risk=risk,
-        confidence=confidence,
-        needs_human=needs_human,
-        outcome=outcome,
-        day=day or timezone.now().date(),
-    )
+    if outcome not in OUTCOMES:
+        raise ValueError(f"unknown outcome {outcome!r}")
+    day = day or timezone.now().date()
+    key = (deployment_id, day, action_type, risk_band(risk), confidence_band(confidence), bool(needs_human), outcome)
     return [CounterDelta(ReplayCount, dict(zip(REPLAY.keys, key, strict=True)), {"n": 1, "seconds": float(seconds)})]
 
 
@@ -236,16 +223,11 @@ def simulate(
             _count_candidate(part, outcome, now_route, new_route, n, seconds)
     mean_seconds = human_seconds / human_n if human_n else 0.0
     notes = ["Routed as stage 3 (supervised) routes."]
-    rules = _rules_replay(
-        deployment=deployment,
-        since=since,
-        current=current,
-        candidate=candidate,
-        candidate_rules=candidate_rules,
-        overall=overall,
-        by_type=by_type,
-        notes=notes,
-    )
+    rules, moves, replay_notes = _rules_replay(deployment, since, current, candidate, candidate_rules)
+    for action_type, outcome, now_route, new_route, n, seconds in moves:
+        for part in (overall, by_type[action_type]):
+            _count_candidate(part, outcome, now_route, new_route, n, seconds)
+    notes += replay_notes
     for name in ("auto_max_risk", "review_max_risk"):
         if abs(getattr(candidate, name) * RISK_BANDS - round(getattr(candidate, name) * RISK_BANDS)) > 1e-9:
             notes.append(f"{name} is not a multiple of 0.05: replayed at the band it falls in.")
@@ -305,28 +287,22 @@ def _decided_proposals(deployment: Deployment, action_type: str, since: date) ->
 
 
 def _rules_replay(
-    *,
-    deployment: Deployment,
-    since: date,
-    current: Thresholds,
-    candidate: Thresholds,
-    candidate_rules: dict[str, Any] | None,
-    overall: dict,
-    by_type: dict[str, dict],
-    notes: list[str],
-) -> list[dict]:
-    """Move each decided proposal a new rule matches from its candidate route to the rule's
-    (see the module's docstring), in `overall` and `by_type`; per rule, what it matched.
-    Mutates the parts."""
+    deployment: Deployment, since: date, current: Thresholds, candidate: Thresholds, rules: dict[str, Any] | None
+) -> tuple[list[dict], list[tuple], list[str]]:
+    """Each decided proposal a new rule matches moves from its candidate route to the rule's
+    (see the module's docstring): per rule, what it matched; the moves, as
+    (action_type, outcome, now_route, candidate_route, n, seconds) for `_count_candidate`
+    (out of one route with n = -1, into another with n = +1); and notes."""
     now_cut, new_cut = _cutoffs(current), _cutoffs(candidate)
+    moves, notes = [], []
     report = []
-    for action_type, rules in sorted(_new_rules(deployment, candidate_rules).items()):
+    for action_type, new_rules in sorted(_new_rules(deployment, rules).items()):
         rows, more = _decided_proposals(deployment, action_type, since)
         if more:
             notes.append(f"{action_type}: rules replayed over the newest {RULES_REPLAY_MAX} decided proposals only.")
-        per_rule = {rule.name: {"matched": 0, "auto_now": 0} for rule in rules}
+        per_rule = {rule.name: {"matched": 0, "auto_now": 0} for rule in new_rules}
         for row in rows:
-            matches = rules_match(rules, row)
+            matches = rules_match(new_rules, row)
             if not matches:
                 continue
             outcome, seconds = row["outcome"], row["seconds"] or 0.0
@@ -340,11 +316,12 @@ def _rules_replay(
             route = "refused" if refused else route_with_rules(Route(by_thresholds), matches).value
             if route == by_thresholds:
                 continue
-            for part in (overall, by_type[action_type]):
-                _count_candidate(part, outcome, now_route, by_thresholds, -1, -seconds)
-                _count_candidate(part, outcome, now_route, route, 1, seconds)
+            moves += [
+                (action_type, outcome, now_route, by_thresholds, -1, -seconds),
+                (action_type, outcome, now_route, route, 1, seconds),
+            ]
         report += [{"action_type": action_type, "rule": name, **counts} for name, counts in per_rule.items()]
-    return report
+    return report, moves, notes
 
 
 def settings_simulate(*, deployment: Deployment, changes: dict[str, Any], days: int = DEFAULT_DAYS) -> dict[str, Any]:
