@@ -28,7 +28,7 @@ head kept outside the database pins everything up to it.
 
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -218,14 +218,9 @@ def audit_chain_verify(*, seal: bool = True) -> ChainReport:
     if seal:
         audit_chain_seal()
     report = audit_chain_check()
-    AuditVerification.objects.create(
-        ok=report.ok,
-        checked=report.checked,
-        head_seq=report.head_seq,
-        head_hash=report.head_hash,
-        broken_event_id=report.broken_event_id,
-        problem=report.problem,
-    )
+    verification = asdict(report)
+    del verification["unsealed"]  # for the audit page, not part of the check
+    AuditVerification.objects.create(**verification)
     return report
 
 

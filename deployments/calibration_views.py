@@ -1,16 +1,15 @@
 """The calibration page (`/deployments/<slug>/calibration/`): who may see it is who may see
 the gate page. Thin: one read (deployments.calibration), a chart per kind, the data as tables."""
 
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET
 
-from deployments import selectors
 from deployments.calibration import DEFAULT_DAYS, MAX_DAYS, calibration_evaluate
 from deployments.charts import reliability_svg
 from deployments.models import Member
-from deployments.permissions import role_required
+from deployments.permissions import deployment_visible_or_404, role_required
 
 
 def _days(raw: str) -> int:
@@ -36,9 +35,7 @@ def _simulate_url(slug: str, candidate: dict) -> str | None:
 @require_GET
 @role_required(Member.Role.REVIEWER)
 def deployment_calibration(request: HttpRequest, slug: str) -> HttpResponse:
-    deployment = selectors.deployment_get_visible(member=request.member, slug=slug)
-    if deployment is None:
-        raise Http404("no such deployment among yours")
+    deployment = deployment_visible_or_404(request, slug)
     action_type = request.GET.get("action_type", "").strip()[:100]
     days = _days(request.GET.get("days", ""))
     calibration = calibration_evaluate(deployment=deployment, action_type=action_type, days=days)

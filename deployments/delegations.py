@@ -96,12 +96,7 @@ def delegation_create(
             f"{_when(away.ends_at)}; choose someone else"
         )
     delegation = Delegation.objects.create(
-        delegator=delegator,
-        delegate=delegate,
-        starts_at=starts_at,
-        ends_at=ends_at,
-        note=note,
-        created_by=actor,
+        delegator=delegator, delegate=delegate, starts_at=starts_at, ends_at=ends_at, note=note, created_by=actor
     )
     audit_event_record(
         verb="deployments.delegation.created",

@@ -23,7 +23,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import timezone
 
 from deployments.errors import NotAllowed
@@ -197,6 +197,15 @@ def deployments_visible_to(member: Member, queue: str = "any") -> QuerySet[Deplo
     if member.is_admin:
         return Deployment.objects.all()
     return Deployment.objects.filter(pk__in=_visible_ids(member, queue))
+
+
+def deployment_visible_or_404(request: HttpRequest, slug: str, queue: str = "any") -> Deployment:
+    """The deployment `slug` for a page of the signed-in member; 404 when it is not among theirs
+    (`deployments_visible_to`), so a page never tells whether another team's slug exists."""
+    deployment = deployments_visible_to(request.member, queue).filter(slug=slug).first()
+    if deployment is None:
+        raise Http404("no such deployment among yours")
+    return deployment
 
 
 def visible_deployment_ids(member: Member, queue: str = "any") -> list[int] | None:

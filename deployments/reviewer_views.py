@@ -2,14 +2,13 @@
 
 from datetime import timedelta
 
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from deployments import selectors
 from deployments.models import Member
-from deployments.permissions import role_required
+from deployments.permissions import deployment_visible_or_404, role_required
 from deployments.reviewers import reviewer_flags_for, reviewer_rows
 
 WINDOWS = (7, 30, 90, 365)
@@ -21,9 +20,7 @@ def reviewer_quality(request: HttpRequest, slug: str) -> HttpResponse:
     """Per reviewer over the last `days` (7, 30, 90 or 365; default 30): decisions, time to
     decide, the share decided quickly, the longest approve streak, edit and reject rates,
     agreement with double-review partners and with the AI on blind answers, and flags."""
-    deployment = selectors.deployment_get_visible(member=request.member, slug=slug, queue="senior")
-    if deployment is None:
-        raise Http404("no such deployment among yours")
+    deployment = deployment_visible_or_404(request, slug, queue="senior")
     try:
         days = int(request.GET.get("days", 30))
     except ValueError:

@@ -13,12 +13,6 @@ from deployments.models import AuditEvent, Deployment, Member, PromotionRequest
 from deployments.permissions import deployments_visible_to, limit_to_visible
 from deployments.stats import wilson_interval
 
-
-def deployment_get_visible(*, member: Member, slug: str, queue: str = "any") -> Deployment | None:
-    """The deployment if the member works on it (`queue="senior"`: with a senior's rights)."""
-    return deployments_visible_to(member, queue).filter(slug=slug).first()
-
-
 # The actions table belongs to `reviews`; reached through the reverse relation so that this
 # lower app does not import the upper one. Status names are reviews.ProposedAction.Status.
 PENDING_REVIEW, PENDING_SENIOR = "pending_review", "pending_senior"

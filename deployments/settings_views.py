@@ -13,10 +13,9 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from deployments import selectors
 from deployments.errors import DomainError
 from deployments.models import Deployment, Member, SettingsChangeRequest
-from deployments.permissions import role_required
+from deployments.permissions import deployment_visible_or_404, role_required
 from deployments.settings_changes import (
     GOVERNED,
     JSON_FIELDS,
@@ -100,13 +99,6 @@ class SettingsForm(forms.ModelForm):
         return data
 
 
-def _admin_deployment(request: HttpRequest, slug: str) -> Deployment:
-    deployment = selectors.deployment_get_visible(member=request.member, slug=slug)
-    if deployment is None:
-        raise Http404("no such deployment among yours")
-    return deployment
-
-
 def _open_change(deployment: Deployment) -> SettingsChangeRequest | None:
     return deployment.settings_changes.filter(status=SettingsChangeRequest.Status.OPEN).first()
 
@@ -114,7 +106,7 @@ def _open_change(deployment: Deployment) -> SettingsChangeRequest | None:
 @require_http_methods(["GET", "POST"])
 @role_required(Member.Role.ADMIN)
 def deployment_settings(request: HttpRequest, slug: str) -> HttpResponse:
-    deployment = _admin_deployment(request, slug)
+    deployment = deployment_visible_or_404(request, slug)
     status, simulation = 200, None
     # The calibration page's candidate (?auto_min_confidence=t): pre-filled and replayed,
     # nothing saved. A value that is no number in [0, 1] is ignored.
@@ -188,7 +180,7 @@ def _change(deployment: Deployment, change_id: int) -> SettingsChangeRequest:
 @require_http_methods(["GET"])
 @role_required(Member.Role.ADMIN)
 def settings_change_detail(request: HttpRequest, slug: str, change_id: int) -> HttpResponse:
-    deployment = _admin_deployment(request, slug)
+    deployment = deployment_visible_or_404(request, slug)
     change = _change(deployment, change_id)
     rows = [(f, change.before.get(f), change.after.get(f), f in change.lowering) for f in change.after]
     context = {"deployment": deployment, "change": change, "rows": rows}
@@ -203,7 +195,7 @@ def _decision_view(service, done: str):
     @require_POST
     @role_required(Member.Role.ADMIN)
     def view(request: HttpRequest, slug: str, change_id: int) -> HttpResponse:
-        deployment = _admin_deployment(request, slug)
+        deployment = deployment_visible_or_404(request, slug)
         change = _change(deployment, change_id)
         form = DecisionForm(request.POST)
         if not form.is_valid():

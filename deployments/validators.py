@@ -5,6 +5,7 @@ Pure Python, so that `Deployment.clean()` imports them at the top of models.py: 
 here, and neither is imported by the models.
 """
 
+from collections.abc import Callable, Container
 from typing import Any
 
 from deployments.policy import Stage
@@ -79,17 +80,16 @@ def gate_criteria_errors(overrides: Any) -> list[str]:
     for stage, values in overrides.items():
         if stage not in DEFAULT_CRITERIA:
             errors.append(f"{stage!r} is not a promotion target (one of {', '.join(DEFAULT_CRITERIA)})")
-            continue
-        if not isinstance(values, dict):
+        elif not isinstance(values, dict):
             errors.append(f"{stage}: must be an object")
-            continue
-        for key, value in values.items():
-            if key not in DEFAULT_CRITERIA[stage]:
-                errors.append(f"{stage}: unknown criterion {key!r}")
-            elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                errors.append(f"{stage}.{key}: must be a non-negative number")
-            elif key in RATE_KEYS and value > 1:
-                errors.append(f"{stage}.{key}: must be between 0 and 1")
+        else:
+            errors += _numbers_errors(
+                values,
+                DEFAULT_CRITERIA[stage],
+                unknown=lambda key, stage=stage: f"{stage}: unknown criterion {key!r}",
+                prefix=f"{stage}.",
+                is_rate=RATE_KEYS.__contains__,
+            )
     return errors
 
 
@@ -97,14 +97,34 @@ def breaker_settings_errors(overrides: Any) -> list[str]:
     """Problems with a `breaker_settings` override (empty list when it is valid)."""
     if not isinstance(overrides, dict):
         return ["must be an object"]
+    return _numbers_errors(
+        overrides,
+        DEFAULT_BREAKER_SETTINGS,
+        unknown=lambda key: f"unknown setting {key!r} (one of {', '.join(DEFAULT_BREAKER_SETTINGS)})",
+        positive=True,
+        is_rate=lambda key: key.startswith("max_"),
+    )
+
+
+def _numbers_errors(
+    values: dict,
+    allowed: Container[str],
+    *,
+    unknown: Callable[[str], str],
+    is_rate: Callable[[str], bool],
+    prefix: str = "",
+    positive: bool = False,
+) -> list[str]:
+    """Problems with a flat object of numeric settings: unknown keys (`unknown` words them),
+    values that are not numbers at least 0 (above 0 if `positive`), rates above 1."""
     errors = []
-    for key, value in overrides.items():
-        if key not in DEFAULT_BREAKER_SETTINGS:
-            errors.append(f"unknown setting {key!r} (one of {', '.join(DEFAULT_BREAKER_SETTINGS)})")
-        elif isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            errors.append(f"{key}: must be a positive number")
-        elif key.startswith("max_") and value > 1:
-            errors.append(f"{key}: must be between 0 and 1")
+    for key, value in values.items():
+        if key not in allowed:
+            errors.append(unknown(key))
+        elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or (positive and value == 0):
+            errors.append(f"{prefix}{key}: must be a {'positive' if positive else 'non-negative'} number")
+        elif is_rate(key) and value > 1:
+            errors.append(f"{prefix}{key}: must be between 0 and 1")
     return errors
 
 

@@ -25,8 +25,8 @@ from deployments.charts import stacked_bars_svg
 from deployments.counters import Metric
 from deployments.errors import DomainError
 from deployments.gate import gate_evaluate
-from deployments.models import Deployment, Member
-from deployments.permissions import deployments_visible_to, role_required
+from deployments.models import Member
+from deployments.permissions import deployment_visible_or_404, deployments_visible_to, role_required
 from deployments.policy import STAGE_ORDER, Stage
 
 STAGE_CHOICES = [(s.value, s.value) for s in STAGE_ORDER]
@@ -49,13 +49,6 @@ class PromotionRequestForm(forms.Form):
 
 class PromotionDecisionForm(ReasonForm):
     decision = forms.ChoiceField(choices=[("approve", "approve"), ("reject", "reject")])
-
-
-def _visible(request: HttpRequest, slug: str) -> Deployment:
-    deployment = selectors.deployment_get_visible(member=request.member, slug=slug)
-    if deployment is None:
-        raise Http404("no such deployment among yours")
-    return deployment
 
 
 def _form_error(form: forms.Form) -> str:
@@ -83,7 +76,7 @@ def deployment_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 @role_required(Member.Role.REVIEWER)
 def deployment_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    deployment = _visible(request, slug)
+    deployment = deployment_visible_or_404(request, slug)
     days = selectors.daily_metrics(deployment, days=30)
     labels = [d.strftime("%m-%d") for d, _ in days]
     decision_series = {
@@ -127,7 +120,7 @@ def deployment_detail(request: HttpRequest, slug: str) -> HttpResponse:
 @require_GET
 @role_required(Member.Role.REVIEWER)
 def deployment_gate(request: HttpRequest, slug: str) -> HttpResponse:
-    deployment = _visible(request, slug)
+    deployment = deployment_visible_or_404(request, slug)
     action_type = request.GET.get("action_type", "").strip()[:100]
     if action_type and action_type not in (deployment.stage_caps or {}):
         messages.warning(request, f"{action_type} has no cap: it follows the deployment's own gate")
@@ -152,7 +145,7 @@ def _back(slug: str, page: str = "detail", action_type: str = "") -> str:
 @require_POST
 @role_required(Member.Role.ADMIN)
 def promotion_request_create(request: HttpRequest, slug: str) -> HttpResponse:
-    deployment = _visible(request, slug)
+    deployment = deployment_visible_or_404(request, slug)
     form = PromotionRequestForm(request.POST)
     action_type = request.POST.get("action_type", "").strip()[:100]
 
@@ -172,7 +165,7 @@ def promotion_request_create(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 @role_required(Member.Role.ADMIN)
 def promotion_request_decide(request: HttpRequest, slug: str, request_id: int) -> HttpResponse:
-    deployment = _visible(request, slug)
+    deployment = deployment_visible_or_404(request, slug)
     if not deployment.promotion_requests.filter(pk=request_id).exists():
         raise Http404("no such request for this deployment")
     form = PromotionDecisionForm(request.POST)
@@ -195,7 +188,7 @@ def promotion_request_decide(request: HttpRequest, slug: str, request_id: int) -
 @require_POST
 @role_required(Member.Role.ADMIN)
 def deployment_demote(request: HttpRequest, slug: str) -> HttpResponse:
-    deployment = _visible(request, slug)
+    deployment = deployment_visible_or_404(request, slug)
     action_type = request.POST.get("action_type", "").strip()
     if action_type and action_type not in selectors.known_action_types(deployment):
         messages.error(
@@ -223,7 +216,7 @@ def _reason_action(service: Callable[..., object], done: str) -> Callable[[HttpR
     @require_POST
     @role_required(Member.Role.ADMIN)
     def view(request: HttpRequest, slug: str) -> HttpResponse:
-        deployment = _visible(request, slug)
+        deployment = deployment_visible_or_404(request, slug)
 
         def act(data: dict) -> str:
             service(deployment_id=deployment.pk, actor=request.user, reason=data["reason"])

@@ -15,8 +15,8 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from core.jsonlimits import JsonProblem, json_check, json_parse
 from deployments.errors import DomainError
-from deployments.models import Deployment, Member
-from deployments.permissions import deployments_visible_to, role_required
+from deployments.models import Member
+from deployments.permissions import deployment_visible_or_404, role_required
 from reviews.shadow import charts, selectors, services
 from reviews.shadow.models import ShadowAdjudication, ShadowRecompute
 
@@ -29,10 +29,6 @@ RULES_EXAMPLE = {
 }
 
 
-def _deployment(request: HttpRequest, slug: str) -> Deployment:
-    return get_object_or_404(deployments_visible_to(request.member), slug=slug)
-
-
 def _require_admin(request: HttpRequest) -> None:
     if not request.member.is_admin:
         raise PermissionDenied("only admins may change comparison rules or start a recompute")
@@ -40,7 +36,7 @@ def _require_admin(request: HttpRequest) -> None:
 
 @role_required(Member.Role.REVIEWER)
 def shadow_report(request: HttpRequest, slug: str) -> HttpResponse:
-    deployment = _deployment(request, slug)
+    deployment = deployment_visible_or_404(request, slug)
     evidence = selectors.shadow_evidence(deployment_id=deployment.pk)
     context = {
         "deployment": deployment,
@@ -56,7 +52,7 @@ def shadow_report(request: HttpRequest, slug: str) -> HttpResponse:
 
 @role_required(Member.Role.REVIEWER)
 def shadow_disagreements(request: HttpRequest, slug: str) -> HttpResponse:
-    deployment = _deployment(request, slug)
+    deployment = deployment_visible_or_404(request, slug)
     try:
         before = int(request.GET.get("before") or 0) or None
     except ValueError:
@@ -81,7 +77,7 @@ def shadow_disagreements(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 @role_required(Member.Role.REVIEWER)
 def shadow_adjudicate(request: HttpRequest, slug: str, action_id: int) -> HttpResponse:
-    deployment = _deployment(request, slug)
+    deployment = deployment_visible_or_404(request, slug)
     if not deployment.actions.filter(pk=action_id).exists():
         raise PermissionDenied("no such action in this deployment")
     try:
@@ -103,7 +99,7 @@ def shadow_adjudicate(request: HttpRequest, slug: str, action_id: int) -> HttpRe
 @require_http_methods(["GET", "POST"])
 @role_required(Member.Role.REVIEWER)
 def shadow_rules(request: HttpRequest, slug: str) -> HttpResponse:
-    deployment = _deployment(request, slug)
+    deployment = deployment_visible_or_404(request, slug)
     text = json.dumps(deployment.comparison_rules or {}, indent=2)
     status = 200
     if request.method == "POST":
@@ -140,7 +136,7 @@ def shadow_rules(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 @role_required(Member.Role.REVIEWER)
 def shadow_recompute_start(request: HttpRequest, slug: str) -> HttpResponse:
-    deployment = _deployment(request, slug)
+    deployment = deployment_visible_or_404(request, slug)
     _require_admin(request)
     try:
         services.shadow_recompute_start(deployment_id=deployment.pk, actor=request.user)
@@ -153,6 +149,6 @@ def shadow_recompute_start(request: HttpRequest, slug: str) -> HttpResponse:
 @role_required(Member.Role.REVIEWER)
 def shadow_recompute_progress(request: HttpRequest, slug: str, recompute_id: int) -> HttpResponse:
     """The progress bar alone; htmx polls it every second while the recompute runs."""
-    deployment = _deployment(request, slug)
+    deployment = deployment_visible_or_404(request, slug)
     recompute = get_object_or_404(ShadowRecompute, pk=recompute_id, deployment=deployment)
     return render(request, "shadow/rules.html#progress", {"deployment": deployment, "recompute": recompute})
