@@ -7,20 +7,34 @@ from pathlib import Path
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
+# The proposed-action columns a bench's INSERT ... SELECT fills, in its SELECT's order (the
+# others get their defaults: column_defaults_in_the_database).
+ACTION_COLUMNS = (
+    "deployment_id, action_type, external_id, idempotency_key, payload, proposal_sha256, final_payload, "
+    "payload_sha256, risk_score, confidence, model_version, rationale, needs_human, callback_url, stage, route, "
+    "status, reason, created_at, decided_at, executed_at, expires_at, result_error, claimed_by_id, claimed_at, "
+    "audit_sample, audit_verdict, comparison"
+)
 
 
 def _admin_url(url: str) -> str:
     return url.rsplit("/", 1)[0] + "/postgres"
 
 
+def database_recreate(url: str) -> None:
+    """Drop the database of `url` (closing its connections) and create it empty."""
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(_admin_url(url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
 def scratch_django(name: str) -> str:
     """Drop and create database `name` next to DATABASE_URL's, point Django at it, set Django
     up and migrate. Returns its URL."""
     base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    with psycopg.connect(_admin_url(base), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {name}")
     url = base.rsplit("/", 1)[0] + "/" + name
+    database_recreate(url)
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
     sys.path.insert(0, str(ROOT))

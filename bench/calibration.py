@@ -25,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from _scratchdb import database_recreate  # noqa: E402 -- bench/ is the script's own folder
 
 BENCH_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/tl_bench_calibration")
 os.environ["DATABASE_URL"] = BENCH_URL
@@ -63,16 +64,6 @@ ON CONFLICT (deployment_id, day, action_type, metric, band, shard) DO UPDATE
 """
 
 
-def recreate_database() -> None:
-    import psycopg
-
-    name = BENCH_URL.rsplit("/", 1)[1]
-    admin_url = BENCH_URL.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
 def timed(fn, repeat: int) -> tuple[float, float, float]:
     times = []
     for _ in range(repeat):
@@ -88,7 +79,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
 
-    recreate_database()
+    database_recreate(BENCH_URL)
     import django
 
     django.setup()

@@ -50,6 +50,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+from _scratchdb import database_recreate
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -70,14 +71,6 @@ def database_urls(url: str) -> tuple[str, str]:
     """(url of the bench database, url of the maintenance database on the same server)."""
     parts = urlsplit(url)
     return url, urlunsplit(parts._replace(path="/postgres"))
-
-
-def recreate_database(url: str) -> None:
-    name = urlsplit(url).path.lstrip("/")
-    _, admin_url = database_urls(url)
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def server_env(database_url: str, redis_url: str) -> dict[str, str]:
@@ -385,7 +378,7 @@ def main() -> int:
 
     database_url = args.database_url
     print(f"# database {urlsplit(database_url).path.lstrip('/')} (recreated), redis {args.redis_url or 'none'}")
-    recreate_database(database_url)
+    database_recreate(database_url)
     env = server_env(database_url, args.redis_url)
     manage(env, "migrate", "--no-input", "-v0")
     manage(env, "create_deployment", "bench", "--stage", "supervised")

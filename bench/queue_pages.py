@@ -33,6 +33,7 @@ import django  # noqa: E402
 django.setup()
 
 import psycopg  # noqa: E402
+from _scratchdb import ACTION_COLUMNS, column_defaults_in_the_database  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
@@ -91,14 +92,11 @@ def load(n: int) -> None:
     started = time.perf_counter()
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE reviews_decision, reviews_proposedaction RESTART IDENTITY CASCADE")
+    column_defaults_in_the_database(ProposedAction)
+    with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            INSERT INTO {table} (
-                deployment_id, action_type, external_id, idempotency_key, payload, proposal_sha256,
-                final_payload, payload_sha256, risk_score, confidence, model_version, rationale,
-                needs_human, callback_url, stage, route, status, reason, created_at, decided_at,
-                executed_at, expires_at, result_error, claimed_by_id, claimed_at, audit_sample,
-                audit_verdict, comparison)
+            INSERT INTO {table} ({ACTION_COLUMNS})
             SELECT
                 (ARRAY{ids}::bigint[])[1 + (i / 10) % {len(ids)}],
                 (ARRAY['refund.issue', 'invoice.match', 'ticket.route', 'account.unlock'])[1 + (i / 7) % 4],

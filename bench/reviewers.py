@@ -38,6 +38,7 @@ import django  # noqa: E402
 django.setup()
 
 import psycopg  # noqa: E402
+from _scratchdb import ACTION_COLUMNS, column_defaults_in_the_database  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
@@ -89,6 +90,8 @@ def load(deployment: Deployment, user_ids: list[int], n: int) -> None:
     pk = int(deployment.pk)
     with connection.cursor() as c:
         c.execute(f"TRUNCATE {decisions}, {actions} RESTART IDENTITY CASCADE")
+    column_defaults_in_the_database(ProposedAction, Decision)
+    with connection.cursor() as c:
         c.execute(f"DELETE FROM {ReviewerCount._meta.db_table}")
         c.execute(f"DELETE FROM {ReviewerStreak._meta.db_table}")
         c.execute(f"DELETE FROM {EvidenceCount._meta.db_table} WHERE deployment_id = {pk}")
@@ -101,12 +104,7 @@ def load(deployment: Deployment, user_ids: list[int], n: int) -> None:
         seconds = "CASE WHEN i % 50 < 5 THEN (i % 4) + 0.5 ELSE 3 + (i / 50 * 104729) % 400 END"
         c.execute(
             f"""
-            INSERT INTO {actions} (
-                deployment_id, action_type, external_id, idempotency_key, payload, proposal_sha256,
-                final_payload, payload_sha256, risk_score, confidence, model_version, rationale,
-                needs_human, callback_url, stage, route, status, reason, created_at, decided_at,
-                executed_at, expires_at, result_error, claimed_by_id, claimed_at, audit_sample,
-                audit_verdict, comparison, review_sample)
+            INSERT INTO {actions} ({ACTION_COLUMNS}, review_sample)
             SELECT {pk}, 'refund.issue', 'ext-' || i, NULL, jsonb_build_object('order', 'ORD-' || i),
                 md5(i::text) || md5((i + 1)::text), NULL, '', 0.2, 0.9, 'm-1', '', false, '',
                 'approval', 'review', CASE WHEN v.verb = 'reject' THEN 'rejected' ELSE 'approved' END, '',

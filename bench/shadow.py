@@ -33,6 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from _scratchdb import database_recreate  # noqa: E402 -- bench/ is the script's own folder
 
 BENCH_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/tl_bench_shadow")
 os.environ["DATABASE_URL"] = BENCH_URL
@@ -69,16 +70,6 @@ SELECT %(dep)s, 'X-' || i,
     'human-' || (i %% 40), now(), now()
 FROM generate_series(1, %(n)s) AS i
 """
-
-
-def recreate_database() -> None:
-    import psycopg
-
-    name = BENCH_URL.rsplit("/", 1)[1]
-    admin_url = BENCH_URL.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def load(slug: str, n: int) -> int:
@@ -294,7 +285,7 @@ def main() -> None:
     parser.add_argument("--recompute", action="store_true", help="also time a recompute of the big deployment")
     args = parser.parse_args()
 
-    recreate_database()
+    database_recreate(BENCH_URL)
     import django
 
     django.setup()

@@ -48,27 +48,32 @@ def slack_web_client() -> WebClient:
 # ---------------------------------------------------------------------------------------
 
 
+def _slack_id(value: str, prefixes: str, name: str, hint: str) -> str:
+    """`value` stripped, if it is a Slack id starting with one of `prefixes`; InvalidInput if not."""
+    value = value.strip()
+    if value[:1] not in prefixes or not (value.isascii() and value.isalnum()):
+        raise InvalidInput(f"{value!r} is not {name} ({hint})")
+    if len(value) > 32:
+        raise InvalidInput(f"{name} has at most 32 characters")
+    return value
+
+
+def _audit(verb: str, actor: AbstractBaseUser | None, obj: object, data: dict) -> None:
+    """A Slack setting's audit event: by `actor`, or by `manage.py` (the commands pass none)."""
+    audit_event_record(verb=verb, actor=actor, actor_label="" if actor else "manage.py", obj=obj, data=data)
+
+
 @transaction.atomic
 def slack_user_link(*, username: str, slack_user_id: str, actor: AbstractBaseUser | None = None) -> SlackUser:
     """Map a Slack user id (U… or W…) to the Trustladder user `username` (replacing either
     side's previous link). Audited."""
-    slack_user_id = slack_user_id.strip()
-    if slack_user_id[:1] not in ("U", "W") or not (slack_user_id.isascii() and slack_user_id.isalnum()):
-        raise InvalidInput(f"{slack_user_id!r} is not a Slack user id (U… or W…)")
-    if len(slack_user_id) > 32:
-        raise InvalidInput("a Slack user id has at most 32 characters")
+    slack_user_id = _slack_id(slack_user_id, "UW", "a Slack user id", "U… or W…")
     user = get_user_model().objects.filter(username=username).first()
     if user is None:
         raise InvalidInput(f"no user {username!r}")
     SlackUser.objects.filter(slack_user_id=slack_user_id).exclude(user=user).delete()
     link, _ = SlackUser.objects.update_or_create(user=user, defaults={"slack_user_id": slack_user_id})
-    audit_event_record(
-        verb="integrations.slack.user_linked",
-        actor=actor,
-        actor_label="" if actor else "manage.py",
-        obj=link,
-        data={"username": username, "slack_user_id": slack_user_id},
-    )
+    _audit("integrations.slack.user_linked", actor, link, {"username": username, "slack_user_id": slack_user_id})
     return link
 
 
@@ -77,24 +82,14 @@ def deployment_slack_channel_set(*, slug: str, channel: str, actor: AbstractBase
     """Set (or, with "", clear) the Slack channel id (C…, G… or D…) the deployment's queue
     items, breaker trips and SLA warnings are posted to. Audited. More notifications raise
     oversight, fewer leave every queue and gate as it was: no second admin either way."""
-    channel = channel.strip()
-    if channel and (channel[:1] not in ("C", "G", "D") or not (channel.isascii() and channel.isalnum())):
-        raise InvalidInput(f"{channel!r} is not a Slack channel id (C…, from the channel's details)")
-    if len(channel) > 32:
-        raise InvalidInput("a Slack channel id has at most 32 characters")
+    channel = channel.strip() and _slack_id(channel, "CGD", "a Slack channel id", "C…, from the channel's details")
     found = Deployment.objects.filter(slug=slug).values_list("pk", flat=True).first()
     if found is None:
         raise InvalidInput(f"no deployment {slug!r}")
     deployment = deployment_lock(found)
     before = deployment.slack_channel
     model_update(deployment, slack_channel=channel)
-    audit_event_record(
-        verb="integrations.slack.channel_set",
-        actor=actor,
-        actor_label="" if actor else "manage.py",
-        obj=deployment,
-        data={"before": before, "after": channel},
-    )
+    _audit("integrations.slack.channel_set", actor, deployment, {"before": before, "after": channel})
     return deployment
 
 
