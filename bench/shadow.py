@@ -91,7 +91,7 @@ def naive_loop(deployment_id: int) -> tuple[int, float]:
     from deployments.counters import Metric, evidence_add
     from deployments.models import Deployment
     from reviews.models import ProposedAction
-    from reviews.shadow.compare import Rules, compare
+    from reviews.shadow.compare import Rules, compare_proposal
     from reviews.shadow.models import ShadowOutcome
     from reviews.shadow.services import shadow_tally_add_many
 
@@ -102,13 +102,7 @@ def naive_loop(deployment_id: int) -> tuple[int, float]:
             action = ProposedAction.objects.select_for_update().get(pk=pk)
             rules = Rules.from_json(Deployment.objects.get(pk=deployment_id).comparison_rules)
             outcome = ShadowOutcome.objects.get(deployment_id=deployment_id, external_id=action.external_id)
-            result = compare(
-                ai_type=action.action_type,
-                ai_payload=action.payload,
-                human_type=outcome.action_type,
-                human_payload=outcome.payload,
-                rules=rules,
-            )
+            result = compare_proposal(action, outcome.action_type, outcome.payload, rules)
             action.comparison, action.status = result, "compared"
             action.save(update_fields=["comparison", "status"])
             day = action.created_at.date()

@@ -240,3 +240,15 @@ def compare(*, ai_type: str, ai_payload: Any, human_type: str, human_payload: An
     _walk(ai_payload, human_payload, "", "", rules, diff)
     diff.sort(key=lambda d: (d["path"] != "action_type", d["path"]))
     return {"agree": not diff, "diff": diff}
+
+
+def compare_proposal(proposal: Any, human_type: str, human_payload: Any, rules: Rules) -> dict[str, Any]:
+    """`compare` of a proposal (anything with the AI's `action_type` and `payload`: an action,
+    a fetched pair) with what the person did."""
+    return compare(
+        ai_type=proposal.action_type,
+        ai_payload=proposal.payload,
+        human_type=human_type,
+        human_payload=human_payload,
+        rules=rules,
+    )

@@ -31,7 +31,7 @@ from deployments.permissions import Delegator, acting_for, member_of, on_behalf_
 from deployments.policy import Route
 from deployments.services import audit_event_record
 from reviews.models import ProposedAction
-from reviews.shadow.compare import Rules, compare, rules_validate
+from reviews.shadow.compare import Rules, compare_proposal, rules_validate
 from reviews.shadow.models import ShadowAdjudication, ShadowOutcome, ShadowRecompute, ShadowTally
 from reviews.shadow.pairing import (
     Pair,
@@ -237,13 +237,7 @@ def _compare_locked(pairs: list[Pair], rules_json: dict[int, dict]) -> dict[str,
     counts, updates = _Counts(), []
     per_deployment: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # compared, agree, first, last
     for pair in pairs:
-        result = compare(
-            ai_type=pair.action_type,
-            ai_payload=pair.payload,
-            human_type=pair.human_type,
-            human_payload=pair.human_payload,
-            rules=rules[pair.deployment_id],
-        )
+        result = compare_proposal(pair, pair.human_type, pair.human_payload, rules[pair.deployment_id])
         updates.append((pair.id, result))
         counts.add(pair, pair.human_type, result["agree"])
         stats = per_deployment[pair.deployment_id]
@@ -431,13 +425,7 @@ def shadow_recompute_step(*, recompute_id: int, batch_size: int = RECOMPUTE_BATC
         outcome = outcomes.get((a.deployment_id, a.external_id))
         if outcome is None:
             continue
-        result = compare(
-            ai_type=a.action_type,
-            ai_payload=a.payload,
-            human_type=outcome.action_type,
-            human_payload=outcome.payload,
-            rules=rules,
-        )
+        result = compare_proposal(a, outcome.action_type, outcome.payload, rules)
         if result == a.comparison:
             continue
         adjudication = getattr(a, "shadow_adjudication", None)

@@ -8,6 +8,21 @@ if TYPE_CHECKING:
     from trustladder_client.client import Action
 
 
+__all__ = [  # every error the client raises; the package exports them all
+    "ActionAlreadyClaimed",
+    "ActionCancelled",
+    "ActionExpired",
+    "ActionNotExecuted",
+    "ActionRejected",
+    "ActionShadowed",
+    "ApiError",
+    "DecisionTimeout",
+    "OutcomeUnknown",
+    "TrustladderError",
+    "WebhookVerificationError",
+]
+
+
 class TrustladderError(Exception):
     """Base class of every error this package raises."""
 
