@@ -114,15 +114,19 @@ def _numbers_errors(
     is_rate: Callable[[str], bool],
     prefix: str = "",
     positive: bool = False,
+    also: Callable[[str, float], str] = lambda key, value: "",
 ) -> list[str]:
     """Problems with a flat object of numeric settings: unknown keys (`unknown` words them),
-    values that are not numbers at least 0 (above 0 if `positive`), rates above 1."""
+    values that are not numbers at least 0 (above 0 if `positive`), what `also` finds wrong
+    with a number (its problem, or ""), rates above 1."""
     errors = []
     for key, value in values.items():
         if key not in allowed:
             errors.append(unknown(key))
         elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or (positive and value == 0):
             errors.append(f"{prefix}{key}: must be a {'positive' if positive else 'non-negative'} number")
+        elif problem := also(key, value):
+            errors.append(problem)
         elif is_rate(key) and value > 1:
             errors.append(f"{prefix}{key}: must be between 0 and 1")
     return errors
@@ -162,20 +166,24 @@ def reviewer_flags_errors(overrides: Any) -> list[str]:
     """Problems with a `reviewer_flags` override (empty list when it is valid)."""
     if not isinstance(overrides, dict):
         return ["must be an object"]
-    errors = []
-    for key, value in overrides.items():
-        if key not in DEFAULT_REVIEWER_FLAGS:
-            errors.append(f"unknown setting {key!r} (one of {', '.join(DEFAULT_REVIEWER_FLAGS)})")
-        elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            errors.append(f"{key}: must be a non-negative number")
-        elif key == "fast_seconds" and value not in TIME_BUCKETS:
-            errors.append(f"fast_seconds: must be one of {', '.join(map(str, TIME_BUCKETS))}")
-        elif (
-            key.startswith("max_")
-            and key.endswith("share")
-            or key.startswith("min_")
-            and "rate" in key
-            or key.endswith("agreement")
-        ) and value > 1:
-            errors.append(f"{key}: must be between 0 and 1")
-    return errors
+    return _numbers_errors(
+        overrides,
+        DEFAULT_REVIEWER_FLAGS,
+        unknown=lambda key: f"unknown setting {key!r} (one of {', '.join(DEFAULT_REVIEWER_FLAGS)})",
+        is_rate=_is_flag_rate,
+        also=lambda key, value: (
+            f"fast_seconds: must be one of {', '.join(map(str, TIME_BUCKETS))}"
+            if key == "fast_seconds" and value not in TIME_BUCKETS
+            else ""
+        ),
+    )
+
+
+def _is_flag_rate(key: str) -> bool:
+    return (
+        key.startswith("max_")
+        and key.endswith("share")
+        or key.startswith("min_")
+        and "rate" in key
+        or key.endswith("agreement")
+    )

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Required, TypedDict, Unpack
+from typing import Any, Unpack
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -60,6 +60,7 @@ from reviews.claims import (
 )
 from reviews.escalation import escalation_due_at
 from reviews.humans.checks import humans_decision_check
+from reviews.humans.common import AnswerFields
 from reviews.humans.double import double_vote_record, double_votes_open
 from reviews.humans.drills import drill_decide, drill_maybe_place
 from reviews.humans.sampling import review_sample_for
@@ -801,14 +802,11 @@ class Decided:
 DECISIONS = ("approve", "reject", "escalate")
 
 
-class DecideOptions(TypedDict, total=False):
+class DecideOptions(AnswerFields, total=False):
     """A browser decision: `decision` (approve, reject or escalate), its `reason` (required to
     reject or escalate), an edited `payload` (approve), and the actor's `member` row if the
     caller has it loaded."""
 
-    decision: Required[str]
-    reason: str
-    payload: dict[str, Any] | None
     member: Member | None
 
 

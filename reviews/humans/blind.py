@@ -11,7 +11,7 @@ gate page and in the evidence API beside approved-unchanged; the 2→3 gate can 
 (`min_blind_agreement`, deployments/gate_humans.py).
 """
 
-from typing import Any
+from typing import Any, Unpack
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -22,7 +22,7 @@ from deployments.errors import InvalidInput, InvalidTransition
 from deployments.permissions import on_behalf_data
 from deployments.reviewers import reviewer_counts_add
 from deployments.services import audit_event_record, evidence_add
-from reviews.humans.common import action_lock, answers_compare, require_may_decide, seconds_since_start
+from reviews.humans.common import AnswerFields, action_lock, answers_compare, require_may_decide, seconds_since_start
 from reviews.humans.models import BlindAnswer
 from reviews.models import ProposedAction
 
@@ -49,14 +49,7 @@ def blind_answer_check(action: ProposedAction) -> None:
 
 
 @transaction.atomic
-def blind_answer_record(
-    *,
-    action_id: int,
-    actor: AbstractBaseUser,
-    decision: str,
-    payload: dict[str, Any] | None = None,
-    reason: str = "",
-) -> BlindAnswer:
+def blind_answer_record(*, action_id: int, actor: AbstractBaseUser, **answer: Unpack[AnswerFields]) -> BlindAnswer:
     """Record `actor`'s own answer to a blind sample: `decision` "approve" with the `payload`
     they would approve (a JSON object, parsed by reviews.humans.answers), or "reject".
 
@@ -65,6 +58,7 @@ def blind_answer_record(
     the seconds it took) and the audit event in one transaction, under the action's row lock.
     A second answer raises InvalidTransition and changes nothing.
     """
+    decision, payload, reason = answer["decision"], answer.get("payload"), answer.get("reason", "")
     if decision not in BlindAnswer.Decision.values:
         raise InvalidInput("decision must be 'approve' (with the payload you would approve) or 'reject'")
     if decision == BlindAnswer.Decision.APPROVE and not isinstance(payload, dict):

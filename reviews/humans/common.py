@@ -1,7 +1,7 @@
 """What blind and double review share: the row lock, who may answer, the comparison, timing."""
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Required, TypedDict
 
 from django.contrib.auth.models import AbstractBaseUser
 
@@ -12,6 +12,15 @@ from reviews.models import ProposedAction
 from reviews.shadow.compare import Rules, compare
 
 Status = ProposedAction.Status
+
+
+class AnswerFields(TypedDict, total=False):
+    """What a person answers on an item (a decision, a blind answer, a double-review vote):
+    the `decision`, the `payload` they would approve (or an edited one), and their `reason`."""
+
+    decision: Required[str]
+    payload: dict[str, Any] | None
+    reason: str
 
 
 def action_lock(action_id: int) -> ProposedAction:

@@ -18,7 +18,7 @@ auto-executed it — against the person's: the table of AI–human kappa). Formu
 """
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -32,7 +32,14 @@ from deployments.policy import Route, Stage, route_for
 from deployments.reviewers import reviewer_counts_add
 from deployments.services import audit_event_record
 from reviews.claims import CLAIM_CLEARED
-from reviews.humans.common import Status, action_lock, answers_compare, require_may_decide, seconds_since_start
+from reviews.humans.common import (
+    AnswerFields,
+    Status,
+    action_lock,
+    answers_compare,
+    require_may_decide,
+    seconds_since_start,
+)
 from reviews.humans.models import DoubleVote
 from reviews.models import ProposedAction
 from reviews.moves import action_system_move
@@ -85,14 +92,7 @@ def _vote_verb(action: ProposedAction, decision: str, payload: dict[str, Any] | 
 
 
 @transaction.atomic
-def double_vote_record(
-    *,
-    action_id: int,
-    actor: AbstractBaseUser,
-    decision: str,
-    payload: dict[str, Any] | None = None,
-    reason: str = "",
-) -> "DoubleOutcome":
+def double_vote_record(*, action_id: int, actor: AbstractBaseUser, **answer: Unpack[AnswerFields]) -> "DoubleOutcome":
     """One person's independent decision on a double-review sample: "approve" (optionally
     with an edited `payload`) or "reject" (with a reason).
 
@@ -104,6 +104,7 @@ def double_vote_record(
     second decision in the same transaction (`DoubleOutcome.carry_out`: reviews.services
     `proposed_action_decide` does, with the ordinary approve or reject).
     """
+    decision, payload, reason = answer["decision"], answer.get("payload"), answer.get("reason", "")
     reason = (reason or "").strip()
     if decision == "reject" and not reason:
         raise InvalidInput("a reason is required to reject")
