@@ -208,6 +208,13 @@ def deployment_visible_or_404(request: HttpRequest, slug: str, queue: str = "any
     return deployment
 
 
+def require_in_deployment(rows: QuerySet, pk: int, what: str) -> None:
+    """404 unless row `pk` is among `rows` (a visible deployment's related rows, such as
+    `deployment.actions`): another deployment's ids are not told apart from missing ones."""
+    if not rows.filter(pk=pk).exists():
+        raise Http404(f"no such {what} in this deployment")
+
+
 def visible_deployment_ids(member: Member, queue: str = "any") -> list[int] | None:
     """Ids of the deployments whose `queue` the member works; None means all of them (admins)."""
     return member_reach(member).ids(queue)

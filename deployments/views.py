@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from django import forms
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
@@ -26,7 +26,12 @@ from deployments.counters import Metric
 from deployments.errors import DomainError
 from deployments.gate import gate_evaluate
 from deployments.models import Member
-from deployments.permissions import deployment_visible_or_404, deployments_visible_to, role_required
+from deployments.permissions import (
+    deployment_visible_or_404,
+    deployments_visible_to,
+    require_in_deployment,
+    role_required,
+)
 from deployments.policy import STAGE_ORDER, Stage
 
 STAGE_CHOICES = [(s.value, s.value) for s in STAGE_ORDER]
@@ -166,8 +171,7 @@ def promotion_request_create(request: HttpRequest, slug: str) -> HttpResponse:
 @role_required(Member.Role.ADMIN)
 def promotion_request_decide(request: HttpRequest, slug: str, request_id: int) -> HttpResponse:
     deployment = deployment_visible_or_404(request, slug)
-    if not deployment.promotion_requests.filter(pk=request_id).exists():
-        raise Http404("no such request for this deployment")
+    require_in_deployment(deployment.promotion_requests, request_id, "promotion request")
     form = PromotionDecisionForm(request.POST)
     action_type = request.POST.get("action_type", "").strip()[:100]
 

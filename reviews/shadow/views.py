@@ -16,7 +16,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from core.jsonlimits import JsonProblem, json_check, json_parse
 from deployments.errors import DomainError
 from deployments.models import Member
-from deployments.permissions import deployment_visible_or_404, role_required
+from deployments.permissions import deployment_visible_or_404, require_in_deployment, role_required
 from reviews.shadow import charts, selectors, services
 from reviews.shadow.models import ShadowAdjudication, ShadowRecompute
 
@@ -78,8 +78,7 @@ def shadow_disagreements(request: HttpRequest, slug: str) -> HttpResponse:
 @role_required(Member.Role.REVIEWER)
 def shadow_adjudicate(request: HttpRequest, slug: str, action_id: int) -> HttpResponse:
     deployment = deployment_visible_or_404(request, slug)
-    if not deployment.actions.filter(pk=action_id).exists():
-        raise PermissionDenied("no such action in this deployment")
+    require_in_deployment(deployment.actions, action_id, "action")
     try:
         adjudication = services.shadow_adjudicate(
             action_id=action_id,

@@ -112,6 +112,15 @@ def test_adjudicate_is_404_for_other_deployments(deployment, data):
     assert not ShadowAdjudication.objects.exists()
 
 
+def test_adjudicate_is_404_for_an_action_of_another_deployment_under_a_visible_slug(data):
+    elsewhere = DeploymentFactory()
+    member = MemberFactory(role=Member.Role.REVIEWER, deployments=[elsewhere])
+    # The action is the other deployment's; the slug is one the member works on.
+    r = login(member).post(reverse("shadow:adjudicate", args=[elsewhere.slug, data[1]]), {"verdict": "ai_right"})
+    assert r.status_code == 404
+    assert not ShadowAdjudication.objects.exists()
+
+
 def test_rules_editor_saves_and_recomputes(admin, deployment, data, django_capture_on_commit_callbacks):
     client = login(admin)
     url = reverse("shadow:rules", args=[deployment.slug])
