@@ -308,6 +308,17 @@ class Delegation(models.Model):
         return self.cancelled_at is None and self.starts_at <= now < self.ends_at
 
 
+def one_row_per_shard(name: str, *key: str) -> models.UniqueConstraint:
+    """A sharded counter's key is unique per shard: concurrent writers of one key spread over
+    SHARDS rows, and a fold sums them into shard 0 (deployments.counters)."""
+    return models.UniqueConstraint(fields=[*key, "shard"], name=name)
+
+
+def unfolded_shards(name: str, period: str) -> models.Index:
+    """The rows a fold has yet to fold (shard > 0), found by their `period` column."""
+    return models.Index(fields=[period], condition=models.Q(shard__gt=0), name=name)
+
+
 class EvidenceCount(models.Model):
     """Evidence counters: how many times `metric` happened, per deployment, day and action type.
 
@@ -339,17 +350,13 @@ class EvidenceCount(models.Model):
     total = models.FloatField(default=0.0)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["deployment", "day", "action_type", "metric", "shard"], name="evidence_count_unique"
-            )
-        ]
+        constraints = [one_row_per_shard("evidence_count_unique", "deployment", "day", "action_type", "metric")]
         indexes = [
             # Gate and dashboard: sum by metric over a deployment's recent days.
             models.Index(fields=["deployment", "metric", "day"], name="evidence_by_metric_day"),
             # The fold (evidence_counts_fold, hourly) finds the rows it folds: only today's
             # shards are in it.
-            models.Index(fields=["day"], condition=models.Q(shard__gt=0), name="evidence_unfolded"),
+            unfolded_shards("evidence_unfolded", "day"),
         ]
 
     def __str__(self) -> str:
@@ -374,11 +381,7 @@ class ReviewerCount(models.Model):
     total = models.FloatField(default=0.0)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["deployment", "user", "day", "metric", "shard"], name="reviewer_count_unique"
-            )
-        ]
+        constraints = [one_row_per_shard("reviewer_count_unique", "deployment", "user", "day", "metric")]
         indexes = [models.Index(fields=["deployment", "day"], name="reviewer_count_by_day")]
 
     def __str__(self) -> str:
@@ -557,18 +560,9 @@ class ReplayCount(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(
-                fields=[
-                    "deployment",
-                    "day",
-                    "action_type",
-                    "risk_band",
-                    "confidence_band",
-                    "needs_human",
-                    "outcome",
-                    "shard",
-                ],
-                name="replay_count_unique",
+            one_row_per_shard(
+                "replay_count_unique",
+                *("deployment", "day", "action_type", "risk_band", "confidence_band", "needs_human", "outcome"),
             )
         ]
         indexes = [models.Index(fields=["deployment", "day"], name="replay_by_day")]
@@ -643,14 +637,12 @@ class BreakerCount(models.Model):
     n = models.BigIntegerField(default=0)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["deployment", "minute", "metric", "shard"], name="breaker_count_unique")
-        ]
+        constraints = [one_row_per_shard("breaker_count_unique", "deployment", "minute", "metric")]
         indexes = [
             models.Index(fields=["deployment", "metric", "minute"], name="breaker_by_metric_minute"),
             # The fold (breaker_counts_fold, every minute) finds the rows it folds: only the
             # last minutes' shards are in it.
-            models.Index(fields=["minute"], condition=models.Q(shard__gt=0), name="breaker_unfolded"),
+            unfolded_shards("breaker_unfolded", "minute"),
         ]
 
     def __str__(self) -> str:
@@ -686,14 +678,11 @@ class CalibrationCount(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(
-                fields=["deployment", "day", "action_type", "metric", "band", "shard"],
-                name="calibration_count_unique",
-            )
+            one_row_per_shard("calibration_count_unique", "deployment", "day", "action_type", "metric", "band")
         ]
         indexes = [
             models.Index(fields=["deployment", "day"], name="calibration_by_day"),
-            models.Index(fields=["day"], condition=models.Q(shard__gt=0), name="calibration_unfolded"),
+            unfolded_shards("calibration_unfolded", "day"),
         ]
 
     def __str__(self) -> str:

@@ -10,7 +10,7 @@ from django.db import models
 from django.db.models import Q
 
 from core.jsonlimits import NumbersAsDoubles
-from deployments.models import ApiKey, Deployment
+from deployments.models import ApiKey, Deployment, one_row_per_shard
 
 
 class ShadowOutcome(models.Model):
@@ -92,9 +92,8 @@ class ShadowTally(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(
-                fields=["deployment", "day", "action_type", "human_action_type", "model_version", "shard"],
-                name="shadow_tally_unique",
+            one_row_per_shard(
+                "shadow_tally_unique", "deployment", "day", "action_type", "human_action_type", "model_version"
             )
         ]
 
