@@ -483,7 +483,28 @@ class AuditVerification(models.Model):
         return f"{self.created_at:%Y-%m-%d %H:%M} {'ok' if self.ok else 'BROKEN'} @{self.head_seq}"
 
 
-class PromotionRequest(models.Model):
+class FourEyesRequest(models.Model):
+    """A change one admin requests and a different admin decides (promotions, governed
+    settings): who asked and when, who decided, when and why. Open while `status` is open."""
+
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField(default=timezone.now)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-requested_at", "-id"]
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == self.Status.OPEN
+
+
+class PromotionRequest(FourEyesRequest):
     """A request to move a deployment (or one action type) up one stage, with frozen evidence.
 
     Requested by one admin, approved or rejected by another (four-eyes). At most one open
@@ -502,21 +523,13 @@ class PromotionRequest(models.Model):
     from_stage = models.CharField(max_length=16, choices=Deployment.StageChoices.choices)
     to_stage = models.CharField(max_length=16, choices=Deployment.StageChoices.choices)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    requested_at = models.DateTimeField(default=timezone.now)
     request_reason = models.TextField(blank=True)
     # The gate evaluation at request time, exactly as shown (deployments.gate.GateEvaluation.as_dict).
     evidence = models.JSONField()
-    decided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
-    decided_at = models.DateTimeField(null=True, blank=True)
-    decision_reason = models.TextField(blank=True)
     # The gate re-evaluated at approval time (approval needs it to pass too).
     decision_evidence = models.JSONField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-requested_at", "-id"]
+    class Meta(FourEyesRequest.Meta):
         constraints = [
             models.UniqueConstraint(
                 fields=["deployment", "action_type"],
@@ -528,10 +541,6 @@ class PromotionRequest(models.Model):
     def __str__(self) -> str:
         scope = f" [{self.action_type}]" if self.action_type else ""
         return f"{self.deployment_id}{scope} {self.from_stage}→{self.to_stage} ({self.status})"
-
-    @property
-    def is_open(self) -> bool:
-        return self.status == self.Status.OPEN
 
 
 class ReplayCount(models.Model):
@@ -572,7 +581,7 @@ class ReplayCount(models.Model):
         return f"{self.deployment_id} {self.day} {self.action_type} {cell} {self.outcome}={self.n}"
 
 
-class SettingsChangeRequest(models.Model):
+class SettingsChangeRequest(FourEyesRequest):
     """A change of a deployment's governed settings that may lower oversight
     (deployments.settings_changes): requested by one admin with before/after and the replay
     of recent traffic frozen in, applied only when a different admin approves. At most one
@@ -591,17 +600,9 @@ class SettingsChangeRequest(models.Model):
     # The fields whose change may lower oversight (why this is a request, not applied at once).
     lowering = models.JSONField(default=list)
     simulation = models.JSONField(default=dict, blank=True)
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    requested_at = models.DateTimeField(default=timezone.now)
     request_reason = models.TextField()
-    decided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
-    decided_at = models.DateTimeField(null=True, blank=True)
-    decision_reason = models.TextField(blank=True)
 
-    class Meta:
-        ordering = ["-requested_at", "-id"]
+    class Meta(FourEyesRequest.Meta):
         constraints = [
             models.UniqueConstraint(
                 fields=["deployment"], condition=models.Q(status="open"), name="settings_change_one_open_request"
@@ -610,10 +611,6 @@ class SettingsChangeRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.deployment_id} settings change #{self.pk} ({self.status})"
-
-    @property
-    def is_open(self) -> bool:
-        return self.status == self.Status.OPEN
 
 
 class BreakerCount(models.Model):

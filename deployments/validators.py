@@ -95,14 +95,16 @@ def gate_criteria_errors(overrides: Any) -> list[str]:
 
 def breaker_settings_errors(overrides: Any) -> list[str]:
     """Problems with a `breaker_settings` override (empty list when it is valid)."""
+    return _settings_errors(overrides, DEFAULT_BREAKER_SETTINGS, positive=True, is_rate=lambda k: k.startswith("max_"))
+
+
+def _settings_errors(overrides: Any, defaults: dict[str, float], **checks: Any) -> list[str]:
+    """Problems with a flat override of `defaults` (`_numbers_errors`' `checks`)."""
     if not isinstance(overrides, dict):
         return ["must be an object"]
+    known = ", ".join(defaults)
     return _numbers_errors(
-        overrides,
-        DEFAULT_BREAKER_SETTINGS,
-        unknown=lambda key: f"unknown setting {key!r} (one of {', '.join(DEFAULT_BREAKER_SETTINGS)})",
-        positive=True,
-        is_rate=lambda key: key.startswith("max_"),
+        overrides, defaults, unknown=lambda key: f"unknown setting {key!r} (one of {known})", **checks
     )
 
 
@@ -164,19 +166,13 @@ TIME_BUCKETS = (5, 10, 30, 60, 300)
 
 def reviewer_flags_errors(overrides: Any) -> list[str]:
     """Problems with a `reviewer_flags` override (empty list when it is valid)."""
-    if not isinstance(overrides, dict):
-        return ["must be an object"]
-    return _numbers_errors(
-        overrides,
-        DEFAULT_REVIEWER_FLAGS,
-        unknown=lambda key: f"unknown setting {key!r} (one of {', '.join(DEFAULT_REVIEWER_FLAGS)})",
-        is_rate=_is_flag_rate,
-        also=lambda key, value: (
-            f"fast_seconds: must be one of {', '.join(map(str, TIME_BUCKETS))}"
-            if key == "fast_seconds" and value not in TIME_BUCKETS
-            else ""
-        ),
-    )
+    return _settings_errors(overrides, DEFAULT_REVIEWER_FLAGS, is_rate=_is_flag_rate, also=_fast_seconds_problem)
+
+
+def _fast_seconds_problem(key: str, value: float) -> str:
+    if key == "fast_seconds" and value not in TIME_BUCKETS:
+        return f"fast_seconds: must be one of {', '.join(map(str, TIME_BUCKETS))}"
+    return ""
 
 
 def _is_flag_rate(key: str) -> bool:

@@ -301,15 +301,13 @@ def proposal_build(
     action = ProposedAction(
         deployment=deployment,
         **proposal.__dict__,
+        **links.__dict__,  # deadline, run, parent
         idempotency_key=idempotency_key,
         proposal_sha256=proposal_hash,
         stage=stage.value,
         route=route.value,
         status=ROUTE_STATUS[route],
         created_at=now,
-        deadline=links.deadline,
-        run=links.run,
-        parent=links.parent,
         traceparent=traceparent,
     )
     if route is Route.AUTO:
