@@ -6,6 +6,7 @@ or, for htmx requests, a partial. Domain errors become a message, never a 500.
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib import messages
@@ -40,6 +41,59 @@ from reviews.state import item_state
 QUEUE_URLS = {"review": "reviews:queue", "senior": "reviews:senior_queue", "audit": "reviews:audit_queue"}
 QUEUE_TITLES = {"review": "Reviewer queue", "senior": "Senior queue", "audit": "Audit queue"}
 HOME_BY_ROLE = {Member.Role.SENIOR: "reviews:senior_queue", Member.Role.ADMIN: "deployments:list"}
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One button of an item's decision panel (reviews/action_detail.html#choice_form): its
+    form posts `field`=`value` (ids `<id>-form`, `<id>-button`); `key` is the shortcut shown,
+    `shortcut` the data-shortcut of the button, or of the required reason field when there is
+    one (`reason` is that field's label)."""
+
+    id: str
+    field: str
+    value: str
+    label: str
+    key: str
+    shortcut: str
+    css: str = ""
+    reason: str = ""
+    reason_id: str = ""
+
+    @property
+    def form_id(self) -> str:
+        return f"{self.id}-form"
+
+    @property
+    def button_id(self) -> str:
+        return f"{self.id}-button"
+
+
+def _decision(value: str, label: str, key: str, **more: str) -> Choice:
+    return Choice(id=value, field="decision", value=value, label=label, key=key, shortcut=value, **more)
+
+
+def _verdict(value: str, label: str, key: str, **more: str) -> Choice:
+    return Choice(id=f"audit-{value}", field="verdict", value=value, label=label, key=key, **more)
+
+
+DECIDE_CHOICES = (
+    _decision("approve", "Approve", "a", css="primary"),
+    _decision("reject", "Reject", "r", css="danger", reason="Reason to reject", reason_id="reject-reason"),
+)
+ESCALATE_CHOICE = _decision("escalate", "Escalate", "e", reason="Reason to escalate", reason_id="escalate-reason")
+AUDIT_CHOICES = (  # the audit queue's keys are the reviewer queue's: a correct, r incorrect
+    _verdict("correct", "Correct", "a", shortcut="approve", css="primary"),
+    _verdict(
+        "incorrect",
+        "Incorrect",
+        "r",
+        shortcut="reject",
+        css="danger",
+        reason="What was wrong",
+        reason_id="audit-reason",
+    ),
+)
 DONE = {"approve": "Approved", "reject": "Rejected", "escalate": "Escalated to the senior queue"}
 
 
@@ -213,6 +267,9 @@ def _detail_context(request: HttpRequest, action: ProposedAction, **extra) -> di
             "can_decide": may_work and queue in ("review", "senior"),
             "can_escalate": may_work and queue == "review",
             "can_audit": may_work and queue == "audit",
+            "decide_choices": DECIDE_CHOICES,
+            "escalate_choice": ESCALATE_CHOICE,
+            "audit_choices": AUDIT_CHOICES,
             "previous": previous,
             "following": following,
             "history": (history := selectors.action_history(action)),
@@ -390,7 +447,7 @@ def audit_verdict(request: HttpRequest, action_id: int) -> HttpResponse:
             action_id=action.pk, actor=request.user, verdict=verdict, reason=reason, member=request.member
         )
     except DomainError as exc:
-        return _refused(request, action.pk, exc, form={"reason": reason})
+        return _refused(request, action.pk, exc, form={"reason": reason, "decision": verdict})
     notice = f"Audit verdict “{verdict}” recorded: #{action.pk} {action.action_type}."
     return _next_item(request, "audit", notice) if in_flow else _show_decided(request, action.pk, notice)
 
