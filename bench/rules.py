@@ -50,7 +50,7 @@ def main() -> None:
     plain = deployment_create(slug="plain", stage="autonomous")
     ruled = deployment_create(slug="ruled", stage="autonomous", payload_rules={"refund.issue": RULES})
     ruled.full_clean()
-    from reviews.services import proposed_action_create
+    from reviews.services import Proposal, proposed_action_create
 
     body = {
         "action_type": "refund.issue",
@@ -62,7 +62,7 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in deployments}
 
     def propose(deployment) -> None:
-        action = proposed_action_create(deployment=deployment, **body)
+        action = proposed_action_create(deployment=deployment, proposal=Proposal(**body))
         assert action.route == "auto", action.route
 
     for deployment in deployments.values():  # warm up: caches, prepared statements, compiled rules

@@ -30,7 +30,7 @@ from reviews.execution import proposed_action_expire_if_due
 from reviews.models import DECISION_VALUES, ProposedAction
 from reviews.representation import action_representation
 from reviews.selectors import action_get_for_deployment
-from reviews.services import proposed_action_submit
+from reviews.services import Proposal, proposed_action_submit
 
 router = Router(auth=bearer, tags=["actions"])
 # Ids past a 64-bit integer are a 422, not a database error.
@@ -101,19 +101,19 @@ class ProposalIn(BaseModel):
             raise ValueError("send expires_in or expires_at, not both")
         return self
 
-    def service_fields(self) -> dict[str, Any]:
+    def proposal(self) -> Proposal:
         """SPEC §5's fields as reviews.services takes them (the callback URL as the body spells it)."""
-        return {
-            "action_type": self.action_type,
-            "payload": self.payload,
-            "risk_score": self.risk_score,
-            "confidence": self.confidence,
-            "external_id": self.external_id,
-            "model_version": self.model_version,
-            "rationale": self.rationale,
-            "needs_human": self.needs_human,
-            "callback_url": str(self.callback_url) if self.callback_url else "",
-        }
+        return Proposal(
+            action_type=self.action_type,
+            payload=self.payload,
+            risk_score=self.risk_score,
+            confidence=self.confidence,
+            external_id=self.external_id,
+            model_version=self.model_version,
+            rationale=self.rationale,
+            needs_human=self.needs_human,
+            callback_url=str(self.callback_url) if self.callback_url else "",
+        )
 
     def deadline(self) -> datetime | None:
         """The deadline the proposal asks for, as a time (checked against the SLA by the service)."""
@@ -214,7 +214,7 @@ def action_create(
     if idempotency_key is not None:
         fingerprint = request_fingerprint(data.model_dump(mode="json", exclude=None if linked else LINK_FIELDS))
     proposal = {
-        **data.service_fields(),
+        "proposal": data.proposal(),
         "idempotency_key": idempotency_key,
         **linked,
         # W3C trace context: an invalid header is ignored, as the spec says.

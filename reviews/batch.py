@@ -21,7 +21,7 @@ from reviews.idempotency import idempotency_complete
 from reviews.ingest import REPLAY_STATUS
 from reviews.models import IdempotencyRecord, ProposedAction
 from reviews.representation import action_representation
-from reviews.services import Proposal, proposal_build
+from reviews.services import proposal_build
 from reviews.shadow.services import shadow_action_logged
 
 Status = ProposedAction.Status
@@ -42,9 +42,8 @@ def proposed_actions_create_batch(
     actor_label: str = "agent",
     idempotency_record: IdempotencyRecord | None = None,
 ) -> tuple[list[ProposedAction], dict[str, Any]]:
-    """Store 1 to MAX_BATCH proposals (each the keyword arguments of proposed_action_create
-    without run and key fields, with `parent_id` and `deadline`) of one run; returns the
-    actions and the reply.
+    """Store 1 to MAX_BATCH proposals (each {"proposal": a Proposal, "parent_id", "deadline"})
+    of one run; returns the actions and the reply.
 
     Refuses the whole list, naming the item: Conflict if one repeats a rejected proposal,
     InvalidInput for a missing parent or a deadline past the SLA. With a run hold the list's
@@ -65,11 +64,10 @@ def proposed_actions_create_batch(
 
     news = []
     for item in proposals:
-        fields = {k: v for k, v in item.items() if k not in ("deadline", "parent_id", "idempotency_key")}
         links = runs.ProposalLinks(deadline=item.get("deadline"), parent=parents.get(item.get("parent_id")))
         news.append(
             proposal_build(
-                deployment=deployment, proposal=Proposal(**fields), actor_label=actor_label, now=now, links=links
+                deployment=deployment, proposal=item["proposal"], actor_label=actor_label, now=now, links=links
             )
         )
     if run is not None:
@@ -98,17 +96,17 @@ def proposed_actions_create_batch(
 
 def _refuse_rejected_again(deployment: Deployment, proposals: Sequence[dict[str, Any]]) -> None:
     """Rejected stays rejected (SPEC §4), for a whole list in one query."""
-    keyed = [(i, p) for i, p in enumerate(proposals) if p.get("external_id")]
+    keyed = [(i, item["proposal"]) for i, item in enumerate(proposals) if item["proposal"].external_id]
     if not keyed:
         return
     rejected = set(
         ProposedAction.objects.filter(
-            deployment=deployment, status=Status.REJECTED, external_id__in=[p["external_id"] for _, p in keyed]
+            deployment=deployment, status=Status.REJECTED, external_id__in=[p.external_id for _, p in keyed]
         ).values_list("external_id", "action_type", "proposal_sha256")
     )
     for i, p in keyed:
-        if (p["external_id"], p["action_type"], payload_sha256(p["payload"])) in rejected:
+        if (p.external_id, p.action_type, payload_sha256(p.payload)) in rejected:
             raise Conflict(
-                f"actions[{i}]: this {p['action_type']} for external_id {p['external_id']!r} was already "
+                f"actions[{i}]: this {p.action_type} for external_id {p.external_id!r} was already "
                 "rejected; a rejected action stays rejected (nothing in the list was stored)"
             )

@@ -159,7 +159,7 @@ def actions_batch(
     key = request.auth
     proposals = []
     for item in data.actions:
-        proposals.append({**item.service_fields(), "parent_id": item.parent_id, "deadline": item.deadline()})
+        proposals.append({"proposal": item.proposal(), "parent_id": item.parent_id, "deadline": item.deadline()})
     record = None
     if idempotency_key is not None:
         fingerprint = request_fingerprint({"batch": data.model_dump(mode="json")})

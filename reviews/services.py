@@ -111,18 +111,31 @@ def _require_can_decide(action: ProposedAction, member: Member | None) -> Delega
     return member_require_assigned(member, action.deployment_id, queue)
 
 
+@dataclass(frozen=True)
+class Proposal:
+    """What an agent proposes (SPEC §5's fields), as `proposal_build` stores it."""
+
+    action_type: str
+    payload: dict[str, Any]
+    risk_score: float
+    confidence: float
+    external_id: str = ""
+    model_version: str = ""
+    rationale: str = ""
+    needs_human: bool = False
+    callback_url: str = ""
+
+    def rule_fields(self) -> dict[str, Any]:
+        """The fields a payload rule may read (deployments.rules.FIELDS), by name."""
+        fields = dict(self.__dict__)
+        del fields["callback_url"]
+        return fields
+
+
 def proposed_action_create(
     *,
     deployment: Deployment,
-    action_type: str,
-    payload: dict[str, Any],
-    risk_score: float,
-    confidence: float,
-    external_id: str = "",
-    model_version: str = "",
-    rationale: str = "",
-    needs_human: bool = False,
-    callback_url: str = "",
+    proposal: Proposal,
     idempotency_key: str | None = None,
     actor_label: str = "",
     idempotency_record: IdempotencyRecord | None = None,
@@ -133,7 +146,8 @@ def proposed_action_create(
     parent_id: int | None = None,
     traceparent: str = "",
 ) -> ProposedAction:
-    """Store a proposed action and route it by the deployment's effective stage (SPEC §1).
+    """Store `proposal` (SPEC §5's fields) as an action and route it by the deployment's
+    effective stage (SPEC §1).
 
     Refuses (Conflict) a proposal that repeats one already rejected for the same external_id.
     `idempotency_record`, the API's Idempotency-Key, is stored with the 201 reply in the same
@@ -151,17 +165,6 @@ def proposed_action_create(
     now = timezone.now()
     runs.deadline_check(deployment=deployment, deadline=deadline, now=now)
     linked = bool(run_id) or parent_id is not None
-    proposal = Proposal(
-        action_type=action_type,
-        payload=payload,
-        risk_score=risk_score,
-        confidence=confidence,
-        external_id=external_id,
-        model_version=model_version,
-        rationale=rationale,
-        needs_human=needs_human,
-        callback_url=callback_url,
-    )
     routed = _route(deployment, proposal.rule_fields(), actor_label=actor_label)
     route = routed[1]
     reserve = route is Route.AUTO and deployment.has_blast_limits
@@ -185,7 +188,7 @@ def proposed_action_create(
         stored = proposal_insert(new)
         if stored is Outcome.REJECTED:
             raise Conflict(
-                f"this {action_type} for external_id {external_id!r} was already rejected; "
+                f"this {proposal.action_type} for external_id {proposal.external_id!r} was already rejected; "
                 "a rejected action stays rejected"
             )
         if stored is Outcome.KEY_TAKEN:
@@ -198,7 +201,7 @@ def proposed_action_create(
     if action.route == Route.SHADOW:
         shadow_action_logged(action=action)  # its outcome may have arrived first
     elif action.route == Route.REVIEW:
-        drill_maybe_place(deployment=deployment, action_type=action_type)  # reviews/humans/drills.py
+        drill_maybe_place(deployment=deployment, action_type=proposal.action_type)  # reviews/humans/drills.py
     if route in (Route.REVIEW, Route.SENIOR):
         _slack_sync(action)
     return action
@@ -220,27 +223,6 @@ def _apply_rules(
         )
         raise RefusedByRule(f"refused by payload rule {refusal.name!r} of {fields['action_type']}")
     return route_with_rules(route, matches), matches
-
-
-@dataclass(frozen=True)
-class Proposal:
-    """What an agent proposes (SPEC §5's fields), as `proposal_build` stores it."""
-
-    action_type: str
-    payload: dict[str, Any]
-    risk_score: float
-    confidence: float
-    external_id: str = ""
-    model_version: str = ""
-    rationale: str = ""
-    needs_human: bool = False
-    callback_url: str = ""
-
-    def rule_fields(self) -> dict[str, Any]:
-        """The fields a payload rule may read (deployments.rules.FIELDS), by name."""
-        fields = dict(self.__dict__)
-        del fields["callback_url"]
-        return fields
 
 
 def _slack_sync(action: ProposedAction) -> None:
@@ -432,46 +414,56 @@ def _submit(key: ApiKey, proposal: dict[str, Any], fingerprint: str) -> Proposal
 def _create_for_key(key: ApiKey, proposal: dict[str, Any], record: IdempotencyRecord | None) -> ProposedAction:
     return proposed_action_create(
         deployment=key.deployment,
-        **proposal,
+        **proposal,  # the Proposal and its options
         actor_label=f"api-key:{key.prefix}",
         idempotency_record=record,
         key_check=key.key_check,
     )
 
 
+@dataclass(frozen=True)
+class Move:
+    """One decision on an action, as its Decision row, counters and audit event record it:
+    who (`actor`, for `on_behalf_of` under a delegation), which `verb`, from which status (the
+    action's new one is already set), why and when."""
+
+    action: ProposedAction
+    verb: Decision.Verb
+    actor: AbstractBaseUser | None
+    from_status: str
+    reason: str
+    now: datetime
+    on_behalf_of: Delegator | None = None
+
+
 def _decision_create(
+    move: Move,
     *,
-    action: ProposedAction,
-    verb: Decision.Verb,
-    actor: AbstractBaseUser | None,
-    from_status: str,
-    reason: str,
-    now: datetime,
     payload_before: Any = None,
     payload_after: Any = None,
     metric: Metric | None = None,
     final: bool = False,
-    on_behalf_of: Delegator | None = None,
 ) -> tuple[Decision, float]:
     """The Decision row of a move (to `action.status`, already set) and its counters, all in
     one statement on PostgreSQL: `metric` (by default `decision.<verb>`) with the seconds it
     took (from the decider's claim, else from the proposal), its calibration outcome, a
     `final` move's SLA and counterfactual evidence (`_final_evidence`), and the decider's own
     counters (deployments.reviewers)."""
+    action, verb, actor, now = move.action, move.verb, move.actor, move.now
     started = action.claimed_at if action.claimed_at and action.claimed_by_id == getattr(actor, "pk", None) else None
     seconds = (now - (started or action.created_at)).total_seconds()
     decision = Decision.objects.create(
         action=action,
         verb=verb,
         actor=actor if actor is not None and actor.is_authenticated else None,
-        from_status=from_status,
+        from_status=move.from_status,
         to_status=action.status,
-        reason=reason,
+        reason=move.reason,
         payload_before=payload_before,
         payload_after=payload_after,
         claimed_at=started,
         seconds_to_decide=seconds,
-        on_behalf_of_id=on_behalf_of.user_id if on_behalf_of is not None else None,
+        on_behalf_of_id=move.on_behalf_of.user_id if move.on_behalf_of is not None else None,
     )
     metric = metric or Metric.of("decision", verb)
     ids = {"deployment_id": action.deployment_id, "action_type": action.action_type, "metric": metric}
@@ -528,33 +520,22 @@ def _final_evidence(*, action: ProposedAction, verb: Decision.Verb, now: datetim
     return deltas
 
 
-def _record_final(
-    *,
-    action: ProposedAction,
-    verb: Decision.Verb,
-    actor: AbstractBaseUser | None,
-    from_status: str,
-    reason: str,
-    now: datetime,
-    seconds: float,
-    on_behalf_of: Delegator | None = None,
-) -> None:
+def _record_final(move: Move, *, seconds: float) -> None:
     """What a final decision (approve, edit, reject, expire) adds to its Decision row (whose
     counters `_decision_create` wrote): the audit event and the agent's webhook."""
-    deployment_id = action.deployment_id
-    data = {"from": from_status, "to": action.status, "seconds_to_decide": round(seconds, 3)}
+    action = move.action
+    data = {"from": move.from_status, "to": action.status, "seconds_to_decide": round(seconds, 3)}
     if action.approvals_required > 1:
         data["approvals"] = f"{action.approvals_given} of {action.approvals_required}"
     audit_event_record(
-        verb=AUDIT_VERBS[verb],
-        actor=actor,
-        deployment=deployment_id,
+        verb=AUDIT_VERBS[move.verb],
+        actor=move.actor,
         obj=action,
-        reason=reason,
-        data=data | on_behalf_data(on_behalf_of),
+        reason=move.reason,
+        data=data | on_behalf_data(move.on_behalf_of),
     )
     # The outbox row commits (or rolls back) with the decision: the agent learns every one.
-    runs.action_notify(action=action, event=WEBHOOK_EVENTS[verb])
+    runs.action_notify(action=action, event=WEBHOOK_EVENTS[move.verb])
 
 
 def _move(
@@ -586,17 +567,12 @@ def _move(
     action.reason = reason
     if final:
         action.decided_at = now
-    move = {"action": action, "verb": verb, "actor": actor, "from_status": from_status, "reason": reason, "now": now}
+    move = Move(action, verb, actor, from_status, reason, now, on_behalf_of)
     _, seconds = _decision_create(
-        **move,
-        payload_before=payload_before,
-        payload_after=payload_after,
-        metric=metric,
-        final=final,
-        on_behalf_of=on_behalf_of,
+        move, payload_before=payload_before, payload_after=payload_after, metric=metric, final=final
     )
     if final:
-        _record_final(**move, seconds=seconds, on_behalf_of=on_behalf_of)
+        _record_final(move, seconds=seconds)
     else:
         audit_event_record(
             verb=audit_verb or AUDIT_VERBS[verb],
@@ -909,16 +885,8 @@ def proposed_action_audit_verdict(
     if action.audit_verdict:
         raise InvalidTransition(f"action {action.pk} already has the audit verdict {action.audit_verdict!r}")
     # The verdict's Decision, timed from the auditor's claim, before the claim is released.
-    _decision_create(
-        action=action,
-        verb=AUDIT_VERDICTS[verdict],
-        actor=actor,
-        from_status=action.status,
-        reason=reason,
-        now=timezone.now(),
-        metric=Metric.of("audit", verdict),
-        on_behalf_of=on_behalf_of,
-    )
+    verdict_move = Move(action, AUDIT_VERDICTS[verdict], actor, action.status, reason, timezone.now(), on_behalf_of)
+    _decision_create(verdict_move, metric=Metric.of("audit", verdict))
     model_update(action, audit_verdict=verdict, **CLAIM_CLEARED)
     audit_event_record(
         verb="reviews.action.audit_verdict",

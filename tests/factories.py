@@ -63,3 +63,16 @@ class ProposedActionFactory(factory.django.DjangoModelFactory):
     route = "review"
     status = ProposedAction.Status.PENDING_REVIEW
     expires_at = factory.LazyFunction(lambda: timezone.now() + timedelta(hours=24))
+
+
+def action_propose(deployment, **fields) -> "ProposedAction":
+    """`proposed_action_create` with SPEC §5's fields and the service's options as keywords alike
+    (tests only): the fields go into the `Proposal`, the rest are passed on."""
+    from dataclasses import fields as dataclass_fields
+
+    from reviews.services import Proposal, proposed_action_create
+
+    names = {f.name for f in dataclass_fields(Proposal)}
+    proposal = Proposal(**{k: v for k, v in fields.items() if k in names})
+    options = {k: v for k, v in fields.items() if k not in names}
+    return proposed_action_create(deployment=deployment, proposal=proposal, **options)

@@ -48,7 +48,7 @@ from reviews.execution import (
     proposed_action_report_result,
 )
 from reviews.models import ProposedAction
-from reviews.services import proposed_action_create
+from reviews.services import Proposal, proposed_action_create
 
 logger = logging.getLogger(__name__)
 
@@ -186,12 +186,14 @@ class Gateway:
         deployment = Deployment.objects.get(pk=self.deployment_id)  # read afresh: stage, pause, breaker
         action = proposed_action_create(
             deployment=deployment,
-            action_type=name,
-            payload=arguments,
-            risk_score=policy.risk_score,
-            confidence=policy.confidence,
-            needs_human=policy.needs_human,
-            rationale=f"MCP tool call through the gateway (session {self.run_id})",
+            proposal=Proposal(
+                action_type=name,
+                payload=arguments,
+                risk_score=policy.risk_score,
+                confidence=policy.confidence,
+                needs_human=policy.needs_human,
+                rationale=f"MCP tool call through the gateway (session {self.run_id})",
+            ),
             actor_label="mcp-gateway",
             traceparent=traceparent,
             run_id=self.run_id,

@@ -246,7 +246,7 @@ def build_server() -> MCPServer:
             data = ActionIn.model_validate(arguments)
             action = proposed_action_create(
                 deployment=key.deployment,
-                **data.service_fields(),
+                proposal=data.proposal(),
                 actor_label=f"api-key:{key.prefix}",
                 traceparent=traceparent,
                 **data.linked_fields(),

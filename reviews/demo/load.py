@@ -10,7 +10,7 @@ from deployments.models import AuditEvent, Deployment, PromotionRequest
 from deployments.services import audit_event_build, new_webhook_secret
 from reviews.demo.history import STORIES, HistoryBuilder
 from reviews.execution import proposed_action_cancel, proposed_action_execution_claim, proposed_action_report_result
-from reviews.services import proposed_action_create
+from reviews.services import Proposal, proposed_action_create
 
 
 def demo_deployment_create(*, slug: str, name: str, stage: str) -> Deployment:
@@ -79,15 +79,8 @@ def _agent_boundary_examples(*, deployments: dict[str, Deployment]) -> None:
     invoices, refunds = deployments["invoice-matching"], deployments["refunds"]
 
     def propose(deployment, action_type, payload, risk, **kw):
-        return proposed_action_create(
-            deployment=deployment,
-            action_type=action_type,
-            payload=payload,
-            risk_score=risk,
-            confidence=0.99,
-            actor_label="agent",
-            **kw,
-        )
+        proposal = Proposal(action_type=action_type, payload=payload, risk_score=risk, confidence=0.99)
+        return proposed_action_create(deployment=deployment, proposal=proposal, actor_label="agent", **kw)
 
     run = {"run_id": "month-end-close-2026-11", "run_hold": True}
     propose(invoices, "invoice.match", {"invoice": "INV-9001", "po": "PO-88", "amount_cents": 4_250_000}, 0.55, **run)

@@ -13,7 +13,7 @@ from trustladder_client import payload_sha256, verify_webhook
 from deliveries.models import Delivery
 from deployments.models import Member
 from reviews.models import ProposedAction
-from reviews.services import proposed_action_approve, proposed_action_create, proposed_action_reject
+from reviews.services import Proposal, proposed_action_approve, proposed_action_create, proposed_action_reject
 from tests.deliveries.support import Worker, celery_broker, http_receiver, purge_queues, wait_for
 from tests.factories import DeploymentFactory, MemberFactory
 from tests.support.servers import PrivateRedis
@@ -47,11 +47,13 @@ def workers(tmp_path, settings):
 def propose(deployment, url: str) -> ProposedAction:
     return proposed_action_create(
         deployment=deployment,
-        action_type="refund.issue",
-        payload={"order": "A-1", "amount_cents": 1200},
-        risk_score=0.2,
-        confidence=0.97,
-        callback_url=url,
+        proposal=Proposal(
+            action_type="refund.issue",
+            payload={"order": "A-1", "amount_cents": 1200},
+            risk_score=0.2,
+            confidence=0.97,
+            callback_url=url,
+        ),
     )
 
 

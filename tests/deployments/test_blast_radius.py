@@ -9,15 +9,14 @@ from django.utils import timezone
 from deployments.models import AuditEvent, BlastRadiusUse
 from deployments.services import api_key_create, blast_radius_purge
 from reviews.models import ProposedAction
-from reviews.services import proposed_action_create
 from tests.conftest import ApiClient, proposal
-from tests.factories import DeploymentFactory
+from tests.factories import DeploymentFactory, action_propose
 from tests.reviews.test_concurrency import run_together
 
 
 def propose(deployment, **overrides):
     body = proposal(**overrides)
-    return proposed_action_create(deployment=deployment, **body)
+    return action_propose(deployment, **body)
 
 
 @pytest.mark.django_db

@@ -17,8 +17,8 @@ from deployments.errors import InvalidTransition, NotAllowed
 from deployments.models import AuditEvent, Deployment
 from deployments.services import breaker_check, breaker_reset, evidence_add
 from deployments.tasks import breaker_notify, breakers_check_all
-from reviews.services import proposed_action_create
 from tests.conftest import proposal
+from tests.factories import action_propose
 
 pytestmark = pytest.mark.django_db
 
@@ -183,7 +183,7 @@ def test_a_tripped_breaker_routes_to_review_at_once(deployment):
     record(deployment, "execution.failed.auto", 20)
     breaker_check(deployment=deployment)
     deployment.refresh_from_db()
-    action = proposed_action_create(deployment=deployment, **proposal())
+    action = action_propose(deployment, **proposal())
     assert action.route == "review"
 
 

@@ -17,7 +17,7 @@ from deployments.services import (
     deployment_resume,
     evidence_add,
 )
-from reviews.services import proposed_action_create
+from reviews.services import Proposal, proposed_action_create
 from tests.deployments.test_gate import add, approval_evidence, make
 from tests.factories import MemberFactory
 
@@ -146,7 +146,9 @@ def test_demoting_from_autonomous_to_approval_routes_to_people(admin):
     d = make("autonomous")
     deployment_demote(deployment_id=d.pk, actor=admin.user, to_stage="approval", reason="audit findings")
     d.refresh_from_db()
-    action = proposed_action_create(deployment=d, action_type="x", payload={}, risk_score=0.0, confidence=1.0)
+    action = proposed_action_create(
+        deployment=d, proposal=Proposal(action_type="x", payload={}, risk_score=0.0, confidence=1.0)
+    )
     assert action.route == "review"
 
 
@@ -175,7 +177,9 @@ def test_pause_and_resume_are_audited_and_safe_to_repeat(admin, reviewer):
     deployment_pause(deployment_id=d.pk, actor=admin.user, reason="incident")
     d.refresh_from_db()
     assert d.paused
-    action = proposed_action_create(deployment=d, action_type="x", payload={}, risk_score=0.0, confidence=1.0)
+    action = proposed_action_create(
+        deployment=d, proposal=Proposal(action_type="x", payload={}, risk_score=0.0, confidence=1.0)
+    )
     assert action.route == "review" and action.decision == "wait"
     assert AuditEvent.objects.filter(verb="deployments.deployment.paused").count() == 1
     deployment_resume(deployment_id=d.pk, actor=admin.user, reason="fixed")

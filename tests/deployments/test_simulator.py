@@ -18,6 +18,7 @@ from deployments.simulator import confidence_band, replay_count_add, risk_band, 
 from deployments.stats import wilson_interval
 from reviews.execution import proposed_action_execution_claim, proposed_action_report_result
 from reviews.services import (
+    Proposal,
     proposed_action_approve,
     proposed_action_create,
     proposed_action_escalate,
@@ -172,7 +173,7 @@ BIG = {"refund.issue": [{"name": "big refunds", "expression": "payload.amount_ce
 def _refund(dep, amount: int, *, risk: float):
     payload = {"amount_cents": amount}
     return proposed_action_create(
-        deployment=dep, action_type="refund.issue", payload=payload, risk_score=risk, confidence=0.99
+        deployment=dep, proposal=Proposal(action_type="refund.issue", payload=payload, risk_score=risk, confidence=0.99)
     )
 
 

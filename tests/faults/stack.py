@@ -417,11 +417,11 @@ print(json.dumps(decided))
         code = f"""
 import json
 from deployments.models import Deployment
-from reviews.services import proposed_action_create
+from reviews.services import Proposal, proposed_action_create
 d = Deployment.objects.get(pk={deployment_id})
 ids = [
-    proposed_action_create(deployment=d, action_type="refund.issue", payload={{"n": i}}, risk_score=0.5,
-                           confidence=0.5, callback_url={callback_url!r}).pk
+    proposed_action_create(deployment=d, proposal=Proposal(action_type="refund.issue", payload={{"n": i}},
+                           risk_score=0.5, confidence=0.5, callback_url={callback_url!r})).pk
     for i in range({n})
 ]
 print(json.dumps(ids))

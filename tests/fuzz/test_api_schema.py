@@ -19,8 +19,8 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from config.wsgi import application
 from core.jsonlimits import MAX_SAFE_INTEGER
-from reviews.services import proposed_action_create
 from tests.conftest import proposal
+from tests.factories import action_propose
 
 # PostgreSQL cannot store U+0000 in text or jsonb, so the API refuses it with a 422 (see
 # docs/spec-decisions.md and tests/reviews/test_api.py); JSON Schema cannot say "no NUL
@@ -90,7 +90,7 @@ def actions(deployment) -> list[int]:
     ids = []
     for risk in (0.1, 0.5, 0.9):
         body = proposal(risk_score=risk)
-        ids.append(proposed_action_create(deployment=deployment, **body).pk)
+        ids.append(action_propose(deployment, **body).pk)
     return ids
 
 

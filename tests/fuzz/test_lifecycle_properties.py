@@ -21,6 +21,7 @@ from reviews.execution import (
 )
 from reviews.models import DECISIONS, Decision, ProposedAction
 from reviews.services import (
+    Proposal,
     proposed_action_approve,
     proposed_action_create,
     proposed_action_escalate,
@@ -120,11 +121,13 @@ def test_random_service_calls_never_reach_an_illegal_state(stage, risk, confiden
     }
     action = proposed_action_create(
         deployment=deployment,
-        action_type="refund.issue",
-        payload={"amount_cents": 1200},
-        risk_score=risk,
-        confidence=confidence,
-        needs_human=needs_human,
+        proposal=Proposal(
+            action_type="refund.issue",
+            payload={"amount_cents": 1200},
+            risk_score=risk,
+            confidence=confidence,
+            needs_human=needs_human,
+        ),
     )
     assert action.status in INITIAL[action.route]
     changes = decisions = 0

@@ -17,11 +17,10 @@ from reviews.humans.sampling import review_sample_for
 from reviews.models import ProposedAction
 from reviews.services import (
     proposed_action_approve,
-    proposed_action_create,
     proposed_action_escalate,
     proposed_action_reject,
 )
-from tests.factories import DeploymentFactory, MemberFactory
+from tests.factories import DeploymentFactory, MemberFactory, action_propose
 from tests.humans.support import evidence, sample
 
 pytestmark = pytest.mark.django_db
@@ -58,8 +57,8 @@ def test_default_rate_is_zero_and_a_rate_of_one_samples_every_reviewed_proposal(
     plain = DeploymentFactory(stage="approval")
     assert plain.blind_review_rate == 0 and plain.double_review_rate == 0
     args = {"action_type": "refund.issue", "payload": {"order": "A-1"}, "risk_score": 0.1, "confidence": 0.99}
-    assert proposed_action_create(deployment=plain, **args).review_sample == ""
-    action = proposed_action_create(deployment=stage2, **args)
+    assert action_propose(plain, **args).review_sample == ""
+    action = action_propose(stage2, **args)
     action.refresh_from_db()  # stored through the ingest statement
     assert (action.status, action.review_sample) == (S.PENDING_REVIEW, "blind")
 

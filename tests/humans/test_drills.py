@@ -15,6 +15,7 @@ from reviews.humans.drills import drill_maybe_place, drill_place
 from reviews.humans.models import Drill, DrillTemplate
 from reviews.models import Decision, ProposedAction
 from reviews.services import (
+    Proposal,
     proposed_action_approve,
     proposed_action_create,
     proposed_action_decide,
@@ -48,7 +49,8 @@ def rita(d):
 
 def test_a_drill_is_placed_with_a_reviewed_proposal_and_looks_like_any_item(d, template):
     proposed_action_create(
-        deployment=d, action_type="refund.issue", payload={"order": "A"}, risk_score=0.1, confidence=0.99
+        deployment=d,
+        proposal=Proposal(action_type="refund.issue", payload={"order": "A"}, risk_score=0.1, confidence=0.99),
     )
     drill = ProposedAction.objects.get(review_sample="drill")
     assert (drill.status, drill.route, drill.payload, drill.callback_url) == (S.PENDING_REVIEW, "review", BAD, "")

@@ -14,7 +14,7 @@ from deployments.services import api_key_create, api_key_revoke
 from integrations.mcp.server import PATH, mcp_asgi_app
 from reviews.canonical import payload_sha256
 from reviews.models import ProposedAction
-from reviews.services import proposed_action_approve, proposed_action_create
+from reviews.services import Proposal, proposed_action_approve, proposed_action_create
 from tests.factories import DeploymentFactory, MemberFactory
 from tests.integrations.support import agent_trace, mcp_session, run_async, same_trace, uvicorn_server
 
@@ -163,13 +163,11 @@ def test_errors_are_tool_errors_with_the_api_codes(setup, server_url):
     deployment, _, key = setup
     other = proposed_action_create(
         deployment=DeploymentFactory(stage="approval"),
-        action_type="refund.issue",
-        payload={"x": 1},
-        risk_score=0.2,
-        confidence=0.9,
+        proposal=Proposal(action_type="refund.issue", payload={"x": 1}, risk_score=0.2, confidence=0.9),
     )
     mine = proposed_action_create(
-        deployment=deployment, action_type="refund.issue", payload={"x": 1}, risk_score=0.2, confidence=0.9
+        deployment=deployment,
+        proposal=Proposal(action_type="refund.issue", payload={"x": 1}, risk_score=0.2, confidence=0.9),
     )
 
     async def go():
@@ -364,14 +362,12 @@ HOSTILE_JSON = [
 def test_every_argument_of_every_tool_refuses_hostile_values_and_nothing_changes(setup, server_url):
     deployment, _, key = setup
     mine = proposed_action_create(
-        deployment=deployment, action_type="refund.issue", payload={"x": 1}, risk_score=0.2, confidence=0.9
+        deployment=deployment,
+        proposal=Proposal(action_type="refund.issue", payload={"x": 1}, risk_score=0.2, confidence=0.9),
     )
     elsewhere = proposed_action_create(
         deployment=DeploymentFactory(stage="approval"),
-        action_type="refund.issue",
-        payload={"x": 1},
-        risk_score=0.2,
-        confidence=0.9,
+        proposal=Proposal(action_type="refund.issue", payload={"x": 1}, risk_score=0.2, confidence=0.9),
     )
     benign = _benign(mine.pk, elsewhere.pk)
 

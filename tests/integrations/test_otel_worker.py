@@ -4,7 +4,7 @@ the worker to a real OTLP/HTTP receiver, and sent on the webhook the worker deli
 import pytest
 
 from deployments.models import Member
-from reviews.services import proposed_action_approve, proposed_action_create
+from reviews.services import Proposal, proposed_action_approve, proposed_action_create
 from tests.deliveries.support import Worker, http_receiver, purge_queues, wait_for
 from tests.factories import DeploymentFactory, MemberFactory
 from tests.integrations.support import otlp_receiver
@@ -27,11 +27,13 @@ def test_the_worker_continues_the_agents_trace(tmp_path, settings, monkeypatch):
         try:
             action = proposed_action_create(
                 deployment=deployment,
-                action_type="refund.issue",
-                payload={"order": "A-1"},
-                risk_score=0.2,
-                confidence=0.9,
-                callback_url=hooks.url,
+                proposal=Proposal(
+                    action_type="refund.issue",
+                    payload={"order": "A-1"},
+                    risk_score=0.2,
+                    confidence=0.9,
+                    callback_url=hooks.url,
+                ),
                 traceparent=TRACEPARENT,
             )
             proposed_action_approve(action_id=action.pk, actor=reviewer.user)

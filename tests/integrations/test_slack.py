@@ -16,8 +16,8 @@ from integrations.models import SlackMessage, SlackUser
 from integrations.slack.services import slack_interactions_purge, slack_sla_warnings, slack_user_link
 from reviews.claims import proposed_action_claim
 from reviews.models import Decision, ProposedAction
-from reviews.services import proposed_action_approve, proposed_action_create
-from tests.factories import DeploymentFactory, MemberFactory
+from reviews.services import proposed_action_approve
+from tests.factories import DeploymentFactory, MemberFactory, action_propose
 from tests.integrations.support import fake_slack, slack_signed
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -48,8 +48,8 @@ def world(db):
 
 
 def propose(deployment, **overrides) -> ProposedAction:
-    return proposed_action_create(
-        deployment=deployment,
+    return action_propose(
+        deployment,
         action_type=overrides.pop("action_type", "refund.issue"),
         payload=overrides.pop("payload", {"order": "A-1", "amount_cents": 1200}),
         risk_score=overrides.pop("risk_score", 0.2),

@@ -11,7 +11,7 @@ from deployments.services import api_key_create
 from reviews.models import Decision, ProposedAction
 from reviews.services import proposed_action_approve, proposed_action_reject
 from tests.conftest import ApiClient, proposal
-from tests.factories import ProposedActionFactory
+from tests.factories import ProposedActionFactory, action_propose
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -77,11 +77,10 @@ def test_twenty_concurrent_identical_requests_create_one_action(deployment):
 def test_two_execution_claims_at_once_exactly_one_wins(deployment):
     """Issue 15: a replay, a retried crash or a second process claiming at the same instant."""
     from reviews.execution import AlreadyClaimed, proposed_action_execution_claim
-    from reviews.services import proposed_action_create
 
     for i in range(30):
-        action = proposed_action_create(
-            deployment=deployment, action_type="refund.issue", payload={"i": i}, risk_score=0.1, confidence=0.99
+        action = action_propose(
+            deployment, action_type="refund.issue", payload={"i": i}, risk_score=0.1, confidence=0.99
         )
         results = run_together(
             *[
@@ -110,11 +109,10 @@ def test_a_decision_and_the_last_sibling_of_a_held_run_release_each_action_once(
     """Two gated siblings decided at once: whoever commits second releases the held ones,
     exactly once, and nothing deadlocks."""
     from deployments.models import AuditEvent
-    from reviews.services import proposed_action_create
 
     def propose(run, **kw):
         fields = {"action_type": "refund.issue", "payload": {"n": 1}, "risk_score": 0.1, "confidence": 0.99}
-        return proposed_action_create(deployment=deployment, run_id=run, **{**fields, **kw})
+        return action_propose(deployment, run_id=run, **{**fields, **kw})
 
     for i in range(10):
         run = f"race-{i}"

@@ -11,6 +11,7 @@ from django.utils import timezone
 from deliveries.models import Delivery
 from reviews.representation import action_representation
 from reviews.services import (
+    Proposal,
     proposed_action_approve,
     proposed_action_create,
     proposed_action_escalate,
@@ -75,11 +76,13 @@ def test_escalation_auto_approval_and_actions_without_callback_deliver_nothing(r
     proposed_action_escalate(action_id=escalated.pk, actor=reviewer.user, reason="big amount")
     proposed_action_create(
         deployment=deployment,
-        action_type="refund.issue",
-        payload={"amount_cents": 1},
-        risk_score=0.01,
-        confidence=0.999,
-        callback_url=HOOK,
+        proposal=Proposal(
+            action_type="refund.issue",
+            payload={"amount_cents": 1},
+            risk_score=0.01,
+            confidence=0.999,
+            callback_url=HOOK,
+        ),
     )
     silent = ProposedActionFactory(deployment=deployment)
     proposed_action_approve(action_id=silent.pk, actor=reviewer.user)

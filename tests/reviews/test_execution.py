@@ -22,10 +22,10 @@ from reviews.execution import (
     proposed_action_report_result,
 )
 from reviews.models import ProposedAction
-from reviews.services import proposed_action_approve, proposed_action_create, proposed_action_decide
+from reviews.services import proposed_action_approve, proposed_action_decide
 from reviews.tasks import expire_overdue_actions
 from tests.conftest import proposal
-from tests.factories import DeploymentFactory
+from tests.factories import DeploymentFactory, action_propose
 
 S = ProposedAction.Status
 pytestmark = pytest.mark.django_db
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.django_db
 
 def propose(deployment, **kw) -> ProposedAction:
     fields = {"action_type": "refund.issue", "payload": {"amount_cents": 1200}, "risk_score": 0.1, "confidence": 0.99}
-    return proposed_action_create(deployment=deployment, **{**fields, **kw})
+    return action_propose(deployment, **{**fields, **kw})
 
 
 def events(action, verb: str) -> int:

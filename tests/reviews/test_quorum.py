@@ -19,8 +19,8 @@ from reviews.humans.drills import drill_place
 from reviews.humans.models import Drill, DrillTemplate
 from reviews.models import Decision, ProposedAction, QuorumApproval
 from reviews.representation import action_representation
-from reviews.services import proposed_action_approve, proposed_action_create, proposed_action_decide
-from tests.factories import DeploymentFactory, MemberFactory
+from reviews.services import proposed_action_approve, proposed_action_decide
+from tests.factories import DeploymentFactory, MemberFactory, action_propose
 from tests.humans.support import evidence
 from tests.reviews.test_query_counts import DECISION_QUERIES
 
@@ -43,8 +43,8 @@ def people(d):
 
 def propose(d, payload=None, **kw):
     kw.setdefault("callback_url", "https://agent.example/hook")
-    return proposed_action_create(
-        deployment=d, action_type="refund.issue", payload=dict(payload or BIG), risk_score=0.1, confidence=0.99, **kw
+    return action_propose(
+        d, action_type="refund.issue", payload=dict(payload or BIG), risk_score=0.1, confidence=0.99, **kw
     )
 
 

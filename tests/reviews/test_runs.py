@@ -12,13 +12,14 @@ from reviews.batch import proposed_actions_create_batch
 from reviews.execution import proposed_action_cancel, proposed_action_deadline_expire, proposed_action_execution_claim
 from reviews.models import ActionRun, ProposedAction
 from reviews.services import (
+    Proposal,
     proposed_action_approve,
-    proposed_action_create,
     proposed_action_escalate,
     proposed_action_expire,
     proposed_action_reject,
 )
 from tests.conftest import proposal
+from tests.factories import action_propose
 
 S = ProposedAction.Status
 pytestmark = pytest.mark.django_db
@@ -28,7 +29,7 @@ GATED = {"risk_score": 0.5, "confidence": 0.99}
 
 def propose(deployment, **kw) -> ProposedAction:
     fields = {"action_type": "refund.issue", "payload": {"amount_cents": 1200}, **AUTO}
-    return proposed_action_create(deployment=deployment, **{**fields, **kw})
+    return action_propose(deployment, **{**fields, **kw})
 
 
 def status(action) -> str:
@@ -156,8 +157,10 @@ def test_the_queue_and_the_action_page_show_the_run_and_the_parent(client, deplo
 # -- lists of proposals -----------------------------------------------------------------------
 
 
-def batch_item(**kw) -> dict:
-    return {"action_type": "refund.issue", "payload": {"amount_cents": 100}, **AUTO, **kw}
+def batch_item(deadline=None, parent_id=None, **kw) -> dict:
+    """One item of a list as reviews.batch takes it: the Proposal and its links."""
+    fields = {"action_type": "refund.issue", "payload": {"amount_cents": 100}, **AUTO, **kw}
+    return {"proposal": Proposal(**fields), "deadline": deadline, "parent_id": parent_id}
 
 
 def test_a_list_is_routed_item_by_item_and_stored_with_its_evidence(deployment):

@@ -17,12 +17,11 @@ from reviews.execution import (
 from reviews.models import Decision, ProposedAction
 from reviews.services import (
     proposed_action_approve,
-    proposed_action_create,
     proposed_action_escalate,
     proposed_action_expire,
     proposed_action_reject,
 )
-from tests.factories import DeploymentFactory, MemberFactory, ProposedActionFactory
+from tests.factories import DeploymentFactory, MemberFactory, ProposedActionFactory, action_propose
 
 S = ProposedAction.Status
 pytestmark = pytest.mark.django_db
@@ -40,7 +39,7 @@ def propose(deployment, **kw) -> ProposedAction:
         "confidence": 0.99,
     }
     args.update(kw)
-    return proposed_action_create(deployment=deployment, **args)
+    return action_propose(deployment, **args)
 
 
 @pytest.mark.parametrize(

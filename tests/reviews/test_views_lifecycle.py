@@ -7,7 +7,7 @@ from django.urls import reverse
 from deployments.models import AuditEvent
 from reviews.execution import proposed_action_cancel, proposed_action_execution_claim, proposed_action_report_result
 from reviews.models import ProposedAction
-from reviews.services import proposed_action_create
+from tests.factories import action_propose
 from tests.reviews.test_views import client_for
 
 pytestmark = pytest.mark.django_db
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 def propose(deployment, **kw) -> ProposedAction:
     fields = {"action_type": "refund.issue", "payload": {"amount_cents": 1}, "risk_score": 0.1, "confidence": 0.99}
-    return proposed_action_create(deployment=deployment, **{**fields, **kw})
+    return action_propose(deployment, **{**fields, **kw})
 
 
 def unknown_action(deployment) -> ProposedAction:
