@@ -1,6 +1,7 @@
 """Agent API: propose actions and read them back (SPEC §5); the execution claim, results,
 reconciliation, cancellation and lists are reviews.execution_api's (issue 15)."""
 
+from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -31,6 +32,9 @@ from reviews.models import DECISION_VALUES, ProposedAction
 from reviews.representation import action_representation
 from reviews.selectors import action_get_for_deployment
 from reviews.services import Proposal, proposed_action_submit
+
+# The fields of a Proposal read as they are from the body (the callback URL is made a string).
+PROPOSAL_FIELDS = [f.name for f in fields(Proposal) if f.name != "callback_url"]
 
 router = Router(auth=bearer, tags=["actions"])
 # Ids past a 64-bit integer are a 422, not a database error.
@@ -103,17 +107,8 @@ class ProposalIn(BaseModel):
 
     def proposal(self) -> Proposal:
         """SPEC §5's fields as reviews.services takes them (the callback URL as the body spells it)."""
-        return Proposal(
-            action_type=self.action_type,
-            payload=self.payload,
-            risk_score=self.risk_score,
-            confidence=self.confidence,
-            external_id=self.external_id,
-            model_version=self.model_version,
-            rationale=self.rationale,
-            needs_human=self.needs_human,
-            callback_url=str(self.callback_url) if self.callback_url else "",
-        )
+        values = {name: getattr(self, name) for name in PROPOSAL_FIELDS}
+        return Proposal(**values, callback_url=str(self.callback_url) if self.callback_url else "")
 
     def deadline(self) -> datetime | None:
         """The deadline the proposal asks for, as a time (checked against the SLA by the service)."""
