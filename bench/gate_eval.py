@@ -2,24 +2,22 @@
 
     DATABASE_URL=postgres://... .venv/bin/python bench/gate_eval.py [days] [types]
 
-Creates a throw-away deployment with `days` days of counters for `types` action types (all
-the metrics the gate reads, 2 shards each), times gate_evaluate and the breaker reading, and
-deletes it again. Prints figures; asserts nothing.
+Uses its own database `tl_bench_gate` next to DATABASE_URL's (created afresh, migrated,
+dropped at the end). Creates a deployment with `days` days of counters for `types` action
+types (all the metrics the gate reads, 2 shards each) and times gate_evaluate and the breaker
+reading. Prints figures; asserts nothing.
 """
 
-import os
 import statistics
 import sys
 import time
 from datetime import timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _scratchdb import scratch_django, scratch_drop  # noqa: E402
 
-import django  # noqa: E402
-
-django.setup()
+URL = scratch_django("tl_bench_gate")
 
 from django.utils import timezone  # noqa: E402
 
@@ -76,8 +74,7 @@ def main(days: int, types: int) -> None:
                 timings.append((time.perf_counter() - t0) * 1000)
             print(f"{name}: median {statistics.median(timings):.1f} ms, max {max(timings):.1f} ms over 20 runs")
     finally:
-        EvidenceCount.objects.filter(deployment=d).delete()
-        d.delete()
+        scratch_drop(URL)
 
 
 if __name__ == "__main__":
