@@ -164,16 +164,21 @@ def member_reach(member: Member) -> Reach:
     return reach
 
 
+def delegations_in_effect(*, senior: bool = False) -> QuerySet[Delegation]:
+    """The delegations in effect now (started, not over, not cancelled); with `senior`, only
+    those from a senior (or admin), which hand over the senior and audit queues too."""
+    now = timezone.now()
+    delegations = Delegation.objects.filter(cancelled_at__isnull=True, starts_at__lte=now, ends_at__gt=now)
+    if senior:
+        delegations = delegations.filter(delegator__role__in=(Member.Role.SENIOR, Member.Role.ADMIN))
+    return delegations
+
+
 def _reach_rows(member: Member, *, senior: bool = False) -> QuerySet:
     """The assignments that make up a (non-admin) member's reach: their own and those of the
     delegators whose delegation to them is in effect now; with `senior`, only those that carry
     a senior's rights (the member's own if they are a senior, a senior delegator's)."""
-    now = timezone.now()
-    delegations = Delegation.objects.filter(
-        delegate_id=member.pk, cancelled_at__isnull=True, starts_at__lte=now, ends_at__gt=now
-    )
-    if senior:
-        delegations = delegations.filter(delegator__role__in=(Member.Role.SENIOR, Member.Role.ADMIN))
+    delegations = delegations_in_effect(senior=senior).filter(delegate_id=member.pk)
     rows = Q(member_id__in=delegations.values("delegator_id"))
     if not senior or member.is_senior:
         rows |= Q(member_id=member.pk)

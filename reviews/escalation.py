@@ -1,7 +1,7 @@
 """The escalation chain (issue 17, approver operations): an item left in the reviewer queue
 until its deployment's `escalate_at_sla_share` of `review_sla` has passed moves to the senior
-queue, with a fresh `senior_sla`, and the deployment's seniors are told — instead of the item
-only expiring at its deadline.
+queue, with a fresh `senior_sla`, and the deployment's seniors (and whoever covers for one of
+them by a delegation in effect) are told — instead of the item only expiring at its deadline.
 
 The move itself is `reviews.services.proposed_action_auto_escalate` (the same `_move` as a
 person's escalation; audited as `reviews.action.auto_escalated` by "system"); the periodic task
@@ -24,6 +24,7 @@ from django.db.models import Q
 from django.urls import reverse
 
 from deployments.models import Deployment, Member
+from deployments.permissions import delegations_in_effect
 from reviews.models import ProposedAction
 
 Status = ProposedAction.Status
@@ -57,16 +58,22 @@ def escalation_due_ids(*, now: datetime, limit: int) -> list[int]:
 
 
 def escalation_notify(*, action_id: int) -> bool:
-    """Email the seniors (and admins) assigned to the action's deployment that it was moved
+    """Email the seniors assigned to the action's deployment, the admins, and the people
+    covering for one of those seniors (an out-of-office delegation in effect) that it was moved
     to the senior queue. False (nothing sent) when it has left that queue since: stale news."""
     action = ProposedAction.objects.select_related("deployment").get(pk=action_id)
     if action.status != Status.PENDING_SENIOR:
         return False
     deployment = action.deployment
+    # Who works its senior queue now: the admins, its seniors, and whoever covers for one of
+    # its seniors by a delegation in effect (deployments.permissions).
+    covering = delegations_in_effect(senior=True).filter(delegator__deployments=deployment)
     recipients = sorted(
         set(
             Member.objects.filter(
-                Q(role=Member.Role.ADMIN) | Q(role=Member.Role.SENIOR, deployments=deployment),
+                Q(role=Member.Role.ADMIN)
+                | Q(role=Member.Role.SENIOR, deployments=deployment)
+                | Q(pk__in=covering.values("delegate_id")),
                 user__is_active=True,
             )
             .exclude(user__email="")

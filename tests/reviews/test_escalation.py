@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from deployments.counters import Metric
 from deployments.errors import InvalidTransition, NotAllowed
+from deployments.delegations import delegation_cancel, delegation_create
 from deployments.models import AuditEvent, EvidenceCount, Member
 from reviews.escalation import escalation_due_at, escalation_notify
 from reviews.models import Decision, ProposedAction
@@ -121,6 +122,42 @@ def test_admins_are_told_seniors_of_other_deployments_are_not(escalating, django
     with django_capture_on_commit_callbacks(execute=True):
         escalate_due_actions()
     assert [m.to for m in mail.outbox] == [[admin.user.email]]
+
+
+@pytest.mark.usefixtures("eager_celery")
+def test_whoever_covers_for_one_of_its_seniors_is_told_too(
+    escalating, senior, reviewer, django_capture_on_commit_callbacks
+):
+    senior.user.email = "away@example.com"
+    senior.user.save()
+    cover = MemberFactory(role=Member.Role.REVIEWER, user=UserFactory(email="cover@example.com"))
+    not_yet = MemberFactory(role=Member.Role.REVIEWER, user=UserFactory(email="later@example.com"))
+    for_a_reviewer = MemberFactory(role=Member.Role.REVIEWER, user=UserFactory(email="reviewers-cover@example.com"))
+    cancelled = MemberFactory(role=Member.Role.REVIEWER, user=UserFactory(email="cancelled@example.com"))
+    now = timezone.now()
+    week = {"starts_at": now - timedelta(hours=1), "ends_at": now + timedelta(days=7)}
+    delegation_create(actor=senior.user, delegator_id=senior.pk, delegate_id=cover.pk, **week)
+    delegation_create(
+        actor=senior.user,
+        delegator_id=senior.pk,
+        delegate_id=not_yet.pk,
+        starts_at=now + timedelta(days=8),
+        ends_at=now + timedelta(days=9),
+    )
+    # A reviewer's delegation hands over the reviewer queue only: not told of the senior queue.
+    delegation_create(actor=reviewer.user, delegator_id=reviewer.pk, delegate_id=for_a_reviewer.pk, **week)
+    gone = delegation_create(
+        actor=senior.user,
+        delegator_id=senior.pk,
+        delegate_id=cancelled.pk,
+        starts_at=now + timedelta(days=10),
+        ends_at=now + timedelta(days=11),
+    )
+    delegation_cancel(actor=senior.user, delegation_id=gone.pk)
+    ProposedActionFactory(deployment=escalating, expires_at=left(2))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert escalate_due_actions() == 1
+    assert [sorted(m.to) for m in mail.outbox] == [["away@example.com", "cover@example.com"]]
 
 
 def test_the_share_bounds_are_validated(escalating):
