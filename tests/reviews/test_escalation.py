@@ -10,8 +10,8 @@ from django.db import connection
 from django.utils import timezone
 
 from deployments.counters import Metric
-from deployments.errors import InvalidTransition, NotAllowed
 from deployments.delegations import delegation_cancel, delegation_create
+from deployments.errors import InvalidTransition, NotAllowed
 from deployments.models import AuditEvent, EvidenceCount, Member
 from reviews.escalation import escalation_due_at, escalation_notify
 from reviews.models import Decision, ProposedAction
