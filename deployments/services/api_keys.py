@@ -58,7 +58,7 @@ def api_key_revoke(*, key_id: int, actor: AbstractBaseUser | None = None) -> Api
     key = ApiKey.objects.select_for_update().get(pk=key_id)
     if key.revoked_at is None:
         model_update(key, revoked_at=timezone.now())
-        audit_event_record(verb="deployments.api_key.revoked", actor=actor, deployment=key.deployment_id, obj=key)
+        audit_event_record(verb="deployments.api_key.revoked", actor=actor, obj=key)
     return key
 
 

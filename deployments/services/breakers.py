@@ -31,9 +31,7 @@ def breaker_trip(*, deployment_id: int, reason: str, data: dict | None = None, n
     now = now or timezone.now()
     model_update(deployment, breaker_tripped_at=now, breaker_reason=reason[:500])
     evidence_add(deployment_id=deployment.pk, action_type=DEPLOYMENT_WIDE, metric=Metric.BREAKER_TRIPPED)
-    event = audit_event_record(
-        verb="deployments.breaker.tripped", deployment=deployment, obj=deployment, reason=reason, data=data or {}
-    )
+    event = audit_event_record(verb="deployments.breaker.tripped", obj=deployment, reason=reason, data=data or {})
     # After commit: the trip stands even if the broker is down; the failure is logged.
     enqueue_on_commit("deployments.breaker_notify", deployment.pk, event.pk, robust=True)
     if deployment.slack_channel:  # posted to the deployment's Slack channel too (integrations.slack)

@@ -56,9 +56,7 @@ def _set_paused(*, deployment_id: int, actor: AbstractBaseUser, reason: str, pau
     deployment = deployment_lock(deployment_id)
     if deployment.paused != paused:
         model_update(deployment, paused=paused)
-        audit_event_record(
-            verb=f"deployments.deployment.{verb}d", actor=actor, deployment=deployment, obj=deployment, reason=reason
-        )
+        audit_event_record(verb=f"deployments.deployment.{verb}d", actor=actor, obj=deployment, reason=reason)
     return deployment
 
 

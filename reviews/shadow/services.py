@@ -462,6 +462,4 @@ def shadow_recompute_fail(*, recompute_id: int, error: str) -> None:
     if recompute is None or recompute.status != ShadowRecompute.Status.RUNNING:
         return
     model_update(recompute, status=ShadowRecompute.Status.FAILED, finished_at=timezone.now(), error=error[:2000])
-    audit_event_record(
-        verb="reviews.shadow.recompute_failed", deployment=recompute.deployment_id, obj=recompute, data={"error": error}
-    )
+    audit_event_record(verb="reviews.shadow.recompute_failed", obj=recompute, data={"error": error})
